@@ -1,0 +1,18 @@
+"""The simple AI API's error body: ``{"detail": message, "code": code}`` (plus ``param`` for bad input)."""
+
+import msgspec
+
+from services.api.errors import GatewayProblem
+
+__all__ = ["error_object", "render_error"]
+
+
+def error_object(code: str, message: str, param: str | None = None) -> dict[str, str]:
+    body = {"detail": message, "code": code}
+    if param:
+        body["param"] = param
+    return body
+
+
+def render_error(problem: GatewayProblem) -> bytes:
+    return msgspec.json.encode(error_object(problem.code, problem.message, problem.param))

@@ -1,0 +1,64 @@
+"""``POST /api/ai/chat`` and ``POST /api/ai/completions``: the simple AI API (Pro and Enterprise tiers)."""
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from services.api.auth.deps import provide_paid_principal
+from services.api.body import decode_body
+from services.api.dialects.ai.schemas import AiChatRequest, AiCompletionRequest
+from services.api.dialects.ai.sse import TokenEncoder
+from services.api.dialects.ai.translate import answer_body, choose_model, to_messages, to_params
+from services.api.generation import collect, open_stream, prepare_job
+from services.api.openapi import documented_body
+from services.api.sse import sse_response
+from shared.jobs import Principal
+
+__all__ = ["ROUTES"]
+
+_CHAT = msgspec.json.Decoder(AiChatRequest)
+_COMPLETION = msgspec.json.Decoder(AiCompletionRequest)
+_PAID = {"principal": Provide(provide_paid_principal, sync_to_thread=False)}
+
+
+async def _generate(
+    request: Request[Any, Any, State], principal: Principal, body: AiChatRequest | AiCompletionRequest, field: str
+) -> Response[bytes]:
+    state = request.app.state
+    directory = await state.directory.current()
+    provider, model = choose_model(state.catalog, directory.providers, body)
+    job = await prepare_job(request, principal, provider, model, to_messages(body), to_params(body), body.stream)
+    if body.stream:
+        return sse_response(await open_stream(state.gateway, job), TokenEncoder())
+    answer = await collect(request, job)
+    return Response(answer_body(field, model, answer), media_type="application/json")
+
+
+@post(
+    "/api/ai/chat",
+    status_code=200,
+    dependencies=_PAID,
+    operation_class=documented_body(AiChatRequest),
+    summary="Chat (stream: `data: {token}` events)",
+    tags=["ai"],
+)
+async def ai_chat(request: Request[Any, Any, State], principal: Principal) -> Response[bytes]:
+    return await _generate(request, principal, decode_body(_CHAT, await request.body()), "content")
+
+
+@post(
+    "/api/ai/completions",
+    status_code=200,
+    dependencies=_PAID,
+    operation_class=documented_body(AiCompletionRequest),
+    summary="Complete a prompt",
+    tags=["ai"],
+)
+async def ai_completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes]:
+    return await _generate(request, principal, decode_body(_COMPLETION, await request.body()), "completion")
+
+
+ROUTES = [ai_chat, ai_completions]

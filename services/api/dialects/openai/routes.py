@@ -1,0 +1,113 @@
+"""``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``: the OpenAI API, so its SDKs work unchanged."""
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from services.api.auth.deps import provide_paid_principal, provide_principal
+from services.api.body import decode_body
+from services.api.dialects.openai.schemas import ChatCompletionRequest, CompletionRequest
+from services.api.dialects.openai.sse import ChatChunkEncoder, CompletionChunkEncoder
+from services.api.dialects.openai.translate import chat_body, completion_body, to_messages, to_params
+from services.api.generation import collect, open_stream, prepare_job
+from services.api.openapi import documented_body
+from services.api.sse import sse_response
+from shared.catalog import Catalog, resolve_model
+from shared.errors import ErrorCode, InvalidRequestError
+from shared.jobs import ChatMessage, Principal
+
+__all__ = ["ROUTES"]
+
+_CHAT = msgspec.json.Decoder(ChatCompletionRequest)
+_COMPLETION = msgspec.json.Decoder(CompletionRequest)
+_PAID = {"principal": Provide(provide_paid_principal, sync_to_thread=False)}
+_ANY = {"principal": Provide(provide_principal, sync_to_thread=False)}
+_JSON = "application/json"
+
+
+def _include_usage(body: ChatCompletionRequest | CompletionRequest) -> bool:
+    return bool(body.stream and body.stream_options and body.stream_options.include_usage)
+
+
+@post(
+    "/v1/chat/completions",
+    status_code=200,
+    dependencies=_PAID,
+    operation_class=documented_body(ChatCompletionRequest),
+    summary="Create a chat completion (OpenAI-compatible; `stream: true` for SSE)",
+    tags=["openai"],
+)
+async def chat_completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes]:
+    body = decode_body(_CHAT, await request.body())
+    provider, model = resolve_model(request.app.state.catalog, body.model)
+    job = await prepare_job(
+        request, principal, provider, model, to_messages(body.messages), to_params(body), bool(body.stream)
+    )
+    completion_id = f"chatcmpl-{job.id}"
+    if body.stream:
+        stream = await open_stream(request.app.state.gateway, job)
+        return sse_response(stream, ChatChunkEncoder(completion_id, body.model, _include_usage(body)))
+    answer = await collect(request, job)
+    return Response(chat_body(completion_id, body.model, answer), media_type=_JSON)
+
+
+@post(
+    "/v1/completions",
+    status_code=200,
+    dependencies=_PAID,
+    operation_class=documented_body(CompletionRequest),
+    summary="Create a completion (legacy)",
+    tags=["openai"],
+)
+async def completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes]:
+    body = decode_body(_COMPLETION, await request.body())
+    prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
+    provider, model = resolve_model(request.app.state.catalog, body.model)
+    messages = [ChatMessage(role="user", content=prompt)]
+    job = await prepare_job(request, principal, provider, model, messages, to_params(body), bool(body.stream))
+    completion_id = f"cmpl-{job.id}"
+    if body.stream:
+        stream = await open_stream(request.app.state.gateway, job)
+        return sse_response(stream, CompletionChunkEncoder(completion_id, body.model, _include_usage(body)))
+    answer = await collect(request, job)
+    return Response(completion_body(completion_id, body.model, answer), media_type=_JSON)
+
+
+def _model_object(model_id: str, created: int, owner: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": created, "owned_by": owner}
+
+
+async def _listed(request: Request[Any, Any, State]) -> list[dict[str, Any]]:
+    catalog: Catalog = request.app.state.catalog
+    providers = (await request.app.state.directory.current()).providers
+    listed = [_model_object(r.id, r.created, r.provider) for r in catalog.models if r.provider in providers]
+    known = {m["id"] for m in listed}
+    for name in sorted(providers):
+        spec = catalog.providers.get(name)
+        if spec is not None and spec.default_model not in known:
+            listed.append(_model_object(f"{name}/{spec.default_model}", 0, name))
+    return listed
+
+
+@get("/v1/models", dependencies=_ANY, summary="List the models this gateway can serve now", tags=["openai"])
+async def list_models(request: Request[Any, Any, State], principal: Principal) -> Response[bytes]:
+    return Response(msgspec.json.encode({"object": "list", "data": await _listed(request)}), media_type=_JSON)
+
+
+@get("/v1/models/{model_id:path}", dependencies=_ANY, summary="Retrieve a model", tags=["openai"])
+async def retrieve_model(request: Request[Any, Any, State], principal: Principal, model_id: str) -> Response[bytes]:
+    wanted = model_id.lstrip("/")
+    for model in await _listed(request):
+        if model["id"] == wanted:
+            return Response(msgspec.json.encode(model), media_type=_JSON)
+    raise InvalidRequestError(
+        f"The model `{wanted}` does not exist or you do not have access to it.",
+        code=ErrorCode.MODEL_NOT_FOUND,
+        param="model",
+    )
+
+
+ROUTES = [chat_completions, completions, list_models, retrieve_model]

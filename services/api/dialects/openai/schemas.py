@@ -1,0 +1,107 @@
+"""OpenAI request bodies as msgspec Structs (unknown fields tolerated, ranges from the OpenAI spec)."""
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+__all__ = [
+    "ChatCompletionRequest",
+    "CompletionRequest",
+    "Message",
+]
+
+
+class _Lenient(msgspec.Struct, kw_only=True):
+    """Request Structs ignore unknown fields: vendors add fields often and SDKs send them."""
+
+
+class ImageURL(_Lenient, kw_only=True):
+    url: str
+    detail: str | None = None
+
+
+class TextContent(_Lenient, tag="text", tag_field="type"):
+    text: str
+
+
+class ImageContent(_Lenient, tag="image_url", tag_field="type"):
+    image_url: ImageURL
+
+
+class RefusalContent(_Lenient, tag="refusal", tag_field="type"):
+    refusal: str
+
+
+ContentPart = TextContent | ImageContent | RefusalContent
+
+
+class FunctionCall(_Lenient, kw_only=True):
+    name: str
+    arguments: str = ""
+
+
+class ToolCallIn(_Lenient, kw_only=True):
+    id: str
+    function: FunctionCall
+    type: str = "function"
+
+
+class Message(_Lenient, kw_only=True):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
+
+
+class FunctionSpec(_Lenient, kw_only=True):
+    name: Annotated[str, Meta(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(_Lenient, kw_only=True):
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+
+class StreamOptions(_Lenient, kw_only=True):
+    include_usage: bool | None = None
+
+
+Temperature = Annotated[float, Meta(ge=0, le=2)]
+TopP = Annotated[float, Meta(ge=0, le=1)]
+Penalty = Annotated[float, Meta(ge=-2, le=2)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+Stop = str | Annotated[list[str], Meta(max_length=4)]
+
+
+class _Sampling(_Lenient, kw_only=True):
+    model: str
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    n: Annotated[int, Meta(ge=1, le=128)] | None = None
+    max_tokens: PositiveInt | None = None
+    stop: Stop | None = None
+    seed: int | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+
+
+class ChatCompletionRequest(_Sampling, kw_only=True):
+    messages: Annotated[list[Message], Meta(min_length=1)]
+    max_completion_tokens: PositiveInt | None = None
+    tools: list[Tool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+
+
+class CompletionRequest(_Sampling, kw_only=True):
+    prompt: str | Annotated[list[str], Meta(min_length=1, max_length=1)]
+    echo: bool | None = None
+    suffix: str | None = None

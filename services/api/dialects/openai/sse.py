@@ -1,0 +1,121 @@
+"""OpenAI stream frames: ``data: {chunk}\\n\\n`` ... ``data: [DONE]\\n\\n``, byte for byte.
+
+Each chunk's constant head (id, object, created, model) is encoded once per stream.
+"""
+
+import time
+from typing import Any
+
+import msgspec
+
+from services.api.dialects.openai.errors import error_object
+from services.api.dialects.openai.translate import usage_object
+from services.api.errors import status_for
+from shared.events import Done, Event, Failed, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+
+__all__ = ["DONE", "ChatChunkEncoder", "CompletionChunkEncoder"]
+
+DONE = b"data: [DONE]\n\n"
+_encode = msgspec.json.encode
+
+
+def _error_frame(event: Failed) -> bytes:
+    status = status_for(event.code)
+    return b"data: " + _encode({"error": error_object(status, event.code, event.message)}) + b"\n\n" + DONE
+
+
+class ChatChunkEncoder:
+    def __init__(self, completion_id: str, model: str, include_usage: bool) -> None:
+        head = _encode(
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "system_fingerprint": None,
+            }
+        )
+        self._head = head[:-1]
+        self._prefix = b"data: " + self._head + b',"choices":[{"index":0,"delta":'
+        self._include_usage = include_usage
+        self._usage: Usage | None = None
+        self._started = False
+        self._calls: set[int] = set()
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        finish_json = b"null" if finish is None else _encode(finish)
+        return self._prefix + _encode(delta) + b',"logprobs":null,"finish_reason":' + finish_json + b"}]}\n\n"
+
+    def _role(self, content: str | None) -> dict[str, Any]:
+        if self._started:
+            return {}
+        self._started = True
+        return {"role": "assistant", "content": content, "refusal": None}
+
+    def encode(self, event: Event) -> bytes:
+        match event:
+            case TextDelta(text=text):
+                role = self._role("")
+                return (self._chunk(role) if role else b"") + self._chunk({"content": text})
+            case ReasoningDelta(text=text):
+                return self._chunk({**self._role(None), "reasoning_content": text})
+            case ToolCallDelta():
+                return self._chunk({**self._role(None), "tool_calls": [self._tool_call(event)]})
+            case Usage():
+                self._usage = event
+                return b""
+            case Done(finish_reason=reason):
+                role = self._role("")
+                frames = (self._chunk(role) if role else b"") + self._chunk({}, reason)
+                if self._include_usage:
+                    frames += b"data: " + self._head + b',"choices":[],"usage":' + _encode(usage_object(self._usage))
+                    frames += b"}\n\n"
+                return frames + DONE
+            case Failed():
+                return _error_frame(event)
+            case _:
+                return b""
+
+    def _tool_call(self, event: ToolCallDelta) -> dict[str, Any]:
+        if event.index in self._calls:
+            return {"index": event.index, "function": {"arguments": event.arguments}}
+        self._calls.add(event.index)
+        return {
+            "index": event.index,
+            "id": event.id or f"call_{event.index}",
+            "type": "function",
+            "function": {"name": event.name or "", "arguments": event.arguments},
+        }
+
+
+class CompletionChunkEncoder:
+    """Legacy ``text_completion`` chunks: each a whole completion object holding the new text only."""
+
+    def __init__(self, completion_id: str, model: str, include_usage: bool) -> None:
+        head = _encode({"id": completion_id, "object": "text_completion", "created": int(time.time()), "model": model})
+        self._head = head[:-1]
+        self._prefix = b"data: " + self._head + b',"choices":[{"text":'
+        self._include_usage = include_usage
+        self._usage: Usage | None = None
+
+    def _chunk(self, text: str, finish: str | None = None) -> bytes:
+        finish_json = b"null" if finish is None else _encode(finish)
+        return self._prefix + _encode(text) + b',"index":0,"logprobs":null,"finish_reason":' + finish_json + b"}]}\n\n"
+
+    def encode(self, event: Event) -> bytes:
+        match event:
+            case TextDelta(text=text):
+                return self._chunk(text)
+            case Usage():
+                self._usage = event
+                return b""
+            case Done(finish_reason=reason):
+                frames = self._chunk("", reason)
+                if self._include_usage:
+                    frames += b"data: " + self._head + b',"choices":[],"usage":' + _encode(usage_object(self._usage))
+                    frames += b"}\n\n"
+                return frames + DONE
+            case Failed():
+                return _error_frame(event)
+            case _:
+                return b""

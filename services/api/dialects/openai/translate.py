@@ -1,0 +1,141 @@
+"""OpenAI requests -> canonical jobs; canonical answers -> ``chat.completion`` / ``text_completion`` bodies."""
+
+import time
+from typing import Any
+
+import msgspec
+
+from services.api.dialects.openai.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ImageContent,
+    Message,
+    RefusalContent,
+)
+from services.api.generation import Answer
+from shared.errors import InvalidRequestError
+from shared.events import Usage
+from shared.jobs import ChatMessage, ContentPart, ImagePart, SamplingParams, TextPart, ToolCall, ToolSpec
+
+__all__ = ["chat_body", "completion_body", "to_messages", "to_params", "usage_object"]
+
+
+def _content(message: Message) -> str | list[ContentPart] | None:
+    if message.content is None or isinstance(message.content, str):
+        return message.content
+    parts: list[ContentPart] = []
+    for part in message.content:
+        if isinstance(part, ImageContent):
+            parts.append(ImagePart(url=part.image_url.url, detail=part.image_url.detail))
+        elif isinstance(part, RefusalContent):
+            parts.append(TextPart(text=part.refusal))
+        else:
+            parts.append(TextPart(text=part.text))
+    return parts
+
+
+def to_messages(messages: list[Message]) -> list[ChatMessage]:
+    result: list[ChatMessage] = []
+    for index, message in enumerate(messages):
+        if message.role == "tool" and not message.tool_call_id:
+            raise InvalidRequestError("a tool message needs tool_call_id", param=f"messages.[{index}].tool_call_id")
+        if message.content is None and message.role != "assistant":
+            raise InvalidRequestError("content is required", param=f"messages.[{index}].content")
+        result.append(
+            ChatMessage(
+                role="system" if message.role == "developer" else message.role,
+                content=_content(message),
+                name=message.name,
+                tool_calls=[
+                    ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+                    for c in message.tool_calls or ()
+                ],
+                tool_call_id=message.tool_call_id,
+            )
+        )
+    return result
+
+
+def to_params(body: ChatCompletionRequest | CompletionRequest) -> SamplingParams:
+    if body.n not in (None, 1):
+        raise InvalidRequestError("n > 1 is not supported by this gateway", param="n")
+    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or ())
+    max_tokens = body.max_tokens
+    tools: list[ToolSpec] = []
+    tool_choice: str | dict[str, Any] | None = None
+    response_format = None
+    if isinstance(body, ChatCompletionRequest):
+        max_tokens = body.max_completion_tokens or max_tokens
+        tools = [
+            ToolSpec(name=t.function.name, description=t.function.description, parameters=t.function.parameters)
+            for t in body.tools or ()
+        ]
+        tool_choice, response_format = body.tool_choice, body.response_format
+    elif max_tokens is None:
+        max_tokens = 16  # the legacy endpoint's documented default
+    return SamplingParams(
+        temperature=body.temperature,
+        top_p=body.top_p,
+        max_tokens=max_tokens,
+        stop=stop,
+        seed=body.seed,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        tools=tools,
+        tool_choice=tool_choice,
+        response_format=response_format,
+    )
+
+
+def usage_object(usage: Usage | None) -> dict[str, Any]:
+    prompt = usage.prompt_tokens if usage else 0
+    completion = usage.completion_tokens if usage else 0
+    result: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if usage is not None:
+        result["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+        result["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return result
+
+
+def chat_body(completion_id: str, model: str, answer: Answer) -> bytes:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": answer.text if answer.text or not answer.tool_calls else None,
+        "refusal": None,
+        "annotations": [],
+    }
+    if answer.reasoning:
+        message["reasoning_content"] = answer.reasoning
+    if answer.tool_calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in answer.tool_calls
+        ]
+    return msgspec.json.encode(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": answer.model or model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": answer.finish_reason}],
+            "usage": usage_object(answer.usage),
+            "system_fingerprint": None,
+        }
+    )
+
+
+def completion_body(completion_id: str, model: str, answer: Answer) -> bytes:
+    return msgspec.json.encode(
+        {
+            "id": completion_id,
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": answer.model or model,
+            "choices": [{"text": answer.text, "index": 0, "logprobs": None, "finish_reason": answer.finish_reason}],
+            "usage": usage_object(answer.usage),
+        }
+    )

@@ -1,0 +1,113 @@
+"""``ErrorCode`` -> HTTP status (one table), and exception handlers that let each dialect draw the body.
+
+A dialect registers a renderer for its path prefix; the handlers pick the renderer by the request path,
+so a 401 from auth, a 404 from the router and a provider's 429 all come back in the endpoint's own shape.
+"""
+
+import logging
+import uuid
+from collections.abc import Callable
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from shared.errors import ErrorCode, GatewayError
+
+__all__ = ["STATUS", "ErrorRenderer", "GatewayProblem", "exception_handlers", "status_for"]
+
+log = logging.getLogger("conduit.api")
+
+STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_REQUEST: 400,
+    ErrorCode.AUTHENTICATION: 401,
+    ErrorCode.PERMISSION_DENIED: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.MODEL_NOT_FOUND: 404,
+    ErrorCode.PROVIDER_NOT_CONFIGURED: 400,
+    ErrorCode.REQUEST_TOO_LARGE: 413,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.UPSTREAM_BAD_REQUEST: 400,
+    ErrorCode.UPSTREAM_AUTH: 502,  # the gateway's provider credentials were refused: not the client's fault
+    ErrorCode.UPSTREAM_PERMISSION: 502,
+    ErrorCode.UPSTREAM_NOT_FOUND: 404,
+    ErrorCode.UPSTREAM_RATE_LIMITED: 429,
+    ErrorCode.UPSTREAM_OVERLOADED: 503,
+    ErrorCode.UPSTREAM_ERROR: 502,
+    ErrorCode.UPSTREAM_TIMEOUT: 504,
+    ErrorCode.UPSTREAM_CONNECTION: 502,
+    ErrorCode.UPSTREAM_INCOMPLETE: 502,
+    ErrorCode.NO_WORKER: 503,
+    ErrorCode.WORKER_LOST: 502,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.CANCELLED: 499,
+    ErrorCode.INTERNAL: 500,
+}
+
+_BY_STATUS: dict[int, ErrorCode] = {
+    400: ErrorCode.INVALID_REQUEST,
+    401: ErrorCode.AUTHENTICATION,
+    403: ErrorCode.PERMISSION_DENIED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.INVALID_REQUEST,
+    413: ErrorCode.REQUEST_TOO_LARGE,
+    429: ErrorCode.RATE_LIMITED,
+    503: ErrorCode.UNAVAILABLE,
+}
+
+
+def status_for(code: str) -> int:
+    try:
+        return STATUS[ErrorCode(code)]
+    except ValueError:
+        return 500
+
+
+class GatewayProblem(msgspec.Struct, frozen=True, kw_only=True):
+    """What a renderer needs to draw an error body."""
+
+    status: int
+    code: ErrorCode
+    message: str
+    param: str | None = None
+    retry_after: float | None = None
+
+
+ErrorRenderer = Callable[[GatewayProblem], bytes]
+
+
+def _problem(exc: Exception) -> GatewayProblem:
+    if isinstance(exc, GatewayError):
+        return GatewayProblem(
+            status=STATUS.get(exc.code, 500),
+            code=exc.code,
+            message=exc.message,
+            param=exc.param,
+            retry_after=exc.retry_after,
+        )
+    if isinstance(exc, ValidationException):
+        return GatewayProblem(status=400, code=ErrorCode.INVALID_REQUEST, message=str(exc.detail))
+    if isinstance(exc, HTTPException):
+        code = _BY_STATUS.get(exc.status_code, ErrorCode.INVALID_REQUEST)
+        return GatewayProblem(status=exc.status_code, code=code, message=str(exc.detail))
+    correlation = uuid.uuid4().hex[:12]
+    log.error("unhandled error (correlation id %s)", correlation, exc_info=exc)
+    return GatewayProblem(status=500, code=ErrorCode.INTERNAL, message=f"internal error (correlation id {correlation})")
+
+
+def exception_handlers(
+    renderers: list[tuple[str, ErrorRenderer]], fallback: ErrorRenderer
+) -> dict[type[Exception], Callable[[Request[object, object, object], Exception], Response[bytes]]]:
+    """Handlers for every exception, each drawing the body with the renderer of the request's prefix."""
+
+    def handle(request: Request[object, object, object], exc: Exception) -> Response[bytes]:
+        problem = _problem(exc)
+        render = next((r for prefix, r in renderers if request.url.path.startswith(prefix)), fallback)
+        headers = {"x-request-id": request.scope.get("state", {}).get("request_id", "")}
+        if problem.retry_after is not None:
+            headers["retry-after"] = str(max(1, round(problem.retry_after)))
+        if isinstance(exc, HTTPException) and exc.headers:
+            headers.update(exc.headers)
+        return Response(render(problem), status_code=problem.status, media_type="application/json", headers=headers)
+
+    return {Exception: handle, HTTPException: handle, GatewayError: handle}

@@ -1,0 +1,61 @@
+"""Process-wide collaborators: Redis pools, the pub/sub hub, the enqueuer, the worker directory."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from litestar import Litestar
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from services.api.enqueue import CeleryEnqueuer, Enqueuer, RedisListEnqueuer
+from services.api.relay.hub import PubSubHub
+from services.api.relay.run import Gateway
+from services.api.settings import ApiSettings
+from services.api.workers import WorkerDirectory
+
+__all__ = ["lifespan", "redis_client"]
+
+
+def redis_client(url: str, *, blocking: bool = False, max_connections: int = 64) -> "aioredis.Redis":
+    """A client that fails fast when Redis is down (commands) or never times out (pub/sub reads)."""
+    retry = Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.25), 2)
+    if blocking:
+        return aioredis.Redis.from_url(url, socket_timeout=None, socket_connect_timeout=2.0, health_check_interval=30)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=2.0, socket_timeout=5.0, socket_connect_timeout=2.0
+    )
+    return aioredis.Redis(connection_pool=pool, retry=retry)
+
+
+def _enqueuer(settings: ApiSettings, redis: "aioredis.Redis") -> tuple[Enqueuer, "aioredis.Redis | None"]:
+    broker = settings.broker
+    if broker == settings.redis_url:
+        return RedisListEnqueuer(redis), None
+    if broker.startswith(("redis://", "rediss://", "unix://")):
+        own = redis_client(broker)
+        return RedisListEnqueuer(own), own
+    return CeleryEnqueuer(broker), None
+
+
+@asynccontextmanager
+async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    settings: ApiSettings = app.state.settings
+    redis = redis_client(settings.redis_url)
+    hub = PubSubHub(redis_client(settings.redis_url, blocking=True))
+    enqueuer, broker_client = _enqueuer(settings, redis)
+    directory = WorkerDirectory(redis)
+    await hub.start()
+    await directory.start()
+    app.state.redis = redis
+    app.state.directory = directory
+    app.state.gateway = Gateway(settings, redis, hub, enqueuer)
+    try:
+        yield
+    finally:
+        await directory.stop()
+        await hub.stop()
+        await enqueuer.close()
+        if broker_client is not None:
+            await broker_client.aclose()
+        await redis.aclose()

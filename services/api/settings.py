@@ -1,0 +1,33 @@
+"""API settings. Holds no provider credentials: which providers exist is learned from live workers."""
+
+from typing import ClassVar
+
+import msgspec
+
+__all__ = ["ApiSettings"]
+
+
+class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    env_names: ClassVar[dict[str, str]] = {"redis_url": "REDIS_URL"}
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: HS256 secret for bearer JWTs; required (``conduit up`` provides a development one)
+    jwt_secret: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Celery broker; defaults to ``redis_url``. Redis brokers get the fast path (one LPUSH per job)
+    broker_url: str = ""
+    catalog_path: str = ""
+    #: how long a job may wait in the queue for a worker before the client gets an error
+    queue_timeout: float = 30.0
+    #: longest silence from a working job (workers send heartbeats every few seconds)
+    idle_timeout: float = 30.0
+    #: comment pings to streaming clients while nothing else is sent
+    heartbeat_interval: float = 15.0
+    #: a stream's HTTP status waits this long for the first token, so early failures keep their status
+    commit_timeout: float = 5.0
+    max_body_bytes: int = 4_000_000
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or self.redis_url

@@ -1,0 +1,74 @@
+"""Which workers are alive and which providers they can serve, refreshed in the background.
+
+Workers announce themselves in Redis every few seconds with the providers they hold keys for; the API
+never sees a key. A request for a provider no live worker serves fails before anything is enqueued.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import msgspec
+import redis.asyncio as aioredis
+
+from shared import keys
+
+__all__ = ["WorkerDirectory"]
+
+log = logging.getLogger("conduit.api")
+
+PRESENCE_TTL = 15.0
+
+
+class _Info(msgspec.Struct):
+    providers: list[str] = []
+
+
+class WorkerDirectory:
+    def __init__(self, client: "aioredis.Redis", interval: float = 2.0) -> None:
+        self._client = client
+        self._interval = interval
+        self.workers: list[str] = []
+        self.providers: frozenset[str] = frozenset()
+        self.refreshed = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.refresh()
+        self._task = asyncio.create_task(self._loop(), name="worker-directory")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def refresh(self) -> None:
+        now = time.time()
+        names = [n.decode() for n in await self._client.zrangebyscore(keys.WORKERS, now - PRESENCE_TTL, "+inf")]
+        providers: set[str] = set()
+        alive: list[str] = []
+        if names:
+            infos = await self._client.mget([keys.worker_info(name) for name in names])
+            for name, raw in zip(names, infos, strict=True):
+                if raw is None:
+                    continue
+                alive.append(name)
+                providers.update(msgspec.json.decode(raw, type=_Info).providers)
+        self.workers, self.providers, self.refreshed = alive, frozenset(providers), time.monotonic()
+
+    async def current(self) -> "WorkerDirectory":
+        """This directory, refreshed first if it knows no worker (a worker may just have started)."""
+        if not self.workers and time.monotonic() - self.refreshed > 0.2:  # noqa: PLR2004
+            await self.refresh()
+        return self
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.refresh()
+            except Exception as exc:
+                log.warning("could not refresh the worker directory: %s", exc)

@@ -1,0 +1,91 @@
+"""The Celery app: ``create_celery(settings)``, and ``app`` for ``celery -A services.worker.celery_app``.
+
+Every Celery setting lives in the block below. Generation is at-most-once (early ack): a job lost with
+its worker surfaces at the API as an idle-deadline error, never as a duplicated answer.
+"""
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, signals
+from kombu import Queue
+
+from services.worker.runtime import start_runtime, stop_runtime
+from services.worker.settings import WorkerSettings, load_worker_settings
+from services.worker.tasks import register_tasks
+from shared.catalog import DEFAULT_CATALOG_PATH, Catalog, load_catalog
+from shared.config import SettingsError
+from shared.tasks import QueueName
+
+__all__ = ["create_celery", "load_from_environ"]
+
+
+def create_celery(settings: WorkerSettings, catalog: Catalog) -> Celery:
+    app = Celery("conduit", set_as_current=False)
+    app.conf.update(
+        broker_url=settings.broker,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # keep retrying under a supervisor; never give up silently
+        broker_transport_options={
+            "socket_timeout": 10,  # kombu's default None lets a silent Redis hang the consumer
+            "socket_connect_timeout": 5,
+            "retry_on_timeout": True,
+            "health_check_interval": 10,
+        },
+        task_queues=[Queue(QueueName.INTERACTIVE.value), Queue(QueueName.BATCH.value)],
+        task_default_queue=QueueName.INTERACTIVE.value,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,  # results travel over pub/sub, not a result backend
+        result_backend=None,
+        task_acks_late=False,  # at-most-once: a retry after the first token would duplicate text
+        worker_prefetch_multiplier=1,  # long tasks: hold only what runs
+        worker_concurrency=settings.concurrency,
+        worker_pool="threads",  # I/O-bound: pool threads wait on the process's one asyncio loop
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+        worker_enable_remote_control=False,  # no pidbox traffic on the broker
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+    register_tasks(app)
+
+    def _start(**_: Any) -> None:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        logging.getLogger("httpcore").setLevel(logging.WARNING)
+        start_runtime(settings, catalog)
+
+    def _stop(**_: Any) -> None:
+        stop_runtime()
+
+    signals.worker_init.connect(_start, weak=False)
+    signals.worker_process_init.connect(_start, weak=False)
+    signals.worker_shutdown.connect(_stop, weak=False)
+    signals.worker_process_shutdown.connect(_stop, weak=False)
+    return app
+
+
+def load_from_environ(environ: dict[str, str]) -> tuple[WorkerSettings, Catalog]:
+    """Catalog and settings from the environment; raises ``SettingsError`` or ``ValueError``."""
+    path = environ.get("CONDUIT_CATALOG_PATH", "").strip()
+    catalog = load_catalog(Path(path) if path else DEFAULT_CATALOG_PATH)
+    return load_worker_settings(environ, catalog), catalog
+
+
+_app: Celery | None = None
+
+
+def __getattr__(name: str) -> Celery:
+    """``app`` is built from the environment on first access (the ``celery -A`` entry point)."""
+    global _app  # noqa: PLW0603
+    if name not in {"app", "celery"}:
+        raise AttributeError(name)
+    if _app is None:
+        try:
+            _app = create_celery(*load_from_environ(dict(os.environ)))
+        except (SettingsError, ValueError) as exc:
+            sys.exit(f"conduit worker: {exc}")
+    return _app

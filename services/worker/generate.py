@@ -1,0 +1,155 @@
+"""The pipeline of one job: resolve the target, stream the provider, publish events. Celery-free."""
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+import httpx
+
+from services.worker.providers.base import (
+    FinishPiece,
+    Piece,
+    ReasoningPiece,
+    Target,
+    TextPiece,
+    ToolCallPiece,
+    UsagePiece,
+)
+from services.worker.providers.registry import Streamer
+from services.worker.publisher import EventSink, JobPublisher
+from services.worker.settings import WorkerSettings
+from shared.catalog import Catalog
+from shared.errors import ErrorCode, GatewayError
+from shared.events import Done, Failed, ReasoningDelta, Started, ToolCallDelta, Usage
+from shared.jobs import GenerationJob
+
+__all__ = ["JobCancelledError", "PipelineContext", "resolve_target", "run_job"]
+
+log = logging.getLogger("conduit.worker")
+
+
+class JobCancelledError(Exception):
+    """The client went away (cancel flag, cancel message, or nobody listening any more)."""
+
+
+class PipelineContext:
+    """What every job of a worker process shares."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        catalog: Catalog,
+        client: httpx.AsyncClient,
+        sink: EventSink,
+        streamers: dict[str, Streamer],
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.client = client
+        self.sink = sink
+        self.streamers = streamers
+
+
+def resolve_target(job: GenerationJob, settings: WorkerSettings, catalog: Catalog) -> Target:
+    spec = catalog.providers.get(job.provider)
+    if spec is None:
+        raise GatewayError(f"unknown provider {job.provider!r}", code=ErrorCode.MODEL_NOT_FOUND)
+    credentials = settings.credentials.get(job.provider)
+    if credentials is None:
+        raise GatewayError(
+            f"provider {job.provider!r} is not configured on this worker (set {spec.api_key_env})",
+            code=ErrorCode.PROVIDER_NOT_CONFIGURED,
+        )
+    return Target(
+        provider=job.provider, spec=spec, base_url=credentials.base_url, api_key=credentials.api_key, model=job.model
+    )
+
+
+class _Outcome:
+    def __init__(self) -> None:
+        self.usage: UsagePiece | None = None
+        self.finish: FinishPiece | None = None
+
+
+def _publish_piece(piece: Piece, publisher: JobPublisher, outcome: _Outcome) -> None:
+    match piece:
+        case TextPiece(text=text):
+            publisher.emit_text(text)
+        case ReasoningPiece(text=text):
+            publisher.emit(ReasoningDelta(seq=0, text=text))
+        case ToolCallPiece(index=index, id=call_id, name=name, arguments=arguments):
+            publisher.emit(ToolCallDelta(seq=0, index=index, id=call_id, name=name, arguments=arguments))
+        case UsagePiece():
+            outcome.usage = piece
+        case FinishPiece():
+            outcome.finish = piece
+
+
+async def _stream(job: GenerationJob, ctx: PipelineContext, publisher: JobPublisher, outcome: _Outcome) -> None:
+    target = resolve_target(job, ctx.settings, ctx.catalog)
+    streamer = ctx.streamers[target.spec.kind]
+    async with contextlib.aclosing(streamer(ctx.client, job, target)) as pieces:
+        async for piece in pieces:
+            _publish_piece(piece, publisher, outcome)
+            publisher.raise_if_broken()
+            if publisher.receivers == 0:
+                raise JobCancelledError
+    if outcome.finish is None:
+        raise GatewayError(f"{target.provider} stream ended without a finish", code=ErrorCode.UPSTREAM_INCOMPLETE)
+
+
+def _failure(exc: BaseException, job: GenerationJob, total: float) -> Failed:
+    if isinstance(exc, GatewayError):
+        return Failed(
+            seq=0, code=exc.code, message=exc.message, retryable=exc.retryable, upstream_status=exc.upstream_status
+        )
+    if isinstance(exc, JobCancelledError):
+        return Failed(seq=0, code=ErrorCode.CANCELLED, message="the client cancelled the request")
+    if isinstance(exc, TimeoutError):
+        return Failed(
+            seq=0, code=ErrorCode.UPSTREAM_TIMEOUT, message=f"the job exceeded its total deadline of {total:g} s"
+        )
+    correlation = uuid.uuid4().hex[:12]
+    log.error("job %s failed (correlation id %s)", job.id, correlation, exc_info=exc)
+    return Failed(seq=0, code=ErrorCode.INTERNAL, message=f"internal error (correlation id {correlation})")
+
+
+async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
+    """Run ``job`` to exactly one terminal event, which is published and returned.
+
+    Cancellation of the calling task (the client's cancel message) ends the job with ``cancelled``.
+    """
+    publisher = JobPublisher(ctx.sink, job.id, ctx.settings.heartbeat_interval)
+    outcome = _Outcome()
+    terminal: Failed | Done
+    try:
+        if job.deadline and time.time() > job.deadline:
+            raise GatewayError("no worker took the job before its queue deadline", code=ErrorCode.NO_WORKER)
+        publisher.emit(Started(seq=0, worker=ctx.settings.worker_name))
+        async with asyncio.timeout(ctx.settings.total_timeout):
+            await _stream(job, ctx, publisher, outcome)
+        assert outcome.finish is not None
+        terminal = Done(seq=0, finish_reason=outcome.finish.reason, model=outcome.finish.model or job.model)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        terminal = _failure(JobCancelledError(), job, ctx.settings.total_timeout)
+    except Exception as exc:
+        terminal = _failure(exc, job, ctx.settings.total_timeout)
+    if outcome.usage is not None:
+        usage = outcome.usage
+        publisher.emit(
+            Usage(
+                seq=0,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+            )
+        )
+    await publisher.close(terminal)
+    log.info("job %s %s", job.id, type(terminal).__name__.lower())
+    return terminal

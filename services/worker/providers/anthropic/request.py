@@ -1,0 +1,141 @@
+"""Canonical job -> ``POST {base_url}/v1/messages`` (Anthropic Messages API) with ``stream: true``."""
+
+from typing import Any
+
+import httpx
+import msgspec
+
+from services.worker.providers.base import Target
+from shared.errors import InvalidRequestError
+from shared.jobs import ChatMessage, GenerationJob, ImagePart, SamplingParams, ToolCall, message_text
+
+__all__ = ["build_request", "to_anthropic_messages", "to_anthropic_params"]
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI-shaped callers often omit it
+_NAMED_CHOICES = {"auto": "auto", "required": "any", "none": "none"}
+
+
+def _image(part: ImagePart) -> dict[str, Any]:
+    if part.url.startswith("data:"):
+        header, _, data = part.url.partition(",")
+        media_type, _, encoding = header.removeprefix("data:").partition(";")
+        if encoding != "base64" or not data:
+            raise InvalidRequestError("image data URLs must be base64-encoded", param="messages")
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    if part.url.startswith(("https://", "http://")):
+        return {"type": "image", "source": {"type": "url", "url": part.url}}
+    raise InvalidRequestError("image URLs must be http(s) or base64 data: URLs", param="messages")
+
+
+def _tool_input(call: ToolCall) -> dict[str, Any]:
+    if not call.arguments.strip():
+        return {}
+    try:
+        value = msgspec.json.decode(call.arguments)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(
+            f"tool call {call.id!r} has arguments that are not valid JSON", param="messages"
+        ) from exc
+    if not isinstance(value, dict):
+        raise InvalidRequestError(f"tool call {call.id!r} arguments must be a JSON object", param="messages")
+    return value
+
+
+def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        if not message.tool_call_id:
+            raise InvalidRequestError("a tool message needs a tool_call_id", param="messages")
+        return [{"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message_text(message)}]
+    content = message.content
+    blocks: list[dict[str, Any]] = []
+    if isinstance(content, str):
+        content_parts: list[Any] = [content]
+    else:
+        content_parts = list(content or ())
+    for part in content_parts:
+        if isinstance(part, ImagePart):
+            blocks.append(_image(part))
+        else:
+            text = part if isinstance(part, str) else part.text
+            if text:  # Anthropic rejects empty text blocks
+                blocks.append({"type": "text", "text": text})
+    blocks.extend(
+        {"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(call)}
+        for call in message.tool_calls
+    )
+    return blocks
+
+
+def to_anthropic_messages(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]]]:
+    """(system text, messages): tool results ride in user turns and same-role turns merge (roles must alternate)."""
+    system = "\n\n".join(message_text(m) for m in messages if m.role == "system" and message_text(m))
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            continue
+        role = "assistant" if message.role == "assistant" else "user"
+        blocks = _blocks(message)
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    for turn in turns:
+        blocks = turn["content"]
+        if len(blocks) == 1 and blocks[0]["type"] == "text":
+            turn["content"] = blocks[0]["text"]
+    return system, turns
+
+
+def _tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(choice, str) and choice in _NAMED_CHOICES:
+        return {"type": _NAMED_CHOICES[choice]}
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        name = (choice.get("function") or {}).get("name")
+        if isinstance(name, str) and name:
+            return {"type": "tool", "name": name}
+    raise InvalidRequestError(f"unsupported tool_choice: {choice!r}", param="tool_choice")
+
+
+def to_anthropic_params(params: SamplingParams) -> dict[str, Any]:
+    body: dict[str, Any] = {"max_tokens": params.max_tokens if params.max_tokens is not None else DEFAULT_MAX_TOKENS}
+    if params.temperature is not None:
+        body["temperature"] = min(params.temperature, 1.0)  # Anthropic's range is 0..1, OpenAI's 0..2
+    if params.top_p is not None:
+        body["top_p"] = params.top_p
+    if params.stop:
+        body["stop_sequences"] = list(params.stop)
+    if params.tools:
+        body["tools"] = [
+            {
+                "name": tool.name,
+                **({"description": tool.description} if tool.description else {}),
+                "input_schema": tool.parameters or {"type": "object", "properties": {}},
+            }
+            for tool in params.tools
+        ]
+        if params.tool_choice is not None:  # Anthropic rejects tool_choice without tools
+            body["tool_choice"] = _tool_choice(params.tool_choice)
+    return body
+
+
+def build_request(client: httpx.AsyncClient, job: GenerationJob, target: Target) -> httpx.Request:
+    system, messages = to_anthropic_messages(job.messages)
+    body: dict[str, Any] = {"model": target.model, "messages": messages, "stream": True}
+    if system:
+        body["system"] = system
+    body.update(to_anthropic_params(job.params))
+    for name in target.spec.drop_params:
+        body.pop(name, None)
+    headers = {
+        "anthropic-version": API_VERSION,
+        "content-type": "application/json",
+        "accept": "text/event-stream",
+        "x-request-id": job.request_id,
+    }
+    if target.api_key:
+        headers["x-api-key"] = target.api_key
+    url = f"{target.base_url.rstrip('/')}/v1/messages"
+    return client.build_request("POST", url, content=msgspec.json.encode(body), headers=headers)

@@ -1,0 +1,184 @@
+"""Parse an Anthropic Messages SSE stream into pieces: deltas, usage, then the finish."""
+
+from collections.abc import AsyncIterator
+
+import httpx
+import msgspec
+
+from services.worker.providers._sse import iter_sse
+from services.worker.providers._status import redact
+from services.worker.providers.base import (
+    FinishPiece,
+    Piece,
+    ReasoningPiece,
+    Target,
+    TextPiece,
+    ToolCallPiece,
+    UsagePiece,
+)
+from shared.errors import ErrorCode, UpstreamError
+
+__all__ = ["iter_pieces"]
+
+_EVENTS = frozenset(
+    {"message_start", "content_block_start", "content_block_delta", "message_delta", "message_stop", "error"}
+)
+
+_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+# mid-stream ``error`` event types -> (code, retryable); anything else is a non-retryable upstream_error
+_ERRORS = {
+    "overloaded_error": (ErrorCode.UPSTREAM_OVERLOADED, True),
+    "rate_limit_error": (ErrorCode.UPSTREAM_RATE_LIMITED, True),
+    "api_error": (ErrorCode.UPSTREAM_ERROR, True),
+    "timeout_error": (ErrorCode.UPSTREAM_TIMEOUT, True),
+}
+
+
+class _Usage(msgspec.Struct, gc=False):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class _Message(msgspec.Struct, gc=False):
+    model: str = ""
+    usage: _Usage | None = None
+
+
+class _Block(msgspec.Struct, gc=False):
+    type: str = ""
+    id: str | None = None
+    name: str | None = None
+
+
+class _Delta(msgspec.Struct, gc=False):
+    """Both ``content_block_delta.delta`` and ``message_delta.delta``."""
+
+    type: str = ""
+    text: str | None = None
+    partial_json: str | None = None
+    thinking: str | None = None
+    stop_reason: str | None = None
+
+
+class _Error(msgspec.Struct, gc=False):
+    type: str = ""
+    message: str = ""
+
+
+class _Event(msgspec.Struct, gc=False):
+    type: str = ""
+    index: int = 0
+    message: _Message | None = None
+    content_block: _Block | None = None
+    delta: _Delta | None = None
+    usage: _Usage | None = None
+    error: _Error | None = None
+
+
+_DECODER = msgspec.json.Decoder(_Event)
+
+
+class _State:
+    """What the stream has said so far: model, latest usage counts, tool ordinals, stop reason."""
+
+    def __init__(self) -> None:
+        self.model = ""
+        self.counts: dict[str, int] = {}
+        self.tools: dict[int, int] = {}  # Anthropic block index -> tool call ordinal (0, 1, ...)
+        self.stop_reason: str | None = None
+
+    def take_usage(self, usage: _Usage | None) -> None:
+        for name, value in msgspec.structs.asdict(usage or _Usage()).items():
+            if value is not None:
+                self.counts[name] = value
+
+    def usage(self) -> UsagePiece | None:
+        if not self.counts:
+            return None
+        get = self.counts.get
+        prompt = get("input_tokens", 0) + get("cache_creation_input_tokens", 0) + get("cache_read_input_tokens", 0)
+        return UsagePiece(
+            prompt_tokens=prompt,
+            completion_tokens=get("output_tokens", 0),
+            cached_tokens=get("cache_read_input_tokens", 0),
+        )
+
+
+def _block_start(event: _Event, state: _State) -> list[Piece]:
+    block = event.content_block
+    if block is None or block.type != "tool_use":
+        return []
+    ordinal = state.tools[event.index] = len(state.tools)
+    return [ToolCallPiece(ordinal, block.id, block.name, "")]
+
+
+def _block_delta(event: _Event, state: _State) -> list[Piece]:
+    delta = event.delta or _Delta()
+    if delta.type == "text_delta" and delta.text:
+        return [TextPiece(delta.text)]
+    if delta.type == "thinking_delta" and delta.thinking:
+        return [ReasoningPiece(delta.thinking)]
+    if delta.type == "input_json_delta" and delta.partial_json and event.index in state.tools:
+        return [ToolCallPiece(state.tools[event.index], arguments=delta.partial_json)]
+    return []  # signature_delta, citations_delta, empty fragments, future delta types
+
+
+def _error(event: _Event, target: Target) -> UpstreamError:
+    error = event.error or _Error()
+    code, retryable = _ERRORS.get(error.type, (ErrorCode.UPSTREAM_ERROR, False))
+    detail = redact(error.message or error.type or "unknown error", target.api_key)[:500]
+    return UpstreamError(f"{target.provider} reported an error mid-stream: {detail}", code=code, retryable=retryable)
+
+
+def _pieces(event: _Event, state: _State, target: Target) -> list[Piece]:
+    """Apply one event to ``state``; the pieces it yields right away."""
+    if event.type == "message_start" and event.message is not None:
+        state.model = event.message.model or state.model
+        state.take_usage(event.message.usage)
+    elif event.type == "content_block_start":
+        return _block_start(event, state)
+    elif event.type == "content_block_delta":
+        return _block_delta(event, state)
+    elif event.type == "message_delta":
+        state.stop_reason = (event.delta.stop_reason if event.delta else None) or state.stop_reason
+        state.take_usage(event.usage)
+    elif event.type == "error":
+        raise _error(event, target)
+    return []
+
+
+async def iter_pieces(response: httpx.Response, target: Target) -> AsyncIterator[Piece]:
+    state, stopped = _State(), False
+    async for sse in iter_sse(response.aiter_bytes()):
+        if sse.event != "message" and sse.event not in _EVENTS:
+            continue  # ping, content_block_stop and event types added after this was written
+        try:
+            event = _DECODER.decode(sse.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise UpstreamError(f"{target.provider} sent a malformed stream event ({sse.event})") from exc
+        if event.type == "message_stop":
+            stopped = True
+            break
+        for piece in _pieces(event, state, target):
+            yield piece
+    if not stopped:
+        raise UpstreamError(
+            f"{target.provider} ended the stream without message_stop (incomplete answer)",
+            code=ErrorCode.UPSTREAM_INCOMPLETE,
+            retryable=True,
+        )
+    usage = state.usage()
+    if usage is not None:
+        yield usage
+    yield FinishPiece(_FINISH.get(state.stop_reason or "end_turn", "stop"), state.model)

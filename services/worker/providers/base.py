@@ -1,0 +1,86 @@
+"""The seam between the pipeline and one provider's wire format.
+
+An adapter builds the upstream request (always streaming), parses the upstream stream into ``Piece``s,
+and turns an upstream error response into a ``GatewayError``. It does no I/O of its own: the pipeline
+sends the request, so adapters are tested with recorded bytes alone.
+"""
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import httpx
+import msgspec
+
+from shared.catalog import ProviderSpec
+from shared.errors import GatewayError
+from shared.jobs import GenerationJob
+
+__all__ = [
+    "FinishPiece",
+    "Piece",
+    "ProviderAdapter",
+    "ReasoningPiece",
+    "Target",
+    "TextPiece",
+    "ToolCallPiece",
+    "UsagePiece",
+]
+
+
+class Target(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one call goes: provider name, its catalog row, resolved base URL, key and upstream model."""
+
+    provider: str
+    spec: ProviderSpec
+    base_url: str
+    api_key: str
+    model: str
+
+
+class TextPiece(msgspec.Struct, gc=False):
+    text: str
+
+
+class ReasoningPiece(msgspec.Struct, gc=False):
+    text: str
+
+
+class ToolCallPiece(msgspec.Struct, gc=False):
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+class UsagePiece(msgspec.Struct, gc=False):
+    """Token counts so far; a later UsagePiece replaces an earlier one (providers report cumulatively)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+class FinishPiece(msgspec.Struct, gc=False):
+    """The upstream said it finished: ``reason`` in OpenAI's values, ``model`` as the upstream named it."""
+
+    reason: str
+    model: str = ""
+
+
+Piece = TextPiece | ReasoningPiece | ToolCallPiece | UsagePiece | FinishPiece
+
+
+class ProviderAdapter(Protocol):
+    def build_request(self, client: httpx.AsyncClient, job: GenerationJob, target: Target) -> httpx.Request:
+        """The streaming upstream request for ``job`` (headers carry the key; never the URL)."""
+        ...
+
+    def iter_pieces(self, response: httpx.Response, target: Target) -> AsyncIterator[Piece]:
+        """Parse a 2xx streaming response. Must end with a ``FinishPiece`` or raise ``GatewayError``
+        (code ``upstream_incomplete`` when the stream ends without the provider's end marker)."""
+        ...
+
+    def to_error(self, status: int, body: bytes, headers: httpx.Headers, target: Target) -> GatewayError:
+        """The error for a non-2xx upstream response, its message safe to show a client."""
+        ...

@@ -1,0 +1,124 @@
+"""Parse a Chat Completions SSE stream into pieces: deltas, usage, then the finish."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import msgspec
+
+from services.worker.providers._sse import iter_sse
+from services.worker.providers._status import redact
+from services.worker.providers.base import (
+    FinishPiece,
+    Piece,
+    ReasoningPiece,
+    Target,
+    TextPiece,
+    ToolCallPiece,
+    UsagePiece,
+)
+from shared.errors import ErrorCode, UpstreamError
+
+__all__ = ["iter_pieces"]
+
+
+class _Function(msgspec.Struct, gc=False):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolDelta(msgspec.Struct, gc=False):
+    index: int = 0
+    id: str | None = None
+    function: _Function | None = None
+
+
+class _Delta(msgspec.Struct, gc=False):
+    content: str | None = None
+    reasoning_content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[_ToolDelta] | None = None
+
+
+class _Choice(msgspec.Struct, gc=False):
+    index: int = 0
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _Details(msgspec.Struct, gc=False):
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+class _Usage(msgspec.Struct, gc=False):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prompt_tokens_details: _Details | None = None
+    completion_tokens_details: _Details | None = None
+
+
+class _Chunk(msgspec.Struct, gc=False):
+    model: str = ""
+    choices: list[_Choice] = []
+    usage: _Usage | None = None
+    error: dict[str, Any] | None = None
+
+
+_DECODER = msgspec.json.Decoder(_Chunk)
+
+
+def _usage(usage: _Usage) -> UsagePiece:
+    prompt_details, completion_details = usage.prompt_tokens_details, usage.completion_tokens_details
+    return UsagePiece(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=(prompt_details.cached_tokens or 0) if prompt_details else 0,
+        reasoning_tokens=(completion_details.reasoning_tokens or 0) if completion_details else 0,
+    )
+
+
+def _delta_pieces(delta: _Delta) -> list[Piece]:
+    pieces: list[Piece] = []
+    if delta.reasoning_content:
+        pieces.append(ReasoningPiece(delta.reasoning_content))
+    if delta.content:
+        pieces.append(TextPiece(delta.content))
+    if delta.refusal:
+        pieces.append(TextPiece(delta.refusal))
+    for call in delta.tool_calls or ():
+        function = call.function or _Function()
+        pieces.append(ToolCallPiece(call.index, call.id, function.name, function.arguments or ""))
+    return pieces
+
+
+async def iter_pieces(response: httpx.Response, target: Target) -> AsyncIterator[Piece]:
+    model, finish = "", None
+    async for sse in iter_sse(response.aiter_bytes()):
+        if sse.data.startswith("[DONE]"):
+            break
+        try:
+            chunk = _DECODER.decode(sse.data)
+        except msgspec.DecodeError as exc:
+            raise UpstreamError(f"{target.provider} sent a malformed stream chunk", retryable=False) from exc
+        if chunk.error is not None:
+            detail = redact(str(chunk.error.get("message") or chunk.error), target.api_key)
+            raise UpstreamError(f"{target.provider} reported an error mid-stream: {detail}", retryable=False)
+        model = chunk.model or model
+        for choice in chunk.choices:
+            if choice.index != 0:
+                continue  # n > 1 is refused before enqueue; ignore stray choices
+            if choice.delta is not None:
+                for piece in _delta_pieces(choice.delta):
+                    yield piece
+            if choice.finish_reason:
+                finish = choice.finish_reason
+        if chunk.usage is not None:
+            yield _usage(chunk.usage)
+    if finish is None:
+        raise UpstreamError(
+            f"{target.provider} ended the stream without a finish reason (incomplete answer)",
+            code=ErrorCode.UPSTREAM_INCOMPLETE,
+            retryable=True,
+        )
+    yield FinishPiece(finish, model)

@@ -1,0 +1,28 @@
+"""Which code streams each kind of provider: an explicit dict, no discovery."""
+
+import functools
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+
+from services.worker.providers._http import stream_http
+from services.worker.providers.anthropic import AnthropicAdapter
+from services.worker.providers.base import Piece, Target
+from services.worker.providers.echo import stream_echo
+from services.worker.providers.gemini import GeminiAdapter
+from services.worker.providers.openai_compat import OpenAICompatAdapter
+from shared.jobs import GenerationJob
+
+__all__ = ["Streamer", "build_streamers"]
+
+Streamer = Callable[[httpx.AsyncClient, GenerationJob, Target], AsyncIterator[Piece]]
+
+
+def build_streamers(echo_delay: float) -> dict[str, Streamer]:
+    """Provider kind (the catalog's ``kind``) -> streamer."""
+    return {
+        "openai_compat": functools.partial(stream_http, OpenAICompatAdapter()),
+        "anthropic": functools.partial(stream_http, AnthropicAdapter()),
+        "gemini": functools.partial(stream_http, GeminiAdapter()),
+        "echo": functools.partial(stream_echo, delay=echo_delay),
+    }

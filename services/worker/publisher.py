@@ -1,0 +1,105 @@
+"""Publishing a job's events: coalesced, one Redis round trip per flush.
+
+A flush PUBLISHes the pending events as one msgpack array on the job's channel and appends the same
+payload to the job's capped replay stream (with a TTL). While a flush is in flight new events pile up,
+so a fast upstream is batched by Redis's own latency; text deltas that pile up merge into one event.
+The flusher also sends a heartbeat when nothing has been published for a while.
+"""
+
+import asyncio
+import time
+from typing import Protocol
+
+import msgspec
+import redis.asyncio as aioredis
+
+from shared import keys
+from shared.codec import encode_events
+from shared.events import Event, Heartbeat, TextDelta, is_terminal
+
+__all__ = ["EventSink", "JobPublisher", "RedisSink"]
+
+LOG_MAXLEN = 2000
+
+
+class EventSink(Protocol):
+    async def send(self, job_id: str, payload: bytes) -> int:
+        """Deliver one payload; return how many live subscribers received it."""
+        ...
+
+
+class RedisSink:
+    def __init__(self, client: "aioredis.Redis", log_ttl: float) -> None:
+        self._client = client
+        self._ttl = max(1, int(log_ttl))
+
+    async def send(self, job_id: str, payload: bytes) -> int:
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.publish(keys.job_events(job_id), payload)
+            pipe.xadd(keys.job_log(job_id), {"e": payload}, maxlen=LOG_MAXLEN, approximate=True)
+            pipe.expire(keys.job_log(job_id), self._ttl)
+            receivers, *_ = await pipe.execute()
+        return int(receivers)
+
+
+class JobPublisher:
+    """Numbers, coalesces and flushes one job's events; ``close`` waits until the terminal one is out."""
+
+    def __init__(self, sink: EventSink, job_id: str, heartbeat_interval: float = 5.0) -> None:
+        self._sink = sink
+        self._job_id = job_id
+        self._heartbeat = heartbeat_interval
+        self._pending: list[Event] = []
+        self._seq = 0
+        self._wake = asyncio.Event()
+        self._closed = False
+        self.receivers = -1  # subscribers reached by the last flush (-1: nothing flushed yet)
+        self.last_flush = time.monotonic()
+        self._task = asyncio.create_task(self._run(), name=f"publisher:{job_id}")
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    def raise_if_broken(self) -> None:
+        """Re-raise the flusher's failure (Redis unreachable): no point generating what cannot be sent."""
+        if self._task.done() and not self._closed:
+            self._task.result()
+
+    def emit_text(self, text: str) -> None:
+        if not text:
+            return
+        last = self._pending[-1] if self._pending else None
+        if isinstance(last, TextDelta):
+            self._pending[-1] = TextDelta(seq=last.seq, text=last.text + text)
+        else:
+            self._seq += 1
+            self._pending.append(TextDelta(seq=self._seq, text=text))
+        self._wake.set()
+
+    def emit(self, event: Event) -> None:
+        """Queue ``event`` (its ``seq`` is replaced by the next number)."""
+        self._seq += 1
+        self._pending.append(msgspec.structs.replace(event, seq=self._seq))
+        self._wake.set()
+
+    async def close(self, terminal: Event) -> None:
+        """Queue the terminal event and wait until everything is flushed."""
+        assert is_terminal(terminal)
+        self.emit(terminal)
+        self._closed = True
+        await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._heartbeat)
+            except TimeoutError:
+                self.emit(Heartbeat(seq=0))
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if batch:
+                self.receivers = await self._sink.send(self._job_id, encode_events(batch))
+                self.last_flush = time.monotonic()
+            if self._closed and not self._pending:
+                return

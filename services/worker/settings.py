@@ -1,0 +1,69 @@
+"""Worker settings: the only place provider credentials live."""
+
+import os
+import socket
+from collections.abc import Mapping
+from typing import ClassVar
+
+import msgspec
+
+from shared.catalog import Catalog
+from shared.config import load_settings
+
+__all__ = ["Credentials", "WorkerSettings", "load_worker_settings"]
+
+
+class Credentials(msgspec.Struct, frozen=True, kw_only=True):
+    api_key: str
+    base_url: str
+
+
+class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    env_names: ClassVar[dict[str, str]] = {"redis_url": "REDIS_URL"}
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Celery broker; defaults to ``redis_url`` (may be amqp:// for RabbitMQ)
+    broker_url: str = ""
+    #: worker name in presence records and logs; defaults to host:pid
+    name: str = ""
+    #: concurrent jobs per worker process (threads of the pool)
+    concurrency: int = 256
+    catalog_path: str = ""
+    connect_timeout: float = 10.0
+    #: longest silence allowed between two upstream chunks
+    read_timeout: float = 120.0
+    #: longest a whole job may run
+    total_timeout: float = 900.0
+    #: worker -> API heartbeat while the upstream is silent
+    heartbeat_interval: float = 5.0
+    #: how long a job's replay log is kept after its last event
+    log_ttl: float = 600.0
+    #: pause between tokens of the offline echo provider
+    echo_delay: float = 0.02
+    max_upstream_connections: int = 1000
+    #: filled from the catalog's ``api_key_env`` / ``base_url_env`` variables, not from CONDUIT_*
+    credentials: dict[str, Credentials] = {}
+
+    @property
+    def worker_name(self) -> str:
+        return self.name or f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or self.redis_url
+
+
+def load_worker_settings(environ: Mapping[str, str], catalog: Catalog) -> WorkerSettings:
+    """Settings from ``environ`` plus the key and base URL of each catalog provider that has a key."""
+    settings = load_settings(WorkerSettings, environ)
+    credentials: dict[str, Credentials] = {}
+    for name, spec in catalog.providers.items():
+        if spec.kind == "echo":
+            credentials[name] = Credentials(api_key="", base_url="")
+            continue
+        key = environ.get(spec.api_key_env, "").strip() if spec.api_key_env else ""
+        if not key:
+            continue
+        base_url = (environ.get(spec.base_url_env, "").strip() if spec.base_url_env else "") or spec.base_url
+        credentials[name] = Credentials(api_key=key, base_url=base_url)
+    return msgspec.structs.replace(settings, credentials=credentials)

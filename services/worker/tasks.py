@@ -1,0 +1,25 @@
+"""Thin tasks: decode, hand to the pipeline, return nothing."""
+
+import logging
+
+import msgspec
+from celery import Celery
+
+from services.worker.runtime import get_runtime
+from shared.codec import decode_job
+from shared.tasks import TaskName
+
+__all__ = ["register_tasks"]
+
+log = logging.getLogger("conduit.worker")
+
+
+def register_tasks(app: Celery) -> None:
+    @app.task(name=TaskName.GENERATE.value, ignore_result=True)
+    def generate(job: dict[str, object]) -> None:
+        try:
+            decoded = decode_job(job)
+        except msgspec.ValidationError as exc:
+            log.error("dropped a malformed job: %s", exc)
+            return
+        get_runtime().run(decoded)

@@ -1,0 +1,1 @@
+"""Contracts shared by the API and the worker: stdlib and msgspec only."""

@@ -1,0 +1,109 @@
+"""One error root for the whole gateway.
+
+    GatewayError                 code, message, retryable, upstream_status
+    ├── InvalidRequestError      bad input (400/404/422)
+    ├── AuthError                missing or bad credentials (401/403)
+    ├── RateLimitedError         over a limit (429)
+    ├── UnavailableError         Redis or workers unavailable (503)
+    ├── UpstreamError            the provider answered with an error, or the stream broke
+    │   └── UpstreamTimeoutError the provider did not answer in time
+    └── InternalError            a bug; carries a correlation id in its message
+
+The API maps ``ErrorCode`` to an HTTP status with one table; each dialect renders the body.
+"""
+
+from enum import StrEnum
+
+__all__ = [
+    "AuthError",
+    "ErrorCode",
+    "GatewayError",
+    "InternalError",
+    "InvalidRequestError",
+    "RateLimitedError",
+    "UnavailableError",
+    "UpstreamError",
+    "UpstreamTimeoutError",
+]
+
+
+class ErrorCode(StrEnum):
+    INVALID_REQUEST = "invalid_request"
+    AUTHENTICATION = "authentication"
+    PERMISSION_DENIED = "permission_denied"
+    NOT_FOUND = "not_found"
+    MODEL_NOT_FOUND = "model_not_found"
+    PROVIDER_NOT_CONFIGURED = "provider_not_configured"
+    REQUEST_TOO_LARGE = "request_too_large"
+    RATE_LIMITED = "rate_limited"
+    UPSTREAM_BAD_REQUEST = "upstream_bad_request"
+    UPSTREAM_AUTH = "upstream_auth"
+    UPSTREAM_PERMISSION = "upstream_permission"
+    UPSTREAM_NOT_FOUND = "upstream_not_found"
+    UPSTREAM_RATE_LIMITED = "upstream_rate_limited"
+    UPSTREAM_OVERLOADED = "upstream_overloaded"
+    UPSTREAM_ERROR = "upstream_error"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_CONNECTION = "upstream_connection"
+    UPSTREAM_INCOMPLETE = "upstream_incomplete"
+    NO_WORKER = "no_worker"
+    WORKER_LOST = "worker_lost"
+    UNAVAILABLE = "unavailable"
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
+
+
+class GatewayError(Exception):
+    code: ErrorCode = ErrorCode.INTERNAL
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: ErrorCode | None = None,
+        retryable: bool | None = None,
+        upstream_status: int | None = None,
+        param: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if retryable is not None:
+            self.retryable = retryable
+        self.upstream_status = upstream_status
+        self.param = param
+        self.retry_after = retry_after
+
+
+class InvalidRequestError(GatewayError):
+    code = ErrorCode.INVALID_REQUEST
+
+
+class AuthError(GatewayError):
+    code = ErrorCode.AUTHENTICATION
+
+
+class RateLimitedError(GatewayError):
+    code = ErrorCode.RATE_LIMITED
+    retryable = True
+
+
+class UnavailableError(GatewayError):
+    code = ErrorCode.UNAVAILABLE
+    retryable = True
+
+
+class UpstreamError(GatewayError):
+    code = ErrorCode.UPSTREAM_ERROR
+
+
+class UpstreamTimeoutError(UpstreamError):
+    code = ErrorCode.UPSTREAM_TIMEOUT
+    retryable = True
+
+
+class InternalError(GatewayError):
+    code = ErrorCode.INTERNAL

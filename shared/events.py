@@ -1,0 +1,81 @@
+"""What a worker publishes about a job: a tagged union of frozen Structs.
+
+Every event carries ``seq``, a number increasing by one per event of a job, starting at 1.
+Each job ends with exactly one terminal event: ``Done`` or ``Failed``.
+"""
+
+import msgspec
+
+__all__ = [
+    "Done",
+    "Event",
+    "Failed",
+    "Heartbeat",
+    "ReasoningDelta",
+    "Started",
+    "TextDelta",
+    "ToolCallDelta",
+    "Usage",
+    "is_terminal",
+]
+
+
+class EventBase(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
+    seq: int
+
+
+class Started(EventBase, tag="started"):
+    """A worker took the job (the queue deadline no longer applies)."""
+
+    worker: str = ""
+
+
+class TextDelta(EventBase, tag="text_delta"):
+    text: str
+
+
+class ReasoningDelta(EventBase, tag="reasoning_delta"):
+    text: str
+
+
+class ToolCallDelta(EventBase, tag="tool_call_delta"):
+    """A fragment of tool call ``index``: the first carries id and name, the rest argument text."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+class Usage(EventBase, tag="usage"):
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+class Heartbeat(EventBase, tag="heartbeat"):
+    """The worker is alive but the upstream is silent; keeps the relay's idle deadline from firing."""
+
+
+class Done(EventBase, tag="done"):
+    """Terminal: success. ``finish_reason`` uses OpenAI's values; ``model`` is the model that answered."""
+
+    finish_reason: str = "stop"
+    model: str = ""
+
+
+class Failed(EventBase, tag="failed"):
+    """Terminal: failure, with an ``ErrorCode`` value and a message safe to show the client."""
+
+    code: str
+    message: str
+    retryable: bool = False
+    upstream_status: int | None = None
+
+
+Event = Started | TextDelta | ReasoningDelta | ToolCallDelta | Usage | Heartbeat | Done | Failed
+
+
+def is_terminal(event: Event) -> bool:
+    return isinstance(event, Done | Failed)

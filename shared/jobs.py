@@ -1,0 +1,119 @@
+"""The job the API enqueues and the worker runs, in canonical (provider-neutral) form.
+
+Schema evolution: new fields always get defaults and types never change, so an old worker can read a
+new job during a rolling deploy (no ``forbid_unknown_fields``).
+"""
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "ChatMessage",
+    "ContentPart",
+    "GenerationJob",
+    "ImagePart",
+    "Principal",
+    "Role",
+    "SamplingParams",
+    "TextPart",
+    "ToolCall",
+    "ToolSpec",
+    "UpstreamOverride",
+    "message_text",
+]
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+class _Wire(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Base of every internal message: immutable, compact on the wire."""
+
+
+class Principal(_Wire):
+    """Who asked: the authenticated user, their tier and the API key id (never the token itself)."""
+
+    user_id: str
+    tier: str
+    key_id: str | None = None
+
+
+class TextPart(_Wire, tag="text", tag_field="type"):
+    text: str
+
+
+class ImagePart(_Wire, tag="image", tag_field="type"):
+    """An image by URL or ``data:`` URL; ``detail`` is OpenAI's hint (auto|low|high)."""
+
+    url: str
+    detail: str | None = None
+
+
+ContentPart = TextPart | ImagePart
+
+
+class ToolCall(_Wire):
+    """A tool call made by the assistant; ``arguments`` is a JSON text, as OpenAI sends it."""
+
+    id: str
+    name: str
+    arguments: str = ""
+
+
+class ChatMessage(_Wire):
+    role: Role
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] = []
+    tool_call_id: str | None = None
+
+
+class ToolSpec(_Wire):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class SamplingParams(_Wire):
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] = []
+    seed: int | None = None
+    n: int = 1
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    tools: list[ToolSpec] = []
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+
+class UpstreamOverride(_Wire):
+    """For proxy endpoints: where to send the call, and a reference to the key (never the key itself)."""
+
+    base_url: str
+    key_ref: str
+
+
+class GenerationJob(_Wire):
+    id: str
+    request_id: str
+    principal: Principal
+    provider: str
+    model: str
+    messages: list[ChatMessage]
+    params: SamplingParams = SamplingParams()
+    stream: bool = True
+    created: float = 0.0
+    deadline: float = 0.0
+    upstream: UpstreamOverride | None = None
+
+
+def message_text(message: ChatMessage) -> str:
+    """The text of a message, its text parts joined; images contribute nothing."""
+    content = message.content
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(part.text for part in content if isinstance(part, TextPart))

@@ -1,0 +1,39 @@
+"""Every Redis key and pub/sub channel name. Nothing else spells one."""
+
+__all__ = [
+    "CANCEL_CHANNEL",
+    "PREFIX",
+    "WORKERS",
+    "job_cancel",
+    "job_events",
+    "job_log",
+    "worker_info",
+]
+
+PREFIX = "conduit:"
+
+#: channel on which the API announces cancelled job ids to every worker
+CANCEL_CHANNEL = f"{PREFIX}cancel"
+
+#: sorted set: worker name -> last heartbeat (unix seconds)
+WORKERS = f"{PREFIX}workers"
+
+
+def job_events(job_id: str) -> str:
+    """Pub/sub channel of a job's live events."""
+    return f"{PREFIX}job:{job_id}:events"
+
+
+def job_log(job_id: str) -> str:
+    """Capped stream of a job's events, for replay and resume (has a TTL)."""
+    return f"{PREFIX}job:{job_id}:log"
+
+
+def job_cancel(job_id: str) -> str:
+    """Flag set when the client of a job has gone (has a TTL)."""
+    return f"{PREFIX}job:{job_id}:cancel"
+
+
+def worker_info(name: str) -> str:
+    """Hash describing one live worker: the providers it can serve (has a TTL)."""
+    return f"{PREFIX}worker:{name}"
