@@ -18,3 +18,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+from tests.stack import _fresh_fake, fake, logs, redis_server, stack  # noqa: E402, F401 - shared fixtures

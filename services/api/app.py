@@ -32,6 +32,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         route_handlers=[*openai_routes.ROUTES, *ai_routes.ROUTES, *health.ROUTES, *openapi.ROUTES],
         middleware=[RequestIdMiddleware],
         lifespan=[lifespan],
+        on_startup=[openapi.add_body_schemas],
         exception_handlers=exception_handlers(  # type: ignore[arg-type]
             [("/api/ai/", ai_errors.render_error)], fallback=openai_errors.render_error
         ),

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from litestar import Request, get
+from litestar import Litestar, Request, get
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, OpenAPIMediaType, Operation, Reference, RequestBody, SecurityScheme
 
-__all__ = ["ROUTES", "documented_body", "openapi_config"]
+__all__ = ["ROUTES", "add_body_schemas", "documented_body", "openapi_config"]
 
 _BODIES: list[type] = []
 
@@ -32,8 +32,17 @@ def documented_body(body_type: type) -> type[Operation]:
     return _WithBody
 
 
-def openapi_config(version: str) -> OpenAPIConfig:
+def add_body_schemas(app: Litestar) -> None:
+    """Put the documented bodies' schemas into the generated document (Litestar rebuilds ``components``)."""
     _, components = msgspec.json.schema_components(_BODIES, ref_template="#/components/schemas/{name}")
+    schema = app.openapi_schema
+    if schema.components is None:
+        schema.components = Components()
+    existing = schema.components.schemas or {}
+    schema.components.schemas = {**existing, **components}  # type: ignore[dict-item]  # JSON Schema dicts as-is
+
+
+def openapi_config(version: str) -> OpenAPIConfig:
     return OpenAPIConfig(
         title="Conduit",
         version=version,
@@ -42,7 +51,6 @@ def openapi_config(version: str) -> OpenAPIConfig:
         render_plugins=[SwaggerRenderPlugin(path="/")],
         components=Components(
             security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")},
-            schemas=components,  # type: ignore[arg-type]  # plain JSON Schema dicts serialise as they are
         ),
         security=[{"BearerToken": []}],
     )

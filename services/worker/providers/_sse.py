@@ -2,14 +2,20 @@
 
 httpx's ``aiter_lines`` also splits on U+2028, U+0085 and friends, which corrupts JSON in ``data:``
 lines, so the stream is split here on bytes. A multi-byte UTF-8 character split across network chunks
-is reassembled because decoding happens per complete line.
+is reassembled because decoding happens per complete line. A leading BOM is dropped; a last line
+without its line end, and a last event without its blank line, are still delivered (the adapter then
+decides whether the stream was complete).
 """
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Iterator
 
 import msgspec
 
 __all__ = ["SSEEvent", "iter_sse"]
+
+_EOL = re.compile(rb"\r\n|\r|\n")
+_BOM = b"\xef\xbb\xbf"
 
 
 class SSEEvent(msgspec.Struct, gc=False):
@@ -17,45 +23,71 @@ class SSEEvent(msgspec.Struct, gc=False):
     data: str
 
 
+class _Parser:
+    def __init__(self) -> None:
+        self.event = ""
+        self.data: list[str] = []
+
+    def line(self, raw: bytes) -> SSEEvent | None:
+        if not raw:
+            return self.dispatch()
+        if raw[:1] == b":":
+            return None
+        name, _, value = raw.decode("utf-8", errors="replace").partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self.data.append(value)
+        elif name == "event":
+            self.event = value
+        return None
+
+    def dispatch(self) -> SSEEvent | None:
+        event = SSEEvent(self.event or "message", "\n".join(self.data)) if self.data else None
+        self.event, self.data = "", []
+        return event
+
+
+def _lines(buffer: bytes, final: bool) -> tuple[list[bytes], bytes]:
+    """Complete lines of ``buffer`` and the rest; a trailing lone CR waits (it may be half a CRLF)."""
+    lines: list[bytes] = []
+    start = 0
+    for match in _EOL.finditer(buffer):
+        if not final and match.group() == b"\r" and match.end() == len(buffer):
+            break
+        lines.append(buffer[start : match.start()])
+        start = match.end()
+    rest = buffer[start:]
+    if final and rest:
+        lines.append(rest)
+        rest = b""
+    return lines, rest
+
+
+def _events(parser: _Parser, lines: list[bytes]) -> Iterator[SSEEvent]:
+    for raw in lines:
+        event = parser.line(raw)
+        if event is not None:
+            yield event
+
+
 async def iter_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
     """Yield each dispatched event; comments and events without data are skipped."""
+    parser = _Parser()
     buffer = b""
-    event = ""
-    data: list[str] = []
+    first = True
     async for chunk in chunks:
         buffer += chunk
-        while True:
-            cut = _line_end(buffer)
-            if cut is None:
-                break
-            end, nxt = cut
-            line = buffer[:end].decode("utf-8", errors="replace")
-            buffer = buffer[nxt:]
-            if line == "":
-                if data:
-                    yield SSEEvent(event or "message", "\n".join(data))
-                event, data = "", []
+        if first:
+            if len(buffer) < len(_BOM) and _BOM.startswith(buffer):
                 continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "data":
-                data.append(value)
-            elif name == "event":
-                event = value
-    if data:  # a last event without the blank line: dispatch it, the caller decides if it is complete
-        yield SSEEvent(event or "message", "\n".join(data))
-
-
-def _line_end(buffer: bytes) -> tuple[int, int] | None:
-    """(end of line, start of next) for the first complete line, or None; a lone trailing CR waits."""
-    lf = buffer.find(b"\n")
-    cr = buffer.find(b"\r")
-    if cr == -1 and lf == -1:
-        return None
-    if cr == -1 or (lf != -1 and lf < cr):
-        return lf, lf + 1
-    if cr + 1 == len(buffer):
-        return None  # could be the first half of CRLF
-    return cr, cr + (2 if buffer[cr + 1 : cr + 2] == b"\n" else 1)
+            buffer = buffer.removeprefix(_BOM)
+            first = False
+        lines, buffer = _lines(buffer, final=False)
+        for event in _events(parser, lines):
+            yield event
+    lines, _ = _lines(buffer, final=True)
+    for event in _events(parser, lines):
+        yield event
+    last = parser.dispatch()
+    if last is not None:
+        yield last

@@ -66,7 +66,7 @@ def to_openai_params(params: SamplingParams, max_tokens_field: str) -> dict[str,
             }
             for t in params.tools
         ]
-    if params.tool_choice is not None:
+    if params.tool_choice is not None and params.tools:
         body["tool_choice"] = params.tool_choice
     return body
 

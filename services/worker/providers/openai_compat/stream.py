@@ -62,7 +62,7 @@ class _Chunk(msgspec.Struct, gc=False):
     model: str = ""
     choices: list[_Choice] = []
     usage: _Usage | None = None
-    error: dict[str, Any] | None = None
+    error: dict[str, Any] | str | None = None
 
 
 _DECODER = msgspec.json.Decoder(_Chunk)
@@ -92,6 +92,24 @@ def _delta_pieces(delta: _Delta) -> list[Piece]:
     return pieces
 
 
+_MIDSTREAM: dict[str, tuple[ErrorCode, bool]] = {
+    "server_error": (ErrorCode.UPSTREAM_ERROR, True),
+    "rate_limit_error": (ErrorCode.UPSTREAM_RATE_LIMITED, True),
+    "rate_limit_exceeded": (ErrorCode.UPSTREAM_RATE_LIMITED, True),
+    "overloaded_error": (ErrorCode.UPSTREAM_OVERLOADED, True),
+}
+
+
+def _midstream_error(error: dict[str, Any] | str, target: Target) -> UpstreamError:
+    """An ``{"error": ...}`` frame after HTTP 200, mapped by its ``type`` (or ``code``)."""
+    if isinstance(error, str):
+        error = {"message": error}
+    kind = str(error.get("type") or error.get("code") or "")
+    code, retryable = _MIDSTREAM.get(kind, (ErrorCode.UPSTREAM_ERROR, False))
+    detail = redact(str(error.get("message") or kind or "unknown error"), target.api_key)
+    return UpstreamError(f"{target.provider} reported an error mid-stream: {detail}", code=code, retryable=retryable)
+
+
 async def iter_pieces(response: httpx.Response, target: Target) -> AsyncIterator[Piece]:
     model, finish = "", None
     async for sse in iter_sse(response.aiter_bytes()):
@@ -102,8 +120,7 @@ async def iter_pieces(response: httpx.Response, target: Target) -> AsyncIterator
         except msgspec.DecodeError as exc:
             raise UpstreamError(f"{target.provider} sent a malformed stream chunk", retryable=False) from exc
         if chunk.error is not None:
-            detail = redact(str(chunk.error.get("message") or chunk.error), target.api_key)
-            raise UpstreamError(f"{target.provider} reported an error mid-stream: {detail}", retryable=False)
+            raise _midstream_error(chunk.error, target)
         model = chunk.model or model
         for choice in chunk.choices:
             if choice.index != 0:

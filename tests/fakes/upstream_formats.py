@@ -1,0 +1,485 @@
+"""Byte-exact provider wire formats for the fake upstream: request reading, bodies, SSE frames, error envelopes.
+
+Every builder takes a `Plan` (what the fake decided to answer) and returns bytes exactly as the provider would
+send them (see `/work/shared/reference/wire-formats.md` sections 1.4-1.6, 3, 4.3-4.5, 5.3-5.5). Streams come back
+as `Stream(head, steps, tail)`: `steps` holds one entry per token or tool-argument fragment, so a behaviour can
+stop after N steps and still produce well-formed frames.
+"""
+
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+import msgspec
+
+Provider = Literal["openai", "anthropic", "gemini"]
+ToolCall = tuple[str, dict[str, Any]]
+
+FINGERPRINT = "fp_c0ndu1t0fake"
+_encode = msgspec.json.encode
+_TOKEN_RE = re.compile(r"\s*[\w']+|\s*[^\w\s]+|\s+")
+_SENTINEL = "\ue000token\ue000"
+_PROMPT_DETAILS = {"cached_tokens": 0, "audio_tokens": 0}
+_COMPLETION_DETAILS = {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0}
+_COMPLETION_DETAILS["rejected_prediction_tokens"] = 0
+_FRAGMENT = 8  # characters of tool-call arguments per streamed fragment
+
+_ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
+_GEMINI_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
+_REGION = "unsupported_country_region_territory"
+# status: (OpenAI error.type, OpenAI error.code, Anthropic error.type, Gemini error.status, default message)
+_ERRORS: dict[int, tuple[str, str | None, str, str, str]] = {
+    400: ("invalid_request_error", None, "invalid_request_error", "INVALID_ARGUMENT", "Invalid request."),
+    401: ("invalid_request_error", "invalid_api_key", "authentication_error", "UNAUTHENTICATED", "Invalid API key."),
+    402: ("insufficient_quota", "insufficient_quota", "billing_error", "RESOURCE_EXHAUSTED", "Billing error."),
+    403: ("request_forbidden", _REGION, "permission_error", "PERMISSION_DENIED", "Permission denied."),
+    404: ("invalid_request_error", "model_not_found", "not_found_error", "NOT_FOUND", "The model does not exist."),
+    409: ("invalid_request_error", None, "invalid_request_error", "ABORTED", "Conflict."),
+    413: ("invalid_request_error", None, "request_too_large", "INVALID_ARGUMENT", "Request too large."),
+    429: ("requests", "rate_limit_exceeded", "rate_limit_error", "RESOURCE_EXHAUSTED", "Rate limit reached."),
+    499: ("invalid_request_error", None, "invalid_request_error", "CANCELLED", "The operation was cancelled."),
+    500: ("server_error", None, "api_error", "INTERNAL", "The server had an error while processing your request."),
+    503: ("server_error", None, "api_error", "UNAVAILABLE", "The engine is currently overloaded."),
+    504: ("server_error", None, "timeout_error", "DEADLINE_EXCEEDED", "The request timed out."),
+    529: ("server_error", None, "overloaded_error", "UNAVAILABLE", "Overloaded"),
+}
+_NO_OPENAI_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth "
+    "(i.e. Authorization: Bearer YOUR_KEY)."
+)
+_BAD_OPENAI_KEY = (
+    "Incorrect API key provided: {}. You can find your API key at https://platform.openai.com/account/api-keys."
+)
+_BAD_KEY = "API_KEY_INVALID"
+_RPC = "type.googleapis.com/google.rpc"
+_Denial = tuple[int, str, str | None]
+_NO_GEMINI_KEY = (
+    "Method doesn't allow unregistered callers (callers without established identity). "
+    "Please use API Key or other form of API consumer identity to call this API."
+)
+
+
+class Plan(msgspec.Struct, kw_only=True):
+    """The answer the fake decided to give, in provider-neutral terms (OpenAI finish vocabulary)."""
+
+    model: str
+    ident: str
+    created: int
+    tokens: list[str]
+    tool_calls: list[ToolCall]
+    finish: str
+    stop_sequence: str | None
+    prompt_tokens: int
+    include_usage: bool = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
+
+    @property
+    def fragments(self) -> list[list[str]]:
+        """Each tool call's JSON arguments split into streamed fragments."""
+        out = []
+        for _, args in self.tool_calls:
+            raw = _encode(args).decode()
+            out.append([raw[i : i + _FRAGMENT] for i in range(0, len(raw), _FRAGMENT)])
+        return out
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.tokens) + sum(len(f) for f in self.fragments)
+
+
+class Stream(msgspec.Struct):
+    head: bytes
+    steps: list[bytes]
+    tail: bytes
+
+
+# -- reading requests -------------------------------------------------------------------------------------------
+
+
+def split_tokens(text: str) -> list[str]:
+    """'Hello from the fake openai!' -> ['Hello', ' from', ' the', ' fake', ' openai', '!']."""
+    return _TOKEN_RE.findall(text)
+
+
+def _words(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, list):
+        return sum(_words(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_words(v) for k, v in value.items() if k in {"content", "text", "parts"})
+    return 0
+
+
+def prompt_words(provider: Provider, body: dict[str, Any], legacy: bool) -> int:
+    if provider == "openai":
+        return _words(body.get("prompt") if legacy else body.get("messages"))
+    if provider == "anthropic":
+        return _words(body.get("system")) + _words(body.get("messages"))
+    return _words(body.get("systemInstruction")) + _words(body.get("contents"))
+
+
+def max_tokens(provider: Provider, body: dict[str, Any], legacy: bool) -> int | None:
+    if provider == "openai":
+        value = body.get("max_completion_tokens") or body.get("max_tokens")
+        return 16 if legacy and value is None else value
+    if provider == "anthropic":
+        return body.get("max_tokens")
+    return (body.get("generationConfig") or {}).get("maxOutputTokens")
+
+
+def stop_sequences(provider: Provider, body: dict[str, Any]) -> list[str]:
+    if provider == "openai":
+        stop = body.get("stop")
+    elif provider == "anthropic":
+        stop = body.get("stop_sequences")
+    else:
+        stop = (body.get("generationConfig") or {}).get("stopSequences")
+    if isinstance(stop, str):
+        return [stop]
+    return [s for s in stop or [] if isinstance(s, str) and s]
+
+
+def include_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def missing_field(provider: Provider, body: dict[str, Any], legacy: bool) -> str | None:
+    """The first required field the request lacks (the real APIs answer 400), or None."""
+    required = {
+        "openai": ("model", "prompt" if legacy else "messages"),
+        "anthropic": ("model", "messages", "max_tokens"),
+        "gemini": ("contents",),
+    }[provider]
+    return next((name for name in required if body.get(name) is None), None)
+
+
+def cut_at_stop(tokens: list[str], stops: list[str]) -> tuple[list[str], str | None]:
+    """Tokens up to (not including) the earliest stop sequence, and the sequence that matched."""
+    text = "".join(tokens)
+    hits = [(text.find(s), s) for s in stops if s in text]
+    if not hits:
+        return tokens, None
+    at, stop = min(hits, key=lambda hit: hit[0])
+    out, pos = [], 0
+    for token in tokens:
+        if pos + len(token) > at:
+            if at > pos:
+                out.append(token[: at - pos])
+            break
+        out.append(token)
+        pos += len(token)
+    return out, stop
+
+
+def _template(build: Callable[[str], bytes]) -> Callable[[str], bytes]:
+    """Build a frame once around a sentinel; per-token frames are then two concatenations."""
+    prefix, suffix = build(_SENTINEL).split(_encode(_SENTINEL))
+    return lambda token: prefix + _encode(token) + suffix
+
+
+# -- OpenAI -----------------------------------------------------------------------------------------------------
+
+
+def _openai_usage(p: Plan, details: bool = True) -> dict[str, Any]:
+    total = p.prompt_tokens + p.completion_tokens
+    usage = {"prompt_tokens": p.prompt_tokens, "completion_tokens": p.completion_tokens, "total_tokens": total}
+    if not details:
+        return usage
+    return usage | {"prompt_tokens_details": _PROMPT_DETAILS, "completion_tokens_details": _COMPLETION_DETAILS}
+
+
+def _openai_calls(p: Plan) -> list[dict[str, Any]]:
+    functions = [{"name": name, "arguments": _encode(args).decode()} for name, args in p.tool_calls]
+    return [{"id": f"call_{p.ident}{i}", "type": "function", "function": f} for i, f in enumerate(functions)]
+
+
+def openai_chat_body(p: Plan) -> bytes:
+    message: dict[str, Any] = {"role": "assistant", "content": p.text if p.tokens or not p.tool_calls else None}
+    if p.tool_calls:
+        message["tool_calls"] = _openai_calls(p)
+    message |= {"refusal": None, "annotations": []}
+    return _encode(
+        {
+            "id": f"chatcmpl-{p.ident}",
+            "object": "chat.completion",
+            "created": p.created,
+            "model": p.model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": p.finish}],
+            "usage": _openai_usage(p),
+            "service_tier": "default",
+            "system_fingerprint": FINGERPRINT,
+        }
+    )
+
+
+def openai_chat_stream(p: Plan) -> Stream:
+    base = {
+        "id": f"chatcmpl-{p.ident}",
+        "object": "chat.completion.chunk",
+        "created": p.created,
+        "model": p.model,
+        "service_tier": "default",
+        "system_fingerprint": FINGERPRINT,
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        data = base | {"choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        if p.include_usage:
+            data["usage"] = None
+        return b"data: " + _encode(data) + b"\n\n"
+
+    content = _template(lambda t: chunk({"content": t}))
+    steps = [content(t) for t in p.tokens]
+    intros = [{"index": i, **c, "function": c["function"] | {"arguments": ""}} for i, c in enumerate(_openai_calls(p))]
+    if p.tokens or not p.tool_calls:
+        head = chunk({"role": "assistant", "content": "", "refusal": None})
+    else:
+        head = chunk({"role": "assistant", "content": None, "tool_calls": intros[:1], "refusal": None})
+    for i, fragments in enumerate(p.fragments):
+        if i or p.tokens:
+            steps.append(chunk({"tool_calls": [intros[i]]}))
+        steps += [chunk({"tool_calls": [{"index": i, "function": {"arguments": f}}]}) for f in fragments]
+    tail = chunk({}, p.finish)
+    if p.include_usage:
+        tail += b"data: " + _encode(base | {"choices": [], "usage": _openai_usage(p)}) + b"\n\n"
+    return Stream(head, steps, tail + b"data: [DONE]\n\n")
+
+
+def openai_text_body(p: Plan) -> bytes:
+    return _encode(
+        {
+            "id": f"cmpl-{p.ident}",
+            "object": "text_completion",
+            "created": p.created,
+            "model": p.model,
+            "choices": [{"text": p.text, "index": 0, "logprobs": None, "finish_reason": p.finish}],
+            "usage": _openai_usage(p, details=False),
+        }
+    )
+
+
+def openai_text_stream(p: Plan) -> Stream:
+    base = {"id": f"cmpl-{p.ident}", "object": "text_completion", "created": p.created, "model": p.model}
+
+    def chunk(text: str, finish: str | None = None) -> bytes:
+        choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+        return b"data: " + _encode(base | {"choices": [choice]}) + b"\n\n"
+
+    text = _template(chunk)
+    tail = chunk("", p.finish)
+    if p.include_usage:
+        tail += b"data: " + _encode(base | {"choices": [], "usage": _openai_usage(p, details=False)}) + b"\n\n"
+    return Stream(b"", [text(t) for t in p.tokens], tail + b"data: [DONE]\n\n")
+
+
+# -- Anthropic --------------------------------------------------------------------------------------------------
+
+
+def _anthropic_usage(p: Plan, output_tokens: int) -> dict[str, Any]:
+    return {
+        "input_tokens": p.prompt_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
+
+
+def _anthropic_stop(p: Plan) -> str:
+    return "stop_sequence" if p.stop_sequence is not None else _ANTHROPIC_STOP.get(p.finish, p.finish)
+
+
+def _anthropic_tools(p: Plan) -> list[dict[str, Any]]:
+    return [
+        {"type": "tool_use", "id": f"toolu_{p.ident}{i}", "name": name, "input": args}
+        for i, (name, args) in enumerate(p.tool_calls)
+    ]
+
+
+def _message(p: Plan, content: list[dict[str, Any]], stop: str | None, output_tokens: int) -> dict[str, Any]:
+    return {
+        "id": f"msg_{p.ident}",
+        "type": "message",
+        "role": "assistant",
+        "model": p.model,
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": p.stop_sequence if stop else None,
+        "usage": _anthropic_usage(p, output_tokens),
+    }
+
+
+def anthropic_body(p: Plan) -> bytes:
+    text = [{"type": "text", "text": p.text}] if p.tokens or not p.tool_calls else []
+    return _encode(_message(p, text + _anthropic_tools(p), _anthropic_stop(p), p.completion_tokens))
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + _encode(data) + b"\n\n"
+
+
+def anthropic_stream(p: Plan) -> Stream:
+    def start(index: int, block: dict[str, Any]) -> bytes:
+        return _event("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+
+    def stop(index: int) -> bytes:
+        return _event("content_block_stop", {"type": "content_block_stop", "index": index})
+
+    def delta(index: int, body: dict[str, Any]) -> bytes:
+        return _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": body})
+
+    blocks = ([{"type": "text", "text": ""}] if p.tokens or not p.tool_calls else []) + [
+        tool | {"input": {}} for tool in _anthropic_tools(p)
+    ]
+    head = _event("message_start", {"type": "message_start", "message": _message(p, [], None, 1)})
+    head += start(0, blocks[0]) + b'event: ping\ndata: {"type": "ping"}\n\n'
+    text = _template(lambda t: delta(0, {"type": "text_delta", "text": t}))
+    steps = [text(t) for t in p.tokens]
+    first_tool = len(blocks) - len(p.tool_calls)
+    for i, fragments in enumerate(p.fragments):
+        index = first_tool + i
+        opening = stop(index - 1) + start(index, blocks[index]) if index else b""
+        parts = [delta(index, {"type": "input_json_delta", "partial_json": f}) for f in fragments]
+        steps += [opening + parts[0], *parts[1:]]
+    message_delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": _anthropic_stop(p), "stop_sequence": p.stop_sequence},
+        "usage": {"output_tokens": p.completion_tokens},
+    }
+    tail = stop(len(blocks) - 1) + _event("message_delta", message_delta)
+    return Stream(head, steps, tail + _event("message_stop", {"type": "message_stop"}))
+
+
+# -- Gemini -----------------------------------------------------------------------------------------------------
+
+
+def _gemini_usage(p: Plan, final: bool) -> dict[str, Any]:
+    details = [{"modality": "TEXT", "tokenCount": p.prompt_tokens}]
+    if not final:
+        return {"promptTokenCount": p.prompt_tokens, "totalTokenCount": p.prompt_tokens, "promptTokensDetails": details}
+    return {
+        "promptTokenCount": p.prompt_tokens,
+        "candidatesTokenCount": p.completion_tokens,
+        "totalTokenCount": p.prompt_tokens + p.completion_tokens,
+        "promptTokensDetails": details,
+    }
+
+
+def _gemini_response(p: Plan, parts: list[dict[str, Any]], final: bool) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
+    if final:
+        candidate["finishReason"] = _GEMINI_FINISH.get(p.finish, p.finish.upper())
+    candidate["index"] = 0
+    return {
+        "candidates": [candidate],
+        "usageMetadata": _gemini_usage(p, final),
+        "modelVersion": p.model,
+        "responseId": p.ident,
+    }
+
+
+def _gemini_calls(p: Plan) -> list[dict[str, Any]]:
+    return [{"functionCall": {"name": name, "args": args}} for name, args in p.tool_calls]
+
+
+def gemini_body(p: Plan) -> bytes:
+    text = [{"text": p.text}] if p.tokens or not p.tool_calls else []
+    return _encode(_gemini_response(p, text + _gemini_calls(p), final=True))
+
+
+def _gemini_frame(data: dict[str, Any]) -> bytes:
+    return b"data: " + _encode(data) + b"\r\n\r\n"
+
+
+def gemini_stream(p: Plan) -> Stream:
+    """One chunk per token; the last chunk (last token, or the whole function calls) carries finishReason."""
+    text = _template(lambda t: _gemini_frame(_gemini_response(p, [{"text": t}], final=False)))
+    if p.tool_calls:
+        return Stream(b"", [text(t) for t in p.tokens], _gemini_frame(_gemini_response(p, _gemini_calls(p), True)))
+    last = p.tokens[-1] if p.tokens else ""
+    tail = _gemini_frame(_gemini_response(p, [{"text": last}], final=True))
+    return Stream(b"", [text(t) for t in p.tokens[:-1]], tail)
+
+
+# -- errors and headers -----------------------------------------------------------------------------------------
+
+
+def _row(status: int) -> tuple[str, str | None, str, str, str]:
+    return _ERRORS.get(status, _ERRORS[500 if status >= 500 else 400])
+
+
+def default_message(status: int) -> str:
+    return _row(status)[4]
+
+
+def error_body(provider: Provider, status: int, message: str, code: str | None = None, **extra: Any) -> bytes:
+    """The provider's error envelope; `code` overrides OpenAI's `code` ("" for null), Anthropic's `error.type`, or
+    adds a Gemini ErrorInfo `reason`. `extra`: `param` (OpenAI), `request_id` (Anthropic), `retry_after` (Gemini)."""
+    openai_type, openai_code, anthropic_type, gemini_status, _ = _row(status)
+    if provider == "openai":
+        kind = code if code == "insufficient_quota" else openai_type
+        code = openai_code if code is None else code or None
+        return _encode({"error": {"message": message, "type": kind, "param": extra.get("param"), "code": code}})
+    if provider == "anthropic":
+        error = {"type": code or anthropic_type, "message": message}
+        return _encode({"type": "error", "error": error, "request_id": extra.get("request_id", "")})
+    details: list[dict[str, Any]] = []
+    if code:
+        service = {"service": "generativelanguage.googleapis.com"}
+        details.append({"@type": f"{_RPC}.ErrorInfo", "reason": code, "domain": "googleapis.com", "metadata": service})
+    if extra.get("retry_after") is not None:
+        details.append({"@type": f"{_RPC}.RetryInfo", "retryDelay": f"{extra['retry_after']:g}s"})
+    body: dict[str, Any] = {"code": status, "message": message, "status": gemini_status}
+    return _encode({"error": body | {"details": details} if details else body})
+
+
+def auth_error(provider: Provider, key: str, headers: dict[str, str], query: dict[str, str]) -> _Denial | None:
+    """(status, message, code) of the provider's real answer to a missing or wrong key, or None when it is right."""
+    missing: _Denial
+    wrong: _Denial
+    if provider == "openai":
+        auth = headers.get("authorization", "")
+        given = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+        shown = _BAD_OPENAI_KEY.format(f"{given[:3]}********{given[-4:]}")
+        missing, wrong = (401, _NO_OPENAI_KEY, ""), (401, shown, "invalid_api_key")  # "": code null
+    elif provider == "anthropic":
+        given = headers.get("x-api-key", "")
+        missing, wrong = (401, "x-api-key header is required", None), (401, "invalid x-api-key", None)
+        if given == key and "anthropic-version" not in headers:
+            return 400, "anthropic-version: header is required", None
+    else:
+        given = headers.get("x-goog-api-key") or query.get("key", "")
+        missing, wrong = (403, _NO_GEMINI_KEY, None), (400, "API key not valid. Please pass a valid API key.", _BAD_KEY)
+    return None if given == key else wrong if given else missing
+
+
+def response_headers(provider: Provider, request_id: str, sse: bool) -> list[tuple[bytes, bytes]]:
+    json_type = b"application/json; charset=UTF-8" if provider == "gemini" else b"application/json"
+    sse_type = b"text/event-stream" if provider == "gemini" else b"text/event-stream; charset=utf-8"
+    headers = [(b"content-type", sse_type), (b"cache-control", b"no-cache")] if sse else [(b"content-type", json_type)]
+    if provider == "openai":
+        headers += [(b"x-request-id", request_id.encode()), (b"openai-version", b"2020-10-01")]
+    elif provider == "anthropic":
+        headers.append((b"request-id", request_id.encode()))
+    return headers
+
+
+def stream_error_frame(provider: Provider, message: str) -> bytes:
+    """The in-band error a provider sends after a 200 (OpenAI data error, Anthropic `event: error`, Gemini 503)."""
+    if provider == "openai":
+        error = {"message": message, "type": "server_error", "param": None, "code": None}
+        return b"data: " + _encode({"error": error}) + b"\n\n"
+    if provider == "anthropic":
+        return _event("error", {"type": "error", "error": {"type": "overloaded_error", "message": message}})
+    return _gemini_frame({"error": {"code": 503, "message": message, "status": "UNAVAILABLE"}})
+
+
+def garbage_frame(provider: Provider) -> bytes:
+    if provider == "anthropic":
+        return b"event: content_block_delta\ndata: {not json\n\n"
+    return b"data: {not json" + (b"\r\n\r\n" if provider == "gemini" else b"\n\n")

@@ -1,0 +1,139 @@
+"""The OpenAI dialect over raw HTTP: exact shapes, strictness and errors (the SDK tests are in e2e/)."""
+
+import json
+
+import httpx
+
+from tests.fakes.upstream import MidStreamError, Reply
+from tests.harness import auth, sse_events
+from tests.stack import Stack
+
+
+def chat(stack: Stack, body: dict[str, object], **headers: str) -> httpx.Response:
+    return httpx.post(f"{stack.url}/v1/chat/completions", json=body, headers={**auth(), **headers}, timeout=30)
+
+
+def test_chat_completion_has_the_openai_shape(stack: Stack) -> None:
+    response = chat(stack, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"].startswith("chatcmpl-")
+    assert body["object"] == "chat.completion"
+    assert isinstance(body["created"], int)
+    assert body["model"] == "gpt-4o-mini"
+    assert body["choices"] == [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": "Hello from the fake openai!",
+                "refusal": None,
+                "annotations": [],
+            },
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ]
+    usage = body["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+
+
+def test_stream_frames_are_role_content_finish_usage_done(stack: Stack) -> None:
+    stack.fake.push(Reply(tokens=["Hel", "lo"]))
+    body = {
+        "model": "openai/gpt-4o",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    response = chat(stack, body)
+    assert response.status_code == 200
+    assert "\r\n" not in response.text
+    frames = sse_events(response.text)
+    assert frames[-1] == "[DONE]"
+    chunks = [json.loads(f) for f in frames[:-1]]
+    assert {c["id"] for c in chunks} == {chunks[0]["id"]}
+    assert all(c["object"] == "chat.completion.chunk" and c["model"] == "openai/gpt-4o" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "", "refusal": None}
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "Hello"
+    assert chunks[-2]["choices"][0]["delta"] == {} and chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 2
+    assert stack.fake.requests[-1].body["model"] == "gpt-4o"
+
+
+def test_strict_types_unknown_fields_and_error_shape(stack: Stack) -> None:
+    ok = chat(stack, {"model": "echo", "messages": [{"role": "user", "content": "x"}], "some_future_field": 1})
+    assert ok.status_code == 200
+    bad = chat(stack, {"model": "echo", "messages": [{"role": "user", "content": "x"}], "temperature": "0.5"})
+    assert bad.status_code == 400
+    error = bad.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == "temperature"
+    too_hot = chat(stack, {"model": "echo", "messages": [{"role": "user", "content": "x"}], "temperature": 2.5})
+    assert too_hot.status_code == 400
+    assert too_hot.json()["error"]["param"] == "temperature"
+
+
+def test_unknown_model_is_404_model_not_found(stack: Stack) -> None:
+    response = chat(stack, {"model": "llama-nope", "messages": [{"role": "user", "content": "x"}]})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found"
+
+
+def test_request_id_is_taken_from_the_client_and_sent_upstream(stack: Stack) -> None:
+    response = chat(
+        stack, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}, **{"x-request-id": "abc-123"}
+    )
+    assert response.headers["x-request-id"] == "abc-123"
+    assert stack.fake.requests[-1].headers["x-request-id"] == "abc-123"
+
+
+def test_midstream_error_is_an_error_frame_then_done(stack: Stack) -> None:
+    stack.fake.push(MidStreamError(after=1, message="Overloaded"))
+    response = chat(stack, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "stream": True})
+    frames = sse_events(response.text)
+    assert frames[-1] == "[DONE]"
+    error = json.loads(frames[-2])["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert "Overloaded" in error["message"]
+
+
+def test_legacy_completions(stack: Stack) -> None:
+    body = {"model": "echo", "prompt": "alpha beta gamma", "max_tokens": 2}
+    response = httpx.post(f"{stack.url}/v1/completions", json=body, headers=auth(), timeout=30)
+    assert response.status_code == 200
+    result = response.json()
+    assert result["object"] == "text_completion" and result["id"].startswith("cmpl-")
+    assert result["choices"][0]["text"] == "alpha beta"
+    assert result["choices"][0]["finish_reason"] == "length"
+    stream = httpx.post(f"{stack.url}/v1/completions", json={**body, "stream": True}, headers=auth(), timeout=30)
+    frames = sse_events(stream.text)
+    assert frames[-1] == "[DONE]"
+    assert "".join(json.loads(f)["choices"][0]["text"] for f in frames[:-1]) == "alpha beta"
+
+
+def test_models_list_and_retrieve(stack: Stack) -> None:
+    listed = httpx.get(f"{stack.url}/v1/models", headers=auth("free"), timeout=10).json()
+    ids = {m["id"] for m in listed["data"]}
+    assert {"gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash", "echo"} <= ids
+    one = httpx.get(f"{stack.url}/v1/models/gpt-4o-mini", headers=auth(), timeout=10)
+    assert one.json() == {"id": "gpt-4o-mini", "object": "model", "created": 1721172741, "owned_by": "openai"}
+    missing = httpx.get(f"{stack.url}/v1/models/nope", headers=auth(), timeout=10)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "model_not_found"
+
+
+def test_health_readiness_and_docs(stack: Stack) -> None:
+    assert httpx.get(f"{stack.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{stack.url}/readyz").json()
+    assert ready["status"] == "ready" and ready["workers"] == 1
+    assert set(ready["providers"]) == {"openai", "anthropic", "gemini", "echo"}
+    docs = httpx.get(f"{stack.url}/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    spec = httpx.get(f"{stack.url}/openapi.json").json()
+    assert {"/v1/chat/completions", "/api/ai/chat", "/api/ai/completions", "/v1/models"} <= set(spec["paths"])
+    body_ref = spec["paths"]["/api/ai/chat"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert body_ref == "#/components/schemas/AiChatRequest"
+    assert spec["components"]["schemas"]["AiChatRequest"]["properties"]["temperature"]["maximum"] == 2.0

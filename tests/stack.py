@@ -1,0 +1,54 @@
+"""Fixtures for one stack per session: a private redis-server, the fake providers, one worker and one API."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.upstream import FakeUpstream
+from tests.harness import ApiProcess, RedisServer, WorkerProcess, provider_env
+
+
+class Stack:
+    def __init__(self, redis: RedisServer, fake: FakeUpstream, worker: WorkerProcess, api: ApiProcess) -> None:
+        self.redis = redis
+        self.fake = fake
+        self.worker = worker
+        self.api = api
+        self.url = api.base_url
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def redis_server(logs: Path) -> Iterator[RedisServer]:
+    server = RedisServer(logs)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="session")
+def stack(logs: Path, redis_server: RedisServer, fake: FakeUpstream) -> Iterator[Stack]:
+    worker = WorkerProcess(logs, redis_server.url, provider_env(fake))
+    api = ApiProcess(logs, redis_server.url)
+    try:
+        api.wait_ready(others=(worker,))
+        yield Stack(redis_server, fake, worker, api)
+    finally:
+        api.stop()
+        worker.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fake(request: pytest.FixtureRequest) -> None:
+    if "fake" in request.fixturenames:
+        request.getfixturevalue("fake").reset()
