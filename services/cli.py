@@ -83,8 +83,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         "--without-mingle",
         "--without-heartbeat",
     ]
-    app.worker_main(argv)
-    return 0
+    app.worker_main(argv)  # runs until the worker stops, then exits the process
 
 
 def _cmd_up(args: argparse.Namespace) -> int:

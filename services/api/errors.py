@@ -7,6 +7,7 @@ so a 401 from auth, a 404 from the router and a provider's 429 all come back in 
 import logging
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 from litestar import Request, Response
@@ -97,10 +98,10 @@ def _problem(exc: Exception) -> GatewayProblem:
 
 def exception_handlers(
     renderers: list[tuple[str, ErrorRenderer]], fallback: ErrorRenderer
-) -> dict[type[Exception], Callable[[Request[object, object, object], Exception], Response[bytes]]]:
+) -> dict[type[Exception], Callable[[Request[Any, Any, Any], Exception], Response[bytes]]]:
     """Handlers for every exception, each drawing the body with the renderer of the request's prefix."""
 
-    def handle(request: Request[object, object, object], exc: Exception) -> Response[bytes]:
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         problem = _problem(exc)
         render = next((r for prefix, r in renderers if request.url.path.startswith(prefix)), fallback)
         headers = {"x-request-id": request.scope.get("state", {}).get("request_id", "")}

@@ -36,10 +36,8 @@ def add_body_schemas(app: Litestar) -> None:
     """Put the documented bodies' schemas into the generated document (Litestar rebuilds ``components``)."""
     _, components = msgspec.json.schema_components(_BODIES, ref_template="#/components/schemas/{name}")
     schema = app.openapi_schema
-    if schema.components is None:
-        schema.components = Components()
-    existing = schema.components.schemas or {}
-    schema.components.schemas = {**existing, **components}  # type: ignore[dict-item]  # JSON Schema dicts as-is
+    # plain JSON Schema dicts serialise as they are
+    schema.components.schemas = {**(schema.components.schemas or {}), **components}
 
 
 def openapi_config(version: str) -> OpenAPIConfig:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -47,7 +48,8 @@ class WorkerDirectory:
 
     async def refresh(self) -> None:
         now = time.time()
-        names = [n.decode() for n in await self._client.zrangebyscore(keys.WORKERS, now - PRESENCE_TTL, "+inf")]
+        raw_names = cast(list[bytes], await self._client.zrangebyscore(keys.WORKERS, now - PRESENCE_TTL, "+inf"))
+        names = [name.decode() for name in raw_names]
         providers: set[str] = set()
         alive: list[str] = []
         if names:

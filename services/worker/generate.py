@@ -130,8 +130,8 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
         publisher.emit(Started(seq=0, worker=ctx.settings.worker_name))
         async with asyncio.timeout(ctx.settings.total_timeout):
             await _stream(job, ctx, publisher, outcome)
-        assert outcome.finish is not None
-        terminal = Done(seq=0, finish_reason=outcome.finish.reason, model=outcome.finish.model or job.model)
+        finish = outcome.finish or FinishPiece("stop")  # _stream raised if the upstream never finished
+        terminal = Done(seq=0, finish_reason=finish.reason, model=finish.model or job.model)
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None:

@@ -85,7 +85,8 @@ class JobPublisher:
 
     async def close(self, terminal: Event) -> None:
         """Queue the terminal event and wait until everything is flushed."""
-        assert is_terminal(terminal)
+        if not is_terminal(terminal):
+            raise ValueError(f"close() takes a terminal event, not {type(terminal).__name__}")
         self.emit(terminal)
         self._closed = True
         await self._task

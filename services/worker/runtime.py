@@ -36,14 +36,16 @@ log = logging.getLogger("conduit.worker")
 PRESENCE_TTL = 15.0
 
 
-def _redis(url: str, **options: Any) -> "aioredis.Redis":
-    return aioredis.Redis.from_url(
-        url,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 5),
-        socket_connect_timeout=3.0,
-        health_check_interval=15,
-        **options,
+def _redis(url: str, *, pooled: bool) -> "aioredis.Redis":
+    """Commands share a blocking pool (a flush waits for a connection instead of failing, as redis-py's
+    default pool does past its size); the cancel subscriber has its own connection with no read timeout."""
+    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 5)
+    if not pooled:
+        return aioredis.Redis.from_url(url, retry=retry, socket_timeout=None, health_check_interval=15)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=64, timeout=10.0, socket_timeout=10.0, socket_connect_timeout=3.0
     )
+    return aioredis.Redis(connection_pool=pool, retry=retry)
 
 
 class WorkerRuntime:
@@ -52,7 +54,7 @@ class WorkerRuntime:
         self.catalog = catalog
         self.pid = os.getpid()
         self.loop = uvloop.new_event_loop()
-        self._running: dict[str, asyncio.Task[Failed | Done]] = {}
+        self._running: dict[str, asyncio.Task[Any]] = {}
         self._thread = threading.Thread(target=self.loop.run_forever, name="conduit-loop", daemon=True)
         self._thread.start()
         self._call(self._start())
@@ -62,7 +64,7 @@ class WorkerRuntime:
 
     async def _start(self) -> None:
         settings = self.settings
-        self.redis = _redis(settings.redis_url, socket_timeout=10.0, max_connections=256)
+        self.redis = _redis(settings.redis_url, pooled=True)
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout, write=30.0, pool=30.0),
             limits=httpx.Limits(
@@ -91,8 +93,8 @@ class WorkerRuntime:
 
     async def _run(self, job: GenerationJob) -> None:
         task = asyncio.current_task()
-        assert task is not None
-        self._running[job.id] = task  # type: ignore[assignment]
+        if task is not None:
+            self._running[job.id] = task
         try:
             if await self.redis.exists(keys.job_cancel(job.id)):
                 await self.context.sink.send(job.id, _cancelled_payload())
@@ -105,7 +107,7 @@ class WorkerRuntime:
 
     async def _listen_for_cancels(self) -> None:
         while True:
-            pubsub = _redis(self.settings.redis_url, socket_timeout=None).pubsub(ignore_subscribe_messages=True)
+            pubsub = _redis(self.settings.redis_url, pooled=False).pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(keys.CANCEL_CHANNEL)
                 while True:
@@ -113,11 +115,11 @@ class WorkerRuntime:
                     if message is not None:
                         self._cancel(message["data"].decode())
             except asyncio.CancelledError:
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
                 raise
             except Exception as exc:
                 log.warning("cancel listener lost Redis (%s); reconnecting", exc)
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await asyncio.sleep(1.0)
 
     def _cancel(self, job_id: str) -> None:

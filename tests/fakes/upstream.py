@@ -28,7 +28,9 @@ import msgspec
 import uvicorn
 
 from tests.fakes import upstream_formats as fmt
-from tests.fakes.upstream_formats import Plan, Provider, ToolCall
+from tests.fakes.upstream_formats import Plan, ToolCall
+
+Provider = fmt.Provider  # "openai" | "anthropic" | "gemini"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -136,9 +138,9 @@ class _QuietDrops(logging.Filter):
 class _Exchange:
     """One request/response: sends ASGI messages and watches `receive()` for the client hanging up."""
 
-    def __init__(self, receive: Receive, send: Send, rec: Recorded, changed: Callable[[], None], seq: int) -> None:
-        self._receive, self._send, self.rec, self._changed, self.seq = receive, send, rec, changed, seq
-        self.provider, self.rid = rec.provider, f"req_fake{seq:020d}"
+    def __init__(self, receive: Receive, send: Send, rec: Recorded, changed: Callable[[], None], route: str) -> None:
+        self._receive, self._send, self.rec, self._changed = receive, send, rec, changed
+        self.provider, self.route, self.model, self.seq = rec.provider, route, "", 0  # model: Gemini's path model
         self.gone = asyncio.Event()
         self._watcher = asyncio.create_task(self._watch())
 
@@ -149,6 +151,10 @@ class _Exchange:
             self.rec.disconnected = time.monotonic()
             self._changed()
         self.gone.set()
+
+    @property
+    def rid(self) -> str:
+        return f"req_fake{self.seq:020d}"
 
     def headers(self, sse: bool = False) -> list[tuple[bytes, bytes]]:
         return fmt.response_headers(self.provider, self.rid, sse)
@@ -248,19 +254,15 @@ class FakeUpstream:
         if not any(isinstance(f, _QuietDrops) for f in uvicorn_log.filters):
             uvicorn_log.addFilter(_QuietDrops())
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self._port))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", self._port))
+        except OSError:
+            sock.close()
+            raise
         self._port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self,
-            interface="asgi3",
-            log_config=None,
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-            proxy_headers=False,
-            timeout_graceful_shutdown=1,
-        )
+        quiet: dict[str, Any] = {"log_config": None, "log_level": "warning", "access_log": False}
+        config = uvicorn.Config(self, interface="asgi3", lifespan="off", timeout_graceful_shutdown=1, **quiet)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
@@ -360,48 +362,48 @@ class FakeUpstream:
             body = None
         query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
         rec = Recorded(provider, scope["method"], scope["path"], query, headers, body)
+        ex = _Exchange(receive, send, rec, self._changed, route)
         with self._cond:
             self._seq += 1
-            seq = self._seq
+            ex.seq, ex.model = self._seq, model
             self.requests.append(rec)
             self._cond.notify_all()
-        ex = _Exchange(receive, send, rec, self._changed)
         try:
-            await self._handle(_Call(ex, provider, route, model, seq))
+            await self._handle(ex)
         finally:
             ex.close()
 
-    async def _handle(self, call: _Call) -> None:
-        rec, provider = call.ex.rec, call.provider
+    async def _handle(self, ex: _Exchange) -> None:
+        rec, provider = ex.rec, ex.provider
         body = rec.body if isinstance(rec.body, dict) else {}
-        if not call.route:
-            await call.error(404, f"Invalid URL ({rec.method} {rec.path})" if provider == "openai" else "Not Found")
+        if not ex.route:
+            await ex.error(404, f"Invalid URL ({rec.method} {rec.path})" if provider == "openai" else "Not Found")
         elif denied := fmt.auth_error(provider, self.keys[provider], rec.headers, rec.query):
-            await call.error(*denied)
-        elif call.route == "models":
+            await ex.error(*denied)
+        elif ex.route == "models":
             data = [{"id": m, "object": "model", "created": 1721172741, "owned_by": "system"} for m in MODELS]
-            await call.ex.respond(200, msgspec.json.encode({"object": "list", "data": data}), call.headers())
+            await ex.respond(200, msgspec.json.encode({"object": "list", "data": data}))
         elif not isinstance(rec.body, dict):
-            await call.error(400, "We could not parse the JSON body of your request.")
-        elif missing := fmt.missing_field(provider, body, legacy=call.route == "text"):
-            await call.error(400, f"Missing required parameter: '{missing}'.", param=missing)
-        elif call.route == "streamGenerateContent" and rec.query.get("alt") != "sse":
-            await call.error(400, "the fake upstream streams streamGenerateContent only with alt=sse")
+            await ex.error(400, "We could not parse the JSON body of your request.")
+        elif missing := fmt.missing_field(provider, body, legacy=ex.route == "text"):
+            await ex.error(400, f"Missing required parameter: '{missing}'.", param=missing)
+        elif ex.route == "streamGenerateContent" and rec.query.get("alt") != "sse":
+            await ex.error(400, "the fake upstream streams streamGenerateContent only with alt=sse")
         else:
             behaviour = self._next(provider)
             if isinstance(behaviour, Fail):
                 message = behaviour.message or fmt.default_message(behaviour.status)
-                await call.error(behaviour.status, message, behaviour.code, retry_after=behaviour.retry_after)
+                await ex.error(behaviour.status, message, behaviour.code, retry_after=behaviour.retry_after)
                 return
             reply = behaviour if isinstance(behaviour, Reply) else behaviour.reply or Reply()
-            plan = self._plan(call, body, reply)
-            if call.route == "streamGenerateContent" or (provider != "gemini" and body.get("stream") is True):
-                await self._stream(call, plan, behaviour, reply.delay)
+            plan = self._plan(ex, body, reply)
+            if ex.route == "streamGenerateContent" or (provider != "gemini" and body.get("stream") is True):
+                await self._stream(ex, plan, behaviour, reply.delay)
             else:
-                await self._respond(call, plan, behaviour, reply.delay)
+                await self._respond(ex, plan, behaviour, reply.delay)
 
-    def _plan(self, call: _Call, body: dict[str, Any], reply: Reply) -> Plan:
-        provider, legacy = call.provider, call.route == "text"
+    def _plan(self, ex: _Exchange, body: dict[str, Any], reply: Reply) -> Plan:
+        provider, legacy = ex.provider, ex.route == "text"
         tool_calls = [] if legacy else list(reply.tool_calls or [])
         if reply.tokens is not None:
             tokens = list(reply.tokens)
@@ -417,8 +419,8 @@ class FakeUpstream:
             tokens, finish, tool_calls, stop = tokens[:limit], "length", [], None
         prompt = fmt.prompt_words(provider, body, legacy) + 3 if reply.prompt_tokens is None else reply.prompt_tokens
         return Plan(
-            model=call.model or str(body.get("model", "")),
-            ident=f"fake{call.seq:08d}",
+            model=ex.model or str(body.get("model", "")),
+            ident=f"fake{ex.seq:08d}",
             created=int(time.time()) if self.created is None else self.created,
             tokens=tokens,
             tool_calls=tool_calls,
@@ -429,14 +431,13 @@ class FakeUpstream:
         )
 
     @staticmethod
-    async def _stream(call: _Call, plan: Plan, behaviour: Behaviour, delay: float) -> None:
-        ex, provider = call.ex, call.provider
-        parts = _STREAMS[call.route](plan)
+    async def _stream(ex: _Exchange, plan: Plan, behaviour: Behaviour, delay: float) -> None:
+        provider, parts = ex.provider, _STREAMS[ex.route](plan)
         steps, rest = parts.steps, []
         if isinstance(behaviour, DropAfter | Stall | Garbage | Truncate | MidStreamError):
             cut = behaviour.tokens if isinstance(behaviour, DropAfter) else behaviour.after
             steps, rest = parts.steps[:cut], parts.steps[cut:]
-        await ex.start(200, call.headers(sse=True))
+        await ex.start(200, sse=True)
         if parts.head:
             await ex.write(parts.head)
         if not await ex.send_steps(steps, delay):
@@ -457,15 +458,14 @@ class FakeUpstream:
                 await ex.finish(parts.tail)
 
     @staticmethod
-    async def _respond(call: _Call, plan: Plan, behaviour: Behaviour, delay: float) -> None:
-        ex, provider = call.ex, call.provider
-        body = _BODIES[call.route](plan)
+    async def _respond(ex: _Exchange, plan: Plan, behaviour: Behaviour, delay: float) -> None:
+        body = _BODIES[ex.route](plan)
         wait = delay * max(1, len(plan.tokens)) + (behaviour.seconds if isinstance(behaviour, Stall) else 0.0)
         if wait and await ex.wait_gone(wait):
             return
         match behaviour:
             case DropAfter():
-                await ex.start(200, call.headers())
+                await ex.start(200)
                 await ex.write(body[: len(body) // 2])
                 ex.abort()
             case Garbage():
@@ -473,6 +473,6 @@ class FakeUpstream:
             case Truncate():
                 body = body[: len(body) // 2]
             case MidStreamError(message=message):
-                await call.error(_OVERLOADED[provider], message)
+                await ex.error(_OVERLOADED[ex.provider], message)
                 return
-        await ex.respond(200, body, call.headers())
+        await ex.respond(200, body)

@@ -79,11 +79,8 @@ class Plan(msgspec.Struct, kw_only=True):
     @property
     def fragments(self) -> list[list[str]]:
         """Each tool call's JSON arguments split into streamed fragments."""
-        out = []
-        for _, args in self.tool_calls:
-            raw = _encode(args).decode()
-            out.append([raw[i : i + _FRAGMENT] for i in range(0, len(raw), _FRAGMENT)])
-        return out
+        raws = [_encode(args).decode() for _, args in self.tool_calls]
+        return [[raw[i : i + _FRAGMENT] for i in range(0, len(raw), _FRAGMENT)] for raw in raws]
 
     @property
     def completion_tokens(self) -> int:
@@ -132,15 +129,10 @@ def max_tokens(provider: Provider, body: dict[str, Any], legacy: bool) -> int | 
 
 
 def stop_sequences(provider: Provider, body: dict[str, Any]) -> list[str]:
-    if provider == "openai":
-        stop = body.get("stop")
-    elif provider == "anthropic":
-        stop = body.get("stop_sequences")
-    else:
-        stop = (body.get("generationConfig") or {}).get("stopSequences")
-    if isinstance(stop, str):
-        return [stop]
-    return [s for s in stop or [] if isinstance(s, str) and s]
+    config = body.get("generationConfig") or {}
+    stop = {"openai": body.get("stop"), "anthropic": body.get("stop_sequences"), "gemini": config.get("stopSequences")}
+    found = stop[provider]
+    return [found] if isinstance(found, str) else [s for s in found or [] if isinstance(s, str) and s]
 
 
 def include_usage(body: dict[str, Any]) -> bool:
@@ -185,6 +177,11 @@ def _template(build: Callable[[str], bytes]) -> Callable[[str], bytes]:
 # -- OpenAI -----------------------------------------------------------------------------------------------------
 
 
+def _openai_base(p: Plan, kind: str) -> dict[str, Any]:
+    prefix = "cmpl" if kind == "text_completion" else "chatcmpl"
+    return {"id": f"{prefix}-{p.ident}", "object": kind, "created": p.created, "model": p.model}
+
+
 def _openai_usage(p: Plan, details: bool = True) -> dict[str, Any]:
     total = p.prompt_tokens + p.completion_tokens
     usage = {"prompt_tokens": p.prompt_tokens, "completion_tokens": p.completion_tokens, "total_tokens": total}
@@ -195,7 +192,7 @@ def _openai_usage(p: Plan, details: bool = True) -> dict[str, Any]:
 
 def _openai_calls(p: Plan) -> list[dict[str, Any]]:
     functions = [{"name": name, "arguments": _encode(args).decode()} for name, args in p.tool_calls]
-    return [{"id": f"call_{p.ident}{i}", "type": "function", "function": f} for i, f in enumerate(functions)]
+    return [{"id": f"call_{p.ident}_{i}", "type": "function", "function": f} for i, f in enumerate(functions)]
 
 
 def openai_chat_body(p: Plan) -> bytes:
@@ -203,29 +200,18 @@ def openai_chat_body(p: Plan) -> bytes:
     if p.tool_calls:
         message["tool_calls"] = _openai_calls(p)
     message |= {"refusal": None, "annotations": []}
-    return _encode(
-        {
-            "id": f"chatcmpl-{p.ident}",
-            "object": "chat.completion",
-            "created": p.created,
-            "model": p.model,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": p.finish}],
-            "usage": _openai_usage(p),
-            "service_tier": "default",
-            "system_fingerprint": FINGERPRINT,
-        }
-    )
-
-
-def openai_chat_stream(p: Plan) -> Stream:
-    base = {
-        "id": f"chatcmpl-{p.ident}",
-        "object": "chat.completion.chunk",
-        "created": p.created,
-        "model": p.model,
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": p.finish}
+    body = {
+        "choices": [choice],
+        "usage": _openai_usage(p),
         "service_tier": "default",
         "system_fingerprint": FINGERPRINT,
     }
+    return _encode(_openai_base(p, "chat.completion") | body)
+
+
+def openai_chat_stream(p: Plan) -> Stream:
+    base = _openai_base(p, "chat.completion.chunk") | {"service_tier": "default", "system_fingerprint": FINGERPRINT}
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         data = base | {"choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
@@ -251,20 +237,12 @@ def openai_chat_stream(p: Plan) -> Stream:
 
 
 def openai_text_body(p: Plan) -> bytes:
-    return _encode(
-        {
-            "id": f"cmpl-{p.ident}",
-            "object": "text_completion",
-            "created": p.created,
-            "model": p.model,
-            "choices": [{"text": p.text, "index": 0, "logprobs": None, "finish_reason": p.finish}],
-            "usage": _openai_usage(p, details=False),
-        }
-    )
+    choice = {"text": p.text, "index": 0, "logprobs": None, "finish_reason": p.finish}
+    return _encode(_openai_base(p, "text_completion") | {"choices": [choice], "usage": _openai_usage(p, False)})
 
 
 def openai_text_stream(p: Plan) -> Stream:
-    base = {"id": f"cmpl-{p.ident}", "object": "text_completion", "created": p.created, "model": p.model}
+    base = _openai_base(p, "text_completion")
 
     def chunk(text: str, finish: str | None = None) -> bytes:
         choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
@@ -296,7 +274,7 @@ def _anthropic_stop(p: Plan) -> str:
 
 def _anthropic_tools(p: Plan) -> list[dict[str, Any]]:
     return [
-        {"type": "tool_use", "id": f"toolu_{p.ident}{i}", "name": name, "input": args}
+        {"type": "tool_use", "id": f"toolu_{p.ident}_{i}", "name": name, "input": args}
         for i, (name, args) in enumerate(p.tool_calls)
     ]
 
@@ -359,15 +337,11 @@ def anthropic_stream(p: Plan) -> Stream:
 
 
 def _gemini_usage(p: Plan, final: bool) -> dict[str, Any]:
-    details = [{"modality": "TEXT", "tokenCount": p.prompt_tokens}]
-    if not final:
-        return {"promptTokenCount": p.prompt_tokens, "totalTokenCount": p.prompt_tokens, "promptTokensDetails": details}
-    return {
-        "promptTokenCount": p.prompt_tokens,
-        "candidatesTokenCount": p.completion_tokens,
-        "totalTokenCount": p.prompt_tokens + p.completion_tokens,
-        "promptTokensDetails": details,
-    }
+    prompt, output = p.prompt_tokens, p.completion_tokens
+    usage = {"promptTokenCount": prompt, "totalTokenCount": prompt}
+    if final:
+        usage = {"promptTokenCount": prompt, "candidatesTokenCount": output, "totalTokenCount": prompt + output}
+    return usage | {"promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]}
 
 
 def _gemini_response(p: Plan, parts: list[dict[str, Any]], final: bool) -> dict[str, Any]:

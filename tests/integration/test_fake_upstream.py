@@ -1,5 +1,6 @@
 """The fake upstream speaks each provider's exact wire format, and each scripted behaviour does what it says."""
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -49,6 +50,7 @@ def client(upstream: FakeUpstream) -> Iterator[httpx.Client]:
 
 def request(provider: Provider, stream: bool, limit: int | None = None, **extra: Any) -> dict[str, Any]:
     """httpx.Client.request/stream kwargs for a minimal generation request to `provider`."""
+    body: dict[str, Any]
     if provider == "openai":
         url, body = (
             "/v1/chat/completions",
@@ -140,7 +142,7 @@ def test_openai_non_stream_default_reply(fake: FakeUpstream, client: httpx.Clien
 
 
 def test_openai_legacy_completions_stream_and_not(fake: FakeUpstream, client: httpx.Client) -> None:
-    args = {"method": "POST", "url": "/v1/completions", "headers": AUTH["openai"]}
+    args: dict[str, Any] = {"method": "POST", "url": "/v1/completions", "headers": AUTH["openai"]}
     body = client.request(**args, json={"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi", "max_tokens": 3}).json()
     assert body["object"] == "text_completion"
     assert body["choices"] == [{"text": "Hello from the", "index": 0, "logprobs": None, "finish_reason": "length"}]
@@ -274,8 +276,6 @@ def test_the_instance_is_an_asgi_app_without_sockets() -> None:
         transport = httpx.ASGITransport(app=FakeUpstream())
         async with httpx.AsyncClient(transport=transport, base_url="http://fake") as c:
             return await c.request(**request("anthropic", stream=True))
-
-    import asyncio
 
     response = asyncio.run(call())
     assert response.content.endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')

@@ -9,7 +9,7 @@ the job's replay log.
 import asyncio
 import contextlib
 import logging
-from typing import Final
+from typing import Any, Final
 
 import redis.asyncio as aioredis
 
@@ -36,7 +36,7 @@ class PubSubHub:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._pubsub.aclose()
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     @property
     def channels(self) -> int:
@@ -68,7 +68,7 @@ class PubSubHub:
         while True:
             try:
                 if not self._pubsub.connection:
-                    await self._pubsub.connect()
+                    await self._pubsub.connect()  # type: ignore[no-untyped-call]
                 message = await self._pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:
                 raise
@@ -81,16 +81,13 @@ class PubSubHub:
             if message is not None:
                 self._route(message)
 
-    def _route(self, message: dict[str, object]) -> None:
-        channel = message["channel"]
-        assert isinstance(channel, bytes)
+    def _route(self, message: dict[str, Any]) -> None:
+        channel: bytes = message["channel"]
         kind = message["type"]
         if kind == "message":
             queue = self._queues.get(channel)
             if queue is not None:
-                data = message["data"]
-                assert isinstance(data, bytes)
-                queue.put_nowait(data)
+                queue.put_nowait(message["data"])
         elif kind == "subscribe":
             confirmed = self._confirm.pop(channel, None)
             if confirmed is not None and not confirmed.done():

@@ -14,6 +14,7 @@ import collections
 import contextlib
 import logging
 import time
+from typing import cast
 from types import TracebackType
 
 import anyio
@@ -98,7 +99,8 @@ class JobRun:
 
     async def _repair(self) -> list[Event]:
         """Events missed while the pub/sub connection was down, read back from the job's replay log."""
-        entries = await self._gateway.redis.xrange(keys.job_log(self.job.id))
+        log_key = keys.job_log(self.job.id)
+        entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await self._gateway.redis.xrange(log_key))
         return [event for _, fields in entries for event in decode_events(fields[b"e"])]
 
     def _fresh(self, events: list[Event]) -> list[Event]:
@@ -164,7 +166,8 @@ class JobRun:
         return event
 
     async def _receive(self, timeout: float) -> None:
-        assert self._queue is not None
+        if self._queue is None:
+            raise RuntimeError("JobRun used outside its `async with` block")
         async with asyncio.timeout(timeout):
             first = await self._queue.get()
         payloads = [first]

@@ -1,6 +1,6 @@
 """Drive an HTTP adapter: send its request, map errors at the boundary, always close the response."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import httpx
 
@@ -13,7 +13,7 @@ __all__ = ["stream_http"]
 
 async def stream_http(
     adapter: ProviderAdapter, client: httpx.AsyncClient, job: GenerationJob, target: Target
-) -> AsyncIterator[Piece]:
+) -> AsyncGenerator[Piece, None]:
     """Pieces of one upstream call; closing the generator closes the upstream connection."""
     request = adapter.build_request(client, job, target)
     try:

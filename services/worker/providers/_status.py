@@ -57,7 +57,7 @@ def error_for_status(
     retry_after: float | None = None,
 ) -> GatewayError:
     """A ``GatewayError`` for an upstream error status, its message naming the provider and status."""
-    mapped, retryable = _STATUS.get(status, (ErrorCode.UPSTREAM_ERROR, status >= 500))
+    mapped, retryable = _STATUS.get(status, (ErrorCode.UPSTREAM_ERROR, status >= 500))  # noqa: PLR2004
     message = f"{provider} returned HTTP {status}"
     if detail:
         message += f": {redact(detail, secret)[:500]}"

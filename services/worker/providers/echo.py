@@ -2,7 +2,7 @@
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import httpx
 
@@ -44,7 +44,7 @@ def _answer(job: GenerationJob) -> tuple[list[str], str]:
 
 async def stream_echo(
     client: httpx.AsyncClient, job: GenerationJob, target: Target, *, delay: float = 0.0
-) -> AsyncIterator[Piece]:
+) -> AsyncGenerator[Piece, None]:
     tokens, reason = _answer(job)
     prompt = sum(count_tokens(message_text(m)) for m in job.messages)
     for index, token in enumerate(tokens):

@@ -1,7 +1,7 @@
 """Which code streams each kind of provider: an explicit dict, no discovery."""
 
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 import httpx
 
@@ -15,7 +15,7 @@ from shared.jobs import GenerationJob
 
 __all__ = ["Streamer", "build_streamers"]
 
-Streamer = Callable[[httpx.AsyncClient, GenerationJob, Target], AsyncIterator[Piece]]
+Streamer = Callable[[httpx.AsyncClient, GenerationJob, Target], AsyncGenerator[Piece, None]]
 
 
 def build_streamers(echo_delay: float) -> dict[str, Streamer]:

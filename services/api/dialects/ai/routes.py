@@ -6,6 +6,7 @@ import msgspec
 from litestar import Request, Response, post
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.response import Stream
 
 from services.api.auth.deps import provide_paid_principal
 from services.api.body import decode_body
@@ -26,7 +27,7 @@ _PAID = {"principal": Provide(provide_paid_principal, sync_to_thread=False)}
 
 async def _generate(
     request: Request[Any, Any, State], principal: Principal, body: AiChatRequest | AiCompletionRequest, field: str
-) -> Response[bytes]:
+) -> Response[bytes] | Stream:
     state = request.app.state
     directory = await state.directory.current()
     provider, model = choose_model(state.catalog, directory.providers, body)
@@ -45,7 +46,7 @@ async def _generate(
     summary="Chat (stream: `data: {token}` events)",
     tags=["ai"],
 )
-async def ai_chat(request: Request[Any, Any, State], principal: Principal) -> Response[bytes]:
+async def ai_chat(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
     return await _generate(request, principal, decode_body(_CHAT, await request.body()), "content")
 
 
@@ -57,7 +58,7 @@ async def ai_chat(request: Request[Any, Any, State], principal: Principal) -> Re
     summary="Complete a prompt",
     tags=["ai"],
 )
-async def ai_completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes]:
+async def ai_completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
     return await _generate(request, principal, decode_body(_COMPLETION, await request.body()), "completion")
 
 

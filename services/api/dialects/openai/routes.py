@@ -6,6 +6,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.response import Stream
 
 from services.api.auth.deps import provide_paid_principal, provide_principal
 from services.api.body import decode_body
@@ -40,7 +41,7 @@ def _include_usage(body: ChatCompletionRequest | CompletionRequest) -> bool:
     summary="Create a chat completion (OpenAI-compatible; `stream: true` for SSE)",
     tags=["openai"],
 )
-async def chat_completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes]:
+async def chat_completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
     body = decode_body(_CHAT, await request.body())
     provider, model = resolve_model(request.app.state.catalog, body.model)
     job = await prepare_job(
@@ -62,7 +63,7 @@ async def chat_completions(request: Request[Any, Any, State], principal: Princip
     summary="Create a completion (legacy)",
     tags=["openai"],
 )
-async def completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes]:
+async def completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
     body = decode_body(_COMPLETION, await request.body())
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
     provider, model = resolve_model(request.app.state.catalog, body.model)
