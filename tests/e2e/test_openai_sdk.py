@@ -1,5 +1,7 @@
 """The official ``openai`` SDK, unchanged, with ``base_url`` pointed at Conduit."""
 
+from collections.abc import Iterator
+
 import openai
 import pytest
 
@@ -9,8 +11,9 @@ from tests.stack import Stack
 
 
 @pytest.fixture
-def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.url}/v1", api_key=token("pro"), max_retries=0, timeout=30)
+def client(stack: Stack) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{stack.url}/v1", api_key=token("pro"), max_retries=0, timeout=30) as sdk:
+        yield sdk
 
 
 def test_chat_completion(client: openai.OpenAI, stack: Stack) -> None:
@@ -69,7 +72,7 @@ def test_tool_calls_round_trip(client: openai.OpenAI, stack: Stack) -> None:
     completion = client.chat.completions.create(
         model="claude-haiku-4-5",
         messages=[{"role": "user", "content": "Weather in Paris?"}],
-        tools=tools,  # type: ignore[arg-type]
+        tools=tools,  # type: ignore[arg-type]  # a plain dict, as users write it
     )
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -90,14 +93,15 @@ def test_models(client: openai.OpenAI) -> None:
 
 def test_errors_map_to_the_sdk_exceptions(client: openai.OpenAI, stack: Stack) -> None:
     messages = [{"role": "user", "content": "hi"}]
-    with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=f"{stack.url}/v1", api_key="wrong", max_retries=0).models.list()
+    wrong = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="wrong", max_retries=0)
+    with wrong, pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
     free = openai.OpenAI(base_url=f"{stack.url}/v1", api_key=token("free"), max_retries=0)
-    with pytest.raises(openai.PermissionDeniedError, match="Pro or Enterprise"):
+    with free, pytest.raises(openai.PermissionDeniedError, match="Pro or Enterprise"):
         free.chat.completions.create(model="echo", messages=messages)  # type: ignore[arg-type]
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model="echo", messages=messages, temperature=3)  # type: ignore[arg-type]
-    assert bad.value.param == "temperature"  # type: ignore[attr-defined]
+    assert bad.value.param == "temperature"
     stack.fake.push(Fail(429, retry_after=3))
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="gpt-4o-mini", messages=messages)  # type: ignore[arg-type]

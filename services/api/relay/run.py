@@ -14,8 +14,8 @@ import collections
 import contextlib
 import logging
 import time
-from typing import cast
 from types import TracebackType
+from typing import cast
 
 import anyio
 import redis.asyncio as aioredis
