@@ -9,6 +9,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from shared.catalog import CatalogError
 from shared.config import SettingsError
 
 __all__ = ["main"]
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         result: int = args.run(args)
-    except SettingsError as exc:
+    except (SettingsError, CatalogError) as exc:
         print(f"conduit {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

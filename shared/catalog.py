@@ -14,6 +14,7 @@ from shared.errors import ErrorCode, InvalidRequestError
 __all__ = [
     "DEFAULT_CATALOG_PATH",
     "Catalog",
+    "CatalogError",
     "ModelRoute",
     "ProviderSpec",
     "load_catalog",
@@ -23,6 +24,10 @@ __all__ = [
 DEFAULT_CATALOG_PATH = Path(__file__).resolve().parent.parent / "deploy" / "providers.toml"
 
 ProviderKind = Literal["openai_compat", "anthropic", "gemini", "echo"]
+
+
+class CatalogError(ValueError):
+    """The catalog file is missing or malformed; the message names the file."""
 
 
 class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -70,13 +75,13 @@ def load_catalog(path: Path = DEFAULT_CATALOG_PATH) -> Catalog:
     try:
         catalog = msgspec.toml.decode(path.read_bytes(), type=Catalog)
     except (OSError, msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ValueError(f"model catalog {path}: {exc}") from exc
+        raise CatalogError(f"model catalog {path}: {exc}") from exc
     for route in catalog.models:
         if route.provider not in catalog.providers:
-            raise ValueError(f"model catalog {path}: model {route.id!r} names unknown provider {route.provider!r}")
+            raise CatalogError(f"model catalog {path}: model {route.id!r} names unknown provider {route.provider!r}")
     for prefix, provider in catalog.prefixes.items():
         if provider not in catalog.providers:
-            raise ValueError(f"model catalog {path}: prefix {prefix!r} names unknown provider {provider!r}")
+            raise CatalogError(f"model catalog {path}: prefix {prefix!r} names unknown provider {provider!r}")
     return catalog
 
 

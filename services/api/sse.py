@@ -34,7 +34,9 @@ class FrameEncoder(Protocol):
 async def _frames(stream: OpenStream, encoder: FrameEncoder) -> AsyncIterator[bytes]:
     try:
         for event in stream.head:
-            yield PING if event is None else encoder.encode(event)
+            frame = PING if event is None else encoder.encode(event)
+            if frame:
+                yield frame
         async for event in stream.run:
             frame = PING if event is None else encoder.encode(event)
             if frame:

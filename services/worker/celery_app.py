@@ -16,7 +16,7 @@ from kombu import Queue
 from services.worker.runtime import start_runtime, stop_runtime
 from services.worker.settings import WorkerSettings, load_worker_settings
 from services.worker.tasks import register_tasks
-from shared.catalog import DEFAULT_CATALOG_PATH, Catalog, load_catalog
+from shared.catalog import DEFAULT_CATALOG_PATH, Catalog, CatalogError, load_catalog
 from shared.config import SettingsError
 from shared.tasks import QueueName
 
@@ -69,7 +69,7 @@ def create_celery(settings: WorkerSettings, catalog: Catalog) -> Celery:
 
 
 def load_from_environ(environ: dict[str, str]) -> tuple[WorkerSettings, Catalog]:
-    """Catalog and settings from the environment; raises ``SettingsError`` or ``ValueError``."""
+    """Catalog and settings from the environment; raises ``SettingsError`` or ``CatalogError``."""
     path = environ.get("CONDUIT_CATALOG_PATH", "").strip()
     catalog = load_catalog(Path(path) if path else DEFAULT_CATALOG_PATH)
     return load_worker_settings(environ, catalog), catalog
@@ -86,6 +86,6 @@ def __getattr__(name: str) -> Celery:
     if _app is None:
         try:
             _app = create_celery(*load_from_environ(dict(os.environ)))
-        except (SettingsError, ValueError) as exc:
+        except (SettingsError, CatalogError) as exc:
             sys.exit(f"conduit worker: {exc}")
     return _app
