@@ -6,6 +6,7 @@ reads ``{prefix}{NAME}_`` + its own fields. Values are coerced from strings; an 
 A bad value raises ``SettingsError`` whose message starts with the variable's name.
 """
 
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ __all__ = ["SettingsError", "env_name_map", "load_settings", "redacted"]
 T = TypeVar("T", bound=msgspec.Struct)
 
 _SECRET_WORDS = ("key", "secret", "token", "password")
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]+@")
 
 
 class SettingsError(ValueError):
@@ -84,6 +86,8 @@ def redacted(settings: msgspec.Struct) -> dict[str, Any]:
             return {key: mask(item, f"{path}.{key}") for key, item in value.items()}
         if value and any(word in path.lower() for word in _SECRET_WORDS):
             return "***"
+        if isinstance(value, str):
+            return _URL_PASSWORD.sub(r"\1***@", value)
         return value
 
     result: dict[str, Any] = mask(msgspec.to_builtins(settings), "")

@@ -94,8 +94,6 @@ async def _stream(job: GenerationJob, ctx: PipelineContext, publisher: JobPublis
         async for piece in pieces:
             _publish_piece(piece, publisher, outcome)
             publisher.raise_if_broken()
-            if publisher.receivers == 0:
-                raise JobCancelledError
     if outcome.finish is None:
         raise GatewayError(f"{target.provider} stream ended without a finish", code=ErrorCode.UPSTREAM_INCOMPLETE)
 
@@ -119,9 +117,12 @@ def _failure(exc: BaseException, job: GenerationJob, total: float) -> Failed:
 async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     """Run ``job`` to exactly one terminal event, which is published and returned.
 
-    Cancellation of the calling task (the client's cancel message) ends the job with ``cancelled``.
+    Cancellation of the calling task (the client's cancel message, or a flush that reached nobody) ends
+    the job with ``cancelled``.
     """
-    publisher = JobPublisher(ctx.sink, job.id, ctx.settings.heartbeat_interval)
+    task = asyncio.current_task()
+    on_gone = task.cancel if task is not None else None
+    publisher = JobPublisher(ctx.sink, job.id, ctx.settings.heartbeat_interval, on_gone)
     outcome = _Outcome()
     terminal: Failed | Done
     try:
@@ -133,7 +134,6 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
         finish = outcome.finish or FinishPiece("stop")  # _stream raised if the upstream never finished
         terminal = Done(seq=0, finish_reason=finish.reason, model=finish.model or job.model)
     except asyncio.CancelledError:
-        task = asyncio.current_task()
         if task is not None:
             task.uncancel()
         terminal = _failure(JobCancelledError(), job, ctx.settings.total_timeout)
@@ -150,6 +150,6 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
                 reasoning_tokens=usage.reasoning_tokens,
             )
         )
-    await publisher.close(terminal)
+    published = await publisher.close(terminal)
     log.info("job %s %s", job.id, type(terminal).__name__.lower())
-    return terminal
+    return published

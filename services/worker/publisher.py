@@ -3,23 +3,29 @@
 A flush PUBLISHes the pending events as one msgpack array on the job's channel and appends the same
 payload to the job's capped replay stream (with a TTL). While a flush is in flight new events pile up,
 so a fast upstream is batched by Redis's own latency; text deltas that pile up merge into one event.
-The flusher also sends a heartbeat when nothing has been published for a while.
+The flusher also sends a heartbeat when nothing has been published for a while. A flush that reaches
+no subscriber means the client is gone (the API subscribes before it enqueues): ``on_gone`` is called,
+even while the upstream is silent, so the job stops instead of generating for nobody.
 """
 
 import asyncio
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
 
 from shared import keys
 from shared.codec import encode_events
-from shared.events import Event, Heartbeat, TextDelta, is_terminal
+from shared.events import Done, Event, Failed, Heartbeat, TextDelta, is_terminal
 
 __all__ = ["EventSink", "JobPublisher", "RedisSink"]
 
 LOG_MAXLEN = 2000
+
+E = TypeVar("E", bound=Event)
+T = TypeVar("T", bound=Done | Failed)
 
 
 class EventSink(Protocol):
@@ -45,8 +51,15 @@ class RedisSink:
 class JobPublisher:
     """Numbers, coalesces and flushes one job's events; ``close`` waits until the terminal one is out."""
 
-    def __init__(self, sink: EventSink, job_id: str, heartbeat_interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        sink: EventSink,
+        job_id: str,
+        heartbeat_interval: float = 5.0,
+        on_gone: Callable[[], object] | None = None,
+    ) -> None:
         self._sink = sink
+        self._on_gone = on_gone
         self._job_id = job_id
         self._heartbeat = heartbeat_interval
         self._pending: list[Event] = []
@@ -77,19 +90,22 @@ class JobPublisher:
             self._pending.append(TextDelta(seq=self._seq, text=text))
         self._wake.set()
 
-    def emit(self, event: Event) -> None:
-        """Queue ``event`` (its ``seq`` is replaced by the next number)."""
+    def emit(self, event: E) -> E:
+        """Queue ``event`` with the next ``seq``; return it as numbered."""
         self._seq += 1
-        self._pending.append(msgspec.structs.replace(event, seq=self._seq))
+        numbered = msgspec.structs.replace(event, seq=self._seq)
+        self._pending.append(numbered)
         self._wake.set()
+        return numbered
 
-    async def close(self, terminal: Event) -> None:
-        """Queue the terminal event and wait until everything is flushed."""
+    async def close(self, terminal: T) -> T:
+        """Queue the terminal event, wait until everything is flushed, return it as numbered."""
         if not is_terminal(terminal):
             raise ValueError(f"close() takes a terminal event, not {type(terminal).__name__}")
-        self.emit(terminal)
+        numbered = self.emit(terminal)
         self._closed = True
         await self._task
+        return numbered
 
     async def _run(self) -> None:
         while True:
@@ -102,5 +118,7 @@ class JobPublisher:
             if batch:
                 self.receivers = await self._sink.send(self._job_id, encode_events(batch))
                 self.last_flush = time.monotonic()
+                if self.receivers == 0 and not self._closed and self._on_gone is not None:
+                    self._on_gone()
             if self._closed and not self._pending:
                 return

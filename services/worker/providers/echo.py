@@ -20,6 +20,8 @@ def echo_tokens(text: str) -> list[str]:
     tail = text[sum(map(len, tokens)) :]
     if tail and tokens:
         tokens[-1] += tail
+    elif tail:
+        tokens = [tail]  # nothing but whitespace
     return tokens
 
 

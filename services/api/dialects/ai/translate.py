@@ -6,7 +6,7 @@ import msgspec
 
 from services.api.dialects.ai.schemas import AiChatRequest, AiCompletionRequest
 from services.api.generation import Answer
-from shared.catalog import Catalog
+from shared.catalog import Catalog, resolve_model
 from shared.jobs import ChatMessage, SamplingParams
 
 __all__ = ["answer_body", "choose_model", "to_messages", "to_params"]
@@ -15,7 +15,10 @@ __all__ = ["answer_body", "choose_model", "to_messages", "to_params"]
 def choose_model(
     catalog: Catalog, providers: frozenset[str], body: AiChatRequest | AiCompletionRequest
 ) -> tuple[str, str]:
-    """(provider, model): the named provider, else openai, else echo when openai has no key."""
+    """(provider, model): the named provider; with none, the model's own (catalog, prefix) if a model is
+    given, else openai, else echo when openai has no key."""
+    if body.provider is None and body.model and body.model.strip():
+        return resolve_model(catalog, body.model)
     provider = body.provider or ("openai" if "openai" in providers else "echo")
     model = (body.model or "").strip() or catalog.providers[provider].default_model
     return provider, model.removeprefix(f"{provider}/")
