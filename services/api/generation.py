@@ -95,14 +95,25 @@ class OpenStream:
             await self.run.__aexit__(None, None, None)
 
 
-async def open_stream(gateway: Gateway, job: GenerationJob) -> OpenStream:
-    """Start ``job``; raise its failure as an HTTP error if it fails before the first token."""
+async def open_stream(request: Request[object, object, State], job: GenerationJob) -> OpenStream:
+    """Start ``job``; raise its failure as an HTTP error if it fails before the first token.
+
+    Until the response starts nothing else watches the connection, so a client that leaves while
+    the status is held back is noticed here, and the job cancelled at once.
+    """
+    gateway: Gateway = request.app.state.gateway
     run = await JobRun(gateway, job).__aenter__()
     head: list[Event | None] = []
     commit_at = time.monotonic() + gateway.settings.commit_timeout
+    disconnect = asyncio.create_task(_wait_for_disconnect(request))
     try:
         while (remaining := commit_at - time.monotonic()) > 0:
-            event = await run.next(max_wait=remaining)
+            step = asyncio.ensure_future(run.next(max_wait=remaining))
+            await asyncio.wait({step, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                step.cancel()
+                raise GatewayError("the client closed the connection", code=ErrorCode.CANCELLED)
+            event = step.result()
             if event is None:
                 break  # slow first token: commit to a 200 stream and keep the client company with pings
             if isinstance(event, Failed):
@@ -113,6 +124,8 @@ async def open_stream(gateway: Gateway, job: GenerationJob) -> OpenStream:
     except BaseException:
         await run.__aexit__(None, None, None)
         raise
+    finally:
+        disconnect.cancel()
     return OpenStream(run, head)
 
 

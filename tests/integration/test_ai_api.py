@@ -177,3 +177,14 @@ def test_client_disconnect_without_streaming_also_closes_the_upstream_call(stack
     disconnected = stack.fake.wait_for_disconnect(timeout=5)
     assert disconnected is not None, "the worker kept the upstream call open"
     assert disconnected - hung_up < 2.0
+
+
+def test_client_disconnect_before_the_first_token_closes_the_upstream_call(stack: Stack) -> None:
+    stack.fake.push(Stall(after=0, seconds=20))
+    body = {"messages": [{"role": "user", "content": "hi"}], "provider": "anthropic", "stream": True}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{stack.url}{CHAT}", json=body, headers=auth(), timeout=httpx.Timeout(10, read=0.5))
+    hung_up = time.monotonic()
+    disconnected = stack.fake.wait_for_disconnect(timeout=5)
+    assert disconnected is not None, "the worker kept the upstream call open"
+    assert disconnected - hung_up < 1.0  # the status is held back for the first token: still watched

@@ -33,7 +33,7 @@ async def _generate(
     provider, model = choose_model(state.catalog, directory.providers, body)
     job = await prepare_job(request, principal, provider, model, to_messages(body), to_params(body), body.stream)
     if body.stream:
-        return sse_response(await open_stream(state.gateway, job), TokenEncoder())
+        return sse_response(await open_stream(request, job), TokenEncoder())
     answer = await collect(request, job)
     return Response(answer_body(field, model, answer), media_type="application/json")
 

@@ -49,7 +49,7 @@ async def chat_completions(request: Request[Any, Any, State], principal: Princip
     )
     completion_id = f"chatcmpl-{job.id}"
     if body.stream:
-        stream = await open_stream(request.app.state.gateway, job)
+        stream = await open_stream(request, job)
         return sse_response(stream, ChatChunkEncoder(completion_id, body.model, _include_usage(body)))
     answer = await collect(request, job)
     return Response(chat_body(completion_id, body.model, answer), media_type=_JSON)
@@ -71,7 +71,7 @@ async def completions(request: Request[Any, Any, State], principal: Principal) -
     job = await prepare_job(request, principal, provider, model, messages, to_params(body), bool(body.stream))
     completion_id = f"cmpl-{job.id}"
     if body.stream:
-        stream = await open_stream(request.app.state.gateway, job)
+        stream = await open_stream(request, job)
         return sse_response(stream, CompletionChunkEncoder(completion_id, body.model, _include_usage(body)))
     answer = await collect(request, job)
     return Response(completion_body(completion_id, body.model, answer), media_type=_JSON)
