@@ -154,6 +154,7 @@ class ApiProcess(_Process):
             "CONDUIT_QUEUE_TIMEOUT": "5",
             "CONDUIT_IDLE_TIMEOUT": "5",
             "CONDUIT_HEARTBEAT_INTERVAL": "2",
+            "CONDUIT_COMMIT_TIMEOUT": "2",
         }
         self.env = _service_env(redis_url, {**base, **(env or {})})
         self._spawn([sys.executable, "-m", "services.cli", "api"], self.env)
