@@ -25,6 +25,7 @@ from services.worker.publisher import RedisSink
 from services.worker.settings import WorkerSettings
 from shared import keys
 from shared.catalog import Catalog
+from shared.codec import encode_events
 from shared.errors import ErrorCode
 from shared.events import Failed
 from shared.jobs import GenerationJob
@@ -170,8 +171,6 @@ class WorkerRuntime:
 
 
 def _cancelled_payload() -> bytes:
-    from shared.codec import encode_events
-
     return encode_events([Failed(seq=1, code=ErrorCode.CANCELLED, message="the client cancelled the request")])
 
 
