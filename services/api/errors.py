@@ -104,7 +104,7 @@ def exception_handlers(
     def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         problem = _problem(exc)
         render = next((r for prefix, r in renderers if request.url.path.startswith(prefix)), fallback)
-        headers = {"x-request-id": request.scope.get("state", {}).get("request_id", "")}
+        headers: dict[str, str] = {}  # x-request-id comes from RequestIdMiddleware, on every response
         if problem.retry_after is not None:
             headers["retry-after"] = str(max(1, round(problem.retry_after)))
         if isinstance(exc, HTTPException) and exc.headers:

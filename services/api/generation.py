@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import msgspec
 from litestar import Request
@@ -88,6 +89,13 @@ class OpenStream:
         self.job = run.job
         self.head = head
         self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[Event | None]:
+        """The events read while the status was held back, then the live rest."""
+        for event in self.head:
+            yield event
+        async for event in self.run:
+            yield event
 
     async def close(self) -> None:
         if not self._closed:

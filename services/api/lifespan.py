@@ -17,10 +17,10 @@ from services.api.workers import WorkerDirectory
 __all__ = ["lifespan", "redis_client"]
 
 
-def redis_client(url: str, *, blocking: bool = False, max_connections: int = 64) -> "aioredis.Redis":
-    """A client that fails fast when Redis is down (commands) or never times out (pub/sub reads)."""
+def redis_client(url: str, *, pubsub: bool = False, max_connections: int = 64) -> "aioredis.Redis":
+    """For commands: a pool that fails fast when Redis is down. For pub/sub: no read timeout."""
     retry = Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.25), 2)
-    if blocking:
+    if pubsub:
         return aioredis.Redis.from_url(url, socket_timeout=None, socket_connect_timeout=2.0, health_check_interval=30)
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=2.0, socket_timeout=5.0, socket_connect_timeout=2.0
@@ -42,7 +42,7 @@ def _enqueuer(settings: ApiSettings, redis: "aioredis.Redis") -> tuple[Enqueuer,
 async def lifespan(app: Litestar) -> AsyncIterator[None]:
     settings: ApiSettings = app.state.settings
     redis = redis_client(settings.redis_url)
-    hub = PubSubHub(redis_client(settings.redis_url, blocking=True))
+    hub = PubSubHub(redis_client(settings.redis_url, pubsub=True))
     enqueuer, broker_client = _enqueuer(settings, redis)
     directory = WorkerDirectory(redis)
     await hub.start()

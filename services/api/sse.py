@@ -33,11 +33,7 @@ class FrameEncoder(Protocol):
 
 async def _frames(stream: OpenStream, encoder: FrameEncoder) -> AsyncIterator[bytes]:
     try:
-        for event in stream.head:
-            frame = PING if event is None else encoder.encode(event)
-            if frame:
-                yield frame
-        async for event in stream.run:
+        async for event in stream:
             frame = PING if event is None else encoder.encode(event)
             if frame:
                 yield frame

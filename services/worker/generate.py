@@ -5,6 +5,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 import httpx
 
@@ -44,12 +45,15 @@ class PipelineContext:
         client: httpx.AsyncClient,
         sink: EventSink,
         streamers: dict[str, Streamer],
+        cancel_requested: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.client = client
         self.sink = sink
         self.streamers = streamers
+        #: whether a job's client left while it waited in the queue (its cancel flag)
+        self.cancel_requested = cancel_requested
 
 
 def resolve_target(job: GenerationJob, settings: WorkerSettings, catalog: Catalog) -> Target:
@@ -128,6 +132,8 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     try:
         if job.deadline and time.time() > job.deadline:
             raise GatewayError("no worker took the job before its queue deadline", code=ErrorCode.NO_WORKER)
+        if ctx.cancel_requested is not None and await ctx.cancel_requested(job.id):
+            raise JobCancelledError
         publisher.emit(Started(seq=0, worker=ctx.settings.worker_name))
         async with asyncio.timeout(ctx.settings.total_timeout):
             await _stream(job, ctx, publisher, outcome)

@@ -25,9 +25,6 @@ from services.worker.publisher import RedisSink
 from services.worker.settings import WorkerSettings
 from shared import keys
 from shared.catalog import Catalog
-from shared.codec import encode_events
-from shared.errors import ErrorCode
-from shared.events import Failed
 from shared.jobs import GenerationJob
 
 __all__ = ["WorkerRuntime", "get_runtime", "start_runtime", "stop_runtime"]
@@ -80,6 +77,7 @@ class WorkerRuntime:
             self.client,
             RedisSink(self.redis, settings.log_ttl),
             build_streamers(settings.echo_delay),
+            self._cancel_requested,
         )
         self._tasks = [
             asyncio.create_task(self._listen_for_cancels(), name="cancel-listener"),
@@ -87,6 +85,9 @@ class WorkerRuntime:
         ]
 
     # -- jobs -------------------------------------------------------------------------------------
+
+    async def _cancel_requested(self, job_id: str) -> bool:
+        return bool(await self.redis.exists(keys.job_cancel(job_id)))
 
     def run(self, job: GenerationJob) -> None:
         """Run ``job`` on the loop; block the calling pool thread until it has its terminal event."""
@@ -97,9 +98,6 @@ class WorkerRuntime:
         if task is not None:
             self._running[job.id] = task
         try:
-            if await self.redis.exists(keys.job_cancel(job.id)):
-                await self.context.sink.send(job.id, _cancelled_payload())
-                return
             await run_job(job, self.context)
         except Exception:
             log.exception("job %s could not publish its outcome", job.id)
@@ -168,10 +166,6 @@ class WorkerRuntime:
             log.warning("could not withdraw worker presence: %s", exc)
         await self.client.aclose()
         await self.redis.aclose()
-
-
-def _cancelled_payload() -> bytes:
-    return encode_events([Failed(seq=1, code=ErrorCode.CANCELLED, message="the client cancelled the request")])
 
 
 _runtime: WorkerRuntime | None = None

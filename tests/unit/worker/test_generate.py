@@ -1,7 +1,7 @@
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -123,6 +123,7 @@ async def _run(
     credentials: dict[str, Credentials] | None = None,
     total_timeout: float = 10.0,
     heartbeat_interval: float = 5.0,
+    cancel_requested: Callable[[str], Awaitable[bool]] | None = None,
 ) -> tuple[Event, list[Event]]:
     sink = sink or MemorySink()
     settings = WorkerSettings(
@@ -132,7 +133,7 @@ async def _run(
         heartbeat_interval=heartbeat_interval,
     )
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        ctx = PipelineContext(settings, catalog, client, sink, build_streamers(0.0))
+        ctx = PipelineContext(settings, catalog, client, sink, build_streamers(0.0), cancel_requested)
         terminal = await run_job(job, ctx)
     return terminal, sink.events
 
@@ -470,3 +471,20 @@ def test_resolve_target_without_credentials_raises_not_configured(catalog):
 
     assert info.value.code == ErrorCode.PROVIDER_NOT_CONFIGURED
     assert "GEMINI_API_KEY" in info.value.message
+
+
+@pytest.mark.anyio
+async def test_cancel_flag_set_while_queued_ends_job_without_upstream_call(catalog: Catalog) -> None:
+    asked: list[str] = []
+
+    async def cancel_requested(job_id: str) -> bool:
+        asked.append(job_id)
+        return True
+
+    job = _job()
+    terminal, events = await _run(job, catalog, _unreachable, cancel_requested=cancel_requested)
+    assert asked == [job.id]
+    assert isinstance(terminal, Failed)
+    assert terminal.code == ErrorCode.CANCELLED
+    assert events == [terminal]
+    assert terminal.seq == 1
