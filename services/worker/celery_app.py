@@ -20,7 +20,10 @@ from shared.catalog import DEFAULT_CATALOG_PATH, Catalog, CatalogError, load_cat
 from shared.config import SettingsError
 from shared.tasks import QueueName
 
-__all__ = ["create_celery", "load_from_environ"]
+__all__ = ["HANDOFF_THREADS", "create_celery", "load_from_environ"]
+
+#: Celery pool threads: they only hand jobs to the event loop (see runtime.py), so a few are plenty
+HANDOFF_THREADS = 4
 
 
 def create_celery(settings: WorkerSettings, catalog: Catalog) -> Celery:
@@ -34,6 +37,9 @@ def create_celery(settings: WorkerSettings, catalog: Catalog) -> Celery:
             "socket_connect_timeout": 5,
             "retry_on_timeout": True,
             "health_check_interval": 10,
+            # at-most-once: a fetched message is gone (no unacked hash and sorted set to write and clear
+            # per message, and no redelivery an hour later of a job whose client left long ago)
+            "ack_emulation": False,
         },
         task_queues=[Queue(QueueName.INTERACTIVE.value), Queue(QueueName.BATCH.value)],
         task_default_queue=QueueName.INTERACTIVE.value,
@@ -43,8 +49,8 @@ def create_celery(settings: WorkerSettings, catalog: Catalog) -> Celery:
         result_backend=None,
         task_acks_late=False,  # at-most-once: a retry after the first token would duplicate text
         worker_prefetch_multiplier=1,  # long tasks: hold only what runs
-        worker_concurrency=settings.concurrency,
-        worker_pool="threads",  # I/O-bound: pool threads wait on the process's one asyncio loop
+        worker_concurrency=HANDOFF_THREADS,
+        worker_pool="threads",  # pool threads hand jobs to the process's one asyncio loop and return
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,

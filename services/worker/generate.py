@@ -54,6 +54,8 @@ class PipelineContext:
         self.streamers = streamers
         #: whether a job's client left while it waited in the queue (its cancel flag)
         self.cancel_requested = cancel_requested
+        #: set when the worker stops: jobs cancelled from then on end ``worker_lost``, not ``cancelled``
+        self.shutting_down = False
 
 
 def resolve_target(job: GenerationJob, settings: WorkerSettings, catalog: Catalog) -> Target:
@@ -142,7 +144,15 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     except asyncio.CancelledError:
         if task is not None:
             task.uncancel()
-        terminal = _failure(JobCancelledError(), job, ctx.settings.total_timeout)
+        if ctx.shutting_down:
+            terminal = Failed(
+                seq=0,
+                code=ErrorCode.WORKER_LOST,
+                message="the worker shut down before the answer was complete",
+                retryable=True,
+            )
+        else:
+            terminal = _failure(JobCancelledError(), job, ctx.settings.total_timeout)
     except Exception as exc:
         terminal = _failure(exc, job, ctx.settings.total_timeout)
     if outcome.usage is not None:

@@ -29,8 +29,9 @@ T = TypeVar("T", bound=Done | Failed)
 
 
 class EventSink(Protocol):
-    async def send(self, job_id: str, payload: bytes) -> int:
-        """Deliver one payload; return how many live subscribers received it."""
+    async def send(self, job_id: str, payload: bytes, expire: bool) -> int:
+        """Deliver one payload; return how many live subscribers received it. ``expire``: (re)set the
+        replay log's TTL (the publisher asks on its first and last flush, not on every one)."""
         ...
 
 
@@ -39,11 +40,12 @@ class RedisSink:
         self._client = client
         self._ttl = max(1, int(log_ttl))
 
-    async def send(self, job_id: str, payload: bytes) -> int:
+    async def send(self, job_id: str, payload: bytes, expire: bool) -> int:
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.publish(keys.job_events(job_id), payload)
             pipe.xadd(keys.job_log(job_id), {"e": payload}, maxlen=LOG_MAXLEN, approximate=True)
-            pipe.expire(keys.job_log(job_id), self._ttl)
+            if expire:
+                pipe.expire(keys.job_log(job_id), self._ttl)
             receivers, *_ = await pipe.execute()
         return int(receivers)
 
@@ -109,14 +111,17 @@ class JobPublisher:
 
     async def _run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._heartbeat)
-            except TimeoutError:
-                self.emit(Heartbeat(seq=0))
+            if not self._wake.is_set():
+                try:
+                    async with asyncio.timeout(self._heartbeat):  # no extra task per wait, unlike wait_for
+                        await self._wake.wait()
+                except TimeoutError:
+                    self.emit(Heartbeat(seq=0))
             self._wake.clear()
             batch, self._pending = self._pending, []
             if batch:
-                self.receivers = await self._sink.send(self._job_id, encode_events(batch))
+                expire = self.receivers == -1 or self._closed
+                self.receivers = await self._sink.send(self._job_id, encode_events(batch), expire)
                 self.last_flush = time.monotonic()
                 if self.receivers == 0 and not self._closed and self._on_gone is not None:
                     self._on_gone()

@@ -1,7 +1,13 @@
-"""One asyncio loop per worker process, in a daemon thread, shared by every job the pool runs.
+"""One asyncio loop per worker process, in a daemon thread, shared by every job the process runs.
 
-Pool threads hand jobs to the loop and wait; the loop holds one httpx client (connection pool) and one
-Redis pool for all of them, a subscriber on the cancel channel, and the worker's presence record.
+Celery's pool threads only hand jobs over: a thread takes one of ``concurrency`` slots (waiting while all
+are taken, which stops the consumer from fetching more) and returns at once; the job then runs as a task
+on the loop and frees its slot when it has published its terminal event. So thousands of open streams
+cost thousands of small tasks, not thousands of threads. The loop holds one httpx client (connection
+pool) and one Redis pool for all jobs, a subscriber on the cancel channel, and the worker's presence.
+
+Stopping waits up to ``shutdown_grace`` for running jobs, then cancels the rest, which end
+``worker_lost`` (retryable): no job is left without a terminal event.
 """
 
 import asyncio
@@ -20,6 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from services.worker.generate import PipelineContext, run_job
+from services.worker.http_pool import upstream_client
 from services.worker.providers.registry import build_streamers
 from services.worker.publisher import RedisSink
 from services.worker.settings import WorkerSettings
@@ -53,6 +60,7 @@ class WorkerRuntime:
         self.pid = os.getpid()
         self.loop = uvloop.new_event_loop()
         self._running: dict[str, asyncio.Task[Any]] = {}
+        self._slots = threading.BoundedSemaphore(settings.concurrency)
         self._thread = threading.Thread(target=self.loop.run_forever, name="conduit-loop", daemon=True)
         self._thread.start()
         self._call(self._start())
@@ -63,13 +71,13 @@ class WorkerRuntime:
     async def _start(self) -> None:
         settings = self.settings
         self.redis = _redis(settings.redis_url, pooled=True)
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout, write=30.0, pool=30.0),
-            limits=httpx.Limits(
-                max_connections=settings.max_upstream_connections, max_keepalive_connections=200, keepalive_expiry=30
+        self.client = upstream_client(
+            httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout, write=30.0, pool=30.0),
+            httpx.Limits(
+                max_connections=settings.max_upstream_connections or settings.concurrency,
+                max_keepalive_connections=256,
+                keepalive_expiry=30,
             ),
-            trust_env=False,
-            follow_redirects=False,
         )
         self.context = PipelineContext(
             settings,
@@ -89,20 +97,27 @@ class WorkerRuntime:
     async def _cancel_requested(self, job_id: str) -> bool:
         return bool(await self.redis.exists(keys.job_cancel(job_id)))
 
-    def run(self, job: GenerationJob) -> None:
-        """Run ``job`` on the loop; block the calling pool thread until it has its terminal event."""
-        self._call(self._run(job))
+    def submit(self, job: GenerationJob) -> None:
+        """Start ``job`` on the loop once a slot is free; blocks the calling pool thread only until then."""
+        self._slots.acquire()
+        try:
+            self.loop.call_soon_threadsafe(self._start_job, job)
+        except RuntimeError:  # the loop is closed: the worker is stopping
+            self._slots.release()
+            raise
+
+    def _start_job(self, job: GenerationJob) -> None:
+        task = self.loop.create_task(self._run(job), name=f"job:{job.id}")
+        self._running[job.id] = task
 
     async def _run(self, job: GenerationJob) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._running[job.id] = task
         try:
             await run_job(job, self.context)
         except Exception:
             log.exception("job %s could not publish its outcome", job.id)
         finally:
             self._running.pop(job.id, None)
+            self._slots.release()
 
     async def _listen_for_cancels(self) -> None:
         while True:
@@ -146,14 +161,28 @@ class WorkerRuntime:
 
     # -- shutdown ---------------------------------------------------------------------------------
 
-    def stop(self, grace: float = 10.0) -> None:
+    def stop(self) -> None:
+        grace = self.settings.shutdown_grace
         try:
-            self._call(self._stop(), timeout=grace + 5)
+            self._call(self._stop(grace), timeout=grace + 15)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5)
 
-    async def _stop(self) -> None:
+    async def _finish_jobs(self, grace: float) -> None:
+        running = list(self._running.values())
+        if running:
+            log.info("waiting up to %g s for %d running jobs", grace, len(running))
+            _, pending = await asyncio.wait(running, timeout=grace)
+            if pending:
+                log.warning("cancelling %d jobs still running after %g s", len(pending), grace)
+                self.context.shutting_down = True
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=10)
+
+    async def _stop(self, grace: float) -> None:
+        await self._finish_jobs(grace)
         for task in self._tasks:
             task.cancel()
         name = self.settings.worker_name

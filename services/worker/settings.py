@@ -26,8 +26,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     broker_url: str = ""
     #: worker name in presence records and logs; defaults to host:pid
     name: str = ""
-    #: concurrent jobs per worker process (threads of the pool)
-    concurrency: int = 256
+    #: concurrent jobs per worker process (tasks on its event loop; the Celery pool only hands them over)
+    concurrency: int = 2048
+    #: on SIGTERM, how long running jobs may take to finish before they are ended ``worker_lost``
+    shutdown_grace: float = 30.0
     catalog_path: str = ""
     connect_timeout: float = 10.0
     #: longest silence allowed between two upstream chunks
@@ -40,7 +42,8 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     log_ttl: float = 600.0
     #: pause between tokens of the offline echo provider
     echo_delay: float = 0.02
-    max_upstream_connections: int = 1000
+    #: open upstream connections per worker process; 0 = one per concurrent job
+    max_upstream_connections: int = 0
     #: filled from the catalog's ``api_key_env`` / ``base_url_env`` variables, not from CONDUIT_*
     credentials: dict[str, Credentials] = {}
 

@@ -22,4 +22,4 @@ def register_tasks(app: Celery) -> None:
         except msgspec.ValidationError as exc:
             log.error("dropped a malformed job: %s", exc)  # noqa: TRY400 - the message says it all
             return
-        get_runtime().run(decoded)
+        get_runtime().submit(decoded)

@@ -24,25 +24,32 @@ class SSEEvent(msgspec.Struct, gc=False):
 
 
 class _Parser:
+    """Fields are matched as bytes and a data payload is decoded once per event (a line break is never
+    inside a UTF-8 sequence, so that equals decoding line by line)."""
+
     def __init__(self) -> None:
         self.event = ""
-        self.data: list[str] = []
+        self.data: list[bytes] = []
 
     def line(self, raw: bytes) -> SSEEvent | None:
         if not raw:
             return self.dispatch()
-        if raw[:1] == b":":
+        if raw.startswith(b"data:"):
+            value = raw[5:]
+            self.data.append(value[1:] if value[:1] == b" " else value)
+        elif raw[:1] == b":":
             return None
-        name, _, value = raw.decode("utf-8", errors="replace").partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            self.data.append(value)
-        elif name == "event":
-            self.event = value
+        else:
+            name, _, value = raw.partition(b":")
+            if name == b"event":
+                self.event = (value[1:] if value[:1] == b" " else value).decode("utf-8", errors="replace")
+            elif name == b"data":  # "data" with no colon: an empty data line
+                self.data.append(b"")
         return None
 
     def dispatch(self) -> SSEEvent | None:
-        event = SSEEvent(self.event or "message", "\n".join(self.data)) if self.data else None
+        data = self.data
+        event = SSEEvent(self.event or "message", b"\n".join(data).decode("utf-8", errors="replace")) if data else None
         self.event, self.data = "", []
         return event
 
@@ -82,9 +89,14 @@ async def iter_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
                 continue
             buffer = buffer.removeprefix(_BOM)
             first = False
-        lines, buffer = _lines(buffer, final=False)
-        for event in _events(parser, lines):
-            yield event
+        if b"\r" in buffer:
+            lines, buffer = _lines(buffer, final=False)
+        else:  # the common case: LF only, split in C
+            *lines, buffer = buffer.split(b"\n")
+        for raw in lines:
+            event = parser.line(raw)
+            if event is not None:
+                yield event
     lines, _ = _lines(buffer, final=True)
     for event in _events(parser, lines):
         yield event

@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 import httpx
 import msgspec
 
+from services.worker.providers._http import drain
 from services.worker.providers._sse import iter_sse
 from services.worker.providers._status import redact
 from services.worker.providers.base import (
@@ -160,7 +161,8 @@ def _pieces(event: _Event, state: _State, target: Target) -> list[Piece]:
 
 async def iter_pieces(response: httpx.Response, target: Target) -> AsyncIterator[Piece]:
     state, stopped = _State(), False
-    async for sse in iter_sse(response.aiter_bytes()):
+    chunks = response.aiter_bytes()
+    async for sse in iter_sse(chunks):
         if sse.event != "message" and sse.event not in _EVENTS:
             continue  # ping, content_block_stop and event types added after this was written
         try:
@@ -169,6 +171,7 @@ async def iter_pieces(response: httpx.Response, target: Target) -> AsyncIterator
             raise UpstreamError(f"{target.provider} sent a malformed stream event ({sse.event})") from exc
         if event.type == "message_stop":
             stopped = True
+            await drain(chunks)  # the connection goes back to the pool
             break
         for piece in _pieces(event, state, target):
             yield piece

@@ -6,6 +6,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from services.worker.providers._http import drain
 from services.worker.providers._sse import iter_sse
 from services.worker.providers._status import redact
 from services.worker.providers.base import (
@@ -112,8 +113,10 @@ def _midstream_error(error: dict[str, Any] | str, target: Target) -> UpstreamErr
 
 async def iter_pieces(response: httpx.Response, target: Target) -> AsyncIterator[Piece]:
     model, finish = "", None
-    async for sse in iter_sse(response.aiter_bytes()):
+    chunks = response.aiter_bytes()
+    async for sse in iter_sse(chunks):
         if sse.data.startswith("[DONE]"):
+            await drain(chunks)  # the connection goes back to the pool
             break
         try:
             chunk = _DECODER.decode(sse.data)

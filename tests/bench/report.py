@@ -1,0 +1,160 @@
+"""The benchmark's markdown report: every figure as the median of its repetitions with [min-max], and the
+gateway's cost over the direct upstream ("added") beside it."""
+
+import statistics
+from typing import Any
+
+__all__ = ["markdown"]
+
+
+def _values(reps: list[dict[str, Any]], key: str) -> list[float]:
+    return [float(r[key]) for r in reps if key in r and r[key] == r[key]]
+
+
+def _median(reps: list[dict[str, Any]], key: str) -> float | None:
+    values = _values(reps, key)
+    return statistics.median(values) if values else None
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _spread(reps: list[dict[str, Any]], key: str, digits: int) -> str:
+    values = _values(reps, key)
+    if not values:
+        return "-"
+    middle = _fmt(statistics.median(values), digits)
+    if len(values) == 1:
+        return middle
+    return f"{middle} [{_fmt(min(values), digits)}-{_fmt(max(values), digits)}]"
+
+
+def _added(reps: list[dict[str, Any]], base: list[dict[str, Any]] | None, key: str) -> str:
+    mine, theirs = _median(reps, key), _median(base or [], key)
+    if mine is None or theirs is None or base is None:
+        return "-"
+    return f"{mine - theirs:+,.2f}"
+
+
+def _errors(reps: list[dict[str, Any]]) -> str:
+    total = sum(int(r["errors"]) for r in reps)
+    requests = sum(int(r["requests"]) for r in reps)
+    return f"{total}/{requests}"
+
+
+def _cpu(reps: list[dict[str, Any]]) -> str:
+    if not reps or not reps[0].get("cpu_cores"):
+        return "-"
+    names = sorted(reps[0]["cpu_cores"])
+    parts = [f"{statistics.median(r['cpu_cores'].get(n, 0.0) for r in reps):.2f}" for n in names]
+    return " / ".join(parts)
+
+
+def _rss(reps: list[dict[str, Any]]) -> str:
+    if not reps or not reps[0].get("peak_rss_mb"):
+        return "-"
+    names = sorted(reps[0]["peak_rss_mb"])
+    parts = [f"{max(r['peak_rss_mb'].get(n, 0.0) for r in reps):.0f}" for n in names]
+    return " / ".join(parts) + f" (Σ {sum(max(r['peak_rss_mb'].get(n, 0.0) for r in reps) for n in names):.0f})"
+
+
+def markdown(report: dict[str, Any], scenarios: list[Any]) -> str:
+    results: dict[str, dict[str, list[dict[str, Any]]]] = report["results"]
+    env = report["environment"]
+    lines = [
+        "## Conduit benchmark",
+        "",
+        f"Python {env['python']}, {env['cpus']} CPUs; {env['reps']} repetitions per figure: median [min-max]. "
+        "Every target gets the same load from the same generator in the same run; *added* is the target's median "
+        "minus the direct upstream's. Conduit = 1 API process + 1 worker process + Redis, default settings; "
+        "CPU columns are cores used by the API / worker processes.",
+        "",
+        "### Non-stream (16-token answers, closed loop)",
+        "",
+        "| c | target | req/s | p50 ms | p90 ms | p99 ms | added p50 ms | added p99 ms | errors | CPU api / worker |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in scenarios:
+        if s.kind != "nonstream":
+            continue
+        base = results.get(s.key, {}).get("direct")
+        for target, reps in results.get(s.key, {}).items():
+            added = target != "direct"
+            lines.append(
+                f"| {s.concurrency} | {target} | {_spread(reps, 'rps', 0)} | {_spread(reps, 'p50_ms', 2)} "
+                f"| {_fmt(_median(reps, 'p90_ms'), 2)} | {_fmt(_median(reps, 'p99_ms'), 2)} "
+                f"| {_added(reps, base, 'p50_ms') if added else ''} | {_added(reps, base, 'p99_ms') if added else ''} "
+                f"| {_errors(reps)} | {_cpu(reps)} |"
+            )
+    lines += [
+        "",
+        "### Streaming (closed loop; time to first token = first content frame)",
+        "",
+        "| scenario | target | tokens/s | TTFT p50 ms | TTFT p99 ms | added TTFT p50 | added TTFT p99 | errors "
+        "| CPU api / worker |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in scenarios:
+        if s.kind != "stream":
+            continue
+        base = results.get(s.key, {}).get("direct")
+        for target, reps in results.get(s.key, {}).items():
+            added = target != "direct"
+            lines.append(
+                f"| {s.title} | {target} | {_spread(reps, 'tokens_per_s', 0)} | {_spread(reps, 'ttft_p50_ms', 2)} "
+                f"| {_fmt(_median(reps, 'ttft_p99_ms'), 2)} "
+                f"| {_added(reps, base, 'ttft_p50_ms') if added else ''} "
+                f"| {_added(reps, base, 'ttft_p99_ms') if added else ''} | {_errors(reps)} | {_cpu(reps)} |"
+            )
+    lines += [
+        "",
+        "### Many paced streams at once",
+        "",
+        "| scenario | target | errors | TTFT p50 ms | TTFT p99 ms | stream p50 s | slowest s | tokens/s "
+        "| peak RSS MB api / worker |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in scenarios:
+        if s.kind != "crowd":
+            continue
+        for target, reps in results.get(s.key, {}).items():
+            lines.append(
+                f"| {s.title} | {target} | {_errors(reps)} | {_spread(reps, 'ttft_p50_ms', 1)} "
+                f"| {_fmt(_median(reps, 'ttft_p99_ms'), 1)} | {_fmt(_median(reps, 'stream_p50_s'), 2)} "
+                f"| {_fmt(_median(reps, 'stream_max_s'), 2)} | {_spread(reps, 'tokens_per_s', 0)} | {_rss(reps)} |"
+            )
+    lines += [
+        "",
+        "### Scale-out: the same load with 2 worker processes",
+        "",
+        "| scenario | 1 worker | 2 workers | ratio | CPU api / worker / worker (2 workers) |",
+        "|---|---|---|---|---|",
+    ]
+    for s in scenarios:
+        two = results.get(s.key, {}).get("conduit-2w")
+        one = results.get(s.key, {}).get("conduit")
+        if not two or not one:
+            continue
+        key = "rps" if s.kind == "nonstream" else "tokens_per_s"
+        unit = "req/s" if key == "rps" else "tok/s"
+        a, b = _median(one, key), _median(two, key)
+        ratio = f"{b / a:.2f}x" if a and b else "-"
+        lines.append(
+            f"| {s.title} | {_spread(one, key, 0)} {unit} | {_spread(two, key, 0)} {unit} | {ratio} | {_cpu(two)} |"
+        )
+    idle, after = report.get("idle_rss_mb", {}), report.get("idle_after_rss_mb", {})
+    lines += [
+        "",
+        "### Memory (RSS, MB)",
+        "",
+        f"- idle after start: {', '.join(f'{k} {v:.0f}' for k, v in sorted(idle.items()))} "
+        f"(Σ {sum(idle.values()):.0f})",
+        f"- idle after the run: {', '.join(f'{k} {v:.0f}' for k, v in sorted(after.items()))} "
+        f"(Σ {sum(after.values()):.0f})",
+        "",
+        f"Wall time {report.get('wall_s', 0)} s.",
+    ]
+    return "\n".join(lines) + "\n"
