@@ -1,7 +1,8 @@
 """The only msgspec encoders and decoders for internal messages.
 
-A pub/sub message (and a replay-stream entry) is one msgpack array of events: the worker coalesces
-what it has into one round trip.
+A replay-stream entry is one msgpack array of events: the worker coalesces what it has into one round
+trip. The live copy goes to the reply channel of the API process relaying the job, framed as
+``job id + "\n" + events`` so one subscription serves every job of that process.
 """
 
 import msgspec
@@ -9,7 +10,7 @@ import msgspec
 from shared.events import Event
 from shared.jobs import GenerationJob
 
-__all__ = ["decode_events", "decode_job", "encode_events", "job_to_builtins"]
+__all__ = ["decode_events", "decode_job", "encode_events", "frame_reply", "job_to_builtins", "split_reply"]
 
 _ENCODER = msgspec.msgpack.Encoder()
 _EVENTS = msgspec.msgpack.Decoder(list[Event])
@@ -21,6 +22,16 @@ def encode_events(events: list[Event]) -> bytes:
 
 def decode_events(payload: bytes) -> list[Event]:
     return _EVENTS.decode(payload)
+
+
+def frame_reply(job_id: str, payload: bytes) -> bytes:
+    return job_id.encode() + b"\n" + payload
+
+
+def split_reply(message: bytes) -> tuple[bytes, bytes]:
+    """``(job id, events payload)`` of a reply-channel message (job ids never contain a newline)."""
+    job_id, _, payload = message.partition(b"\n")
+    return job_id, payload
 
 
 def job_to_builtins(job: GenerationJob) -> dict[str, object]:

@@ -107,6 +107,8 @@ class GenerationJob(_Wire, frozen=True, kw_only=True):
     created: float = 0.0
     deadline: float = 0.0
     upstream: UpstreamOverride | None = None
+    #: pub/sub channel of the API process relaying the job (empty: nobody relays it live)
+    reply_to: str = ""
 
 
 def message_text(message: ChatMessage) -> str:

@@ -5,8 +5,8 @@ __all__ = [
     "PREFIX",
     "WORKERS",
     "job_cancel",
-    "job_events",
     "job_log",
+    "replies",
     "worker_info",
 ]
 
@@ -19,9 +19,10 @@ CANCEL_CHANNEL = f"{PREFIX}cancel"
 WORKERS = f"{PREFIX}workers"
 
 
-def job_events(job_id: str) -> str:
-    """Pub/sub channel of a job's live events."""
-    return f"{PREFIX}job:{job_id}:events"
+def replies(replica: str) -> str:
+    """Pub/sub channel of one API process: workers publish the live events of every job it relays here,
+    each message framed with its job id (``shared.codec.frame_reply``)."""
+    return f"{PREFIX}replies:{replica}"
 
 
 def job_log(job_id: str) -> str:

@@ -128,7 +128,7 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     """
     task = asyncio.current_task()
     on_gone = task.cancel if task is not None else None
-    publisher = JobPublisher(ctx.sink, job.id, ctx.settings.heartbeat_interval, on_gone)
+    publisher = JobPublisher(ctx.sink, job.id, ctx.settings.heartbeat_interval, job.reply_to, on_gone)
     outcome = _Outcome()
     terminal: Failed | Done
     try:

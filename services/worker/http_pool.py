@@ -1,77 +1,193 @@
-"""The worker's httpx client, on a connection pool whose bookkeeping stays cheap with many connections.
+"""The worker's httpx client, on a connection pool whose cost per request does not grow with its size.
 
-httpcore 1.0.9's ``AsyncConnectionPool`` runs ``_assign_requests_to_connections`` twice per request (when it
-is queued and when its response closes), and that pass is quadratic in the pool's size (it counts every
-connection once per idle connection) and polls the socket of every idle connection (``has_expired``). With
-a few hundred upstream connections, the profile of a busy worker was a third pool bookkeeping. This pass is
-linear, and polls only the connection it is about to hand out. Behaviour is otherwise the same: closed
-connections are dropped, idle ones beyond ``max_keepalive_connections`` are closed, a request takes an
-available connection to its origin (the most recently used first, the least likely to have expired), else a
-new one while under ``max_connections``, else replaces an idle connection to another origin, else waits.
+httpcore 1.0.9's ``AsyncConnectionPool`` re-scans every connection twice per request (when the request is
+queued and when its response closes), counts all connections once per idle one (quadratic), and polls the
+socket of every idle connection. With a few hundred streams open, a third of a busy worker's time went to
+that bookkeeping, and 500 concurrent jobs cost 4 ms each instead of 1.
+
+``LeanPool`` keeps, per origin, a stack of idle ``httpcore.AsyncHTTPConnection`` objects: a request pops
+the most recently used one (polling only that socket, to skip one the server closed while it idled), or
+opens a new connection while fewer than ``max_connections`` are open, or closes an idle connection to
+another origin to make room, or waits (up to the pool timeout) for a connection to come back. When a
+response is closed its connection goes back on the stack if it is reusable and fewer than
+``max_keepalive_connections`` are idle, and is closed otherwise. Everything runs on the worker's one event
+loop, so no locks. httpx still builds the requests and maps errors (``httpcore.PoolTimeout`` becomes
+``httpx.PoolTimeout`` as usual).
 """
 
+import collections
+import contextlib
+import ssl
+import sys
+from collections.abc import AsyncIterator
+
+import anyio
 import httpcore
 import httpx
 
-__all__ = ["LeanConnectionPool", "upstream_client"]
+__all__ = ["LeanPool", "upstream_client"]
+
+_Key = tuple[bytes, bytes, int]
 
 
-class LeanConnectionPool(httpcore.AsyncConnectionPool):
-    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
-        closing: list[httpcore.AsyncConnectionInterface] = []
-        kept: list[httpcore.AsyncConnectionInterface] = []
-        idle = 0
-        for connection in reversed(self._connections):  # newest first: surplus closing hits the oldest
-            if connection.is_closed():
+def _key(origin: httpcore.Origin) -> _Key:
+    return origin.scheme, origin.host, origin.port  # Origin itself is not hashable
+
+
+class _Released:
+    """A response body that hands its connection back to the pool when closed."""
+
+    def __init__(self, stream: object, pool: "LeanPool", connection: httpcore.AsyncHTTPConnection) -> None:
+        self._stream = stream
+        self._pool = pool
+        self._connection: httpcore.AsyncHTTPConnection | None = connection
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for part in self._stream:  # type: ignore[attr-defined]
+            yield part
+
+    async def aclose(self) -> None:
+        try:
+            if hasattr(self._stream, "aclose"):
+                await self._stream.aclose()
+        finally:
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                await self._pool.release(connection)
+
+
+class LeanPool:
+    """Duck-types the part of ``httpcore.AsyncConnectionPool`` that ``httpx.AsyncHTTPTransport`` uses."""
+
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext | None,
+        max_connections: int,
+        max_keepalive_connections: int,
+        keepalive_expiry: float | None,
+    ) -> None:
+        self._ssl_context = ssl_context
+        self._max = max_connections
+        self._max_idle = max_keepalive_connections
+        self._expiry = keepalive_expiry
+        self._idle: dict[_Key, list[httpcore.AsyncHTTPConnection]] = {}
+        self._idle_count = 0
+        self._open = 0  # connections counted against max_connections: in use, idle or being opened
+        self._waiters: collections.deque[anyio.Event] = collections.deque()
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    @property
+    def idle_connections(self) -> int:
+        return self._idle_count
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        timeouts = request.extensions.get("timeout", {})
+        origin = request.url.origin
+        connection = await self._acquire(origin, timeouts.get("pool"))
+        try:
+            response = await connection.handle_async_request(request)
+        except BaseException:
+            await self.release(connection)
+            raise
+        return httpcore.Response(
+            status=response.status,
+            headers=response.headers,
+            content=_Released(response.stream, self, connection),
+            extensions=response.extensions,
+        )
+
+    async def _acquire(self, origin: httpcore.Origin, pool_timeout: float | None) -> httpcore.AsyncHTTPConnection:
+        while True:
+            connection = await self._take_idle(origin)
+            if connection is not None:
+                return connection
+            if self._open < self._max:
+                self._open += 1
+                return httpcore.AsyncHTTPConnection(
+                    origin=origin, ssl_context=self._ssl_context, keepalive_expiry=self._expiry
+                )
+            if self._idle_count:  # full, but an idle connection to another origin can make room
+                await self._close(self._pop_any_idle())
                 continue
-            if connection.is_idle():
-                if idle >= self._max_keepalive_connections:
-                    closing.append(connection)
-                    continue
-                idle += 1
-            kept.append(connection)
-        kept.reverse()
-        self._connections = kept
+            waiter = anyio.Event()
+            self._waiters.append(waiter)
+            woken = False
+            try:
+                with anyio.fail_after(pool_timeout):
+                    await waiter.wait()
+                woken = True
+            except TimeoutError:
+                raise httpcore.PoolTimeout("no upstream connection became free in time") from None
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+                if waiter.is_set() and not woken:  # woken, then cancelled or timed out: pass the turn on
+                    self._wake()
 
-        for pool_request in [request for request in self._requests if request.is_queued()]:
-            origin = pool_request.request.url.origin
-            chosen = self._available(origin, closing)
-            if chosen is None and len(self._connections) < self._max_connections:
-                chosen = self.create_connection(origin)
-                self._connections.append(chosen)
-            elif chosen is None:
-                spare = next((c for c in self._connections if c.is_idle()), None)
-                if spare is None:
-                    continue  # stays queued until a connection frees up
-                self._connections.remove(spare)
-                closing.append(spare)
-                chosen = self.create_connection(origin)
-                self._connections.append(chosen)
-            pool_request.assign_to_connection(chosen)
-        return closing
-
-    def _available(
-        self, origin: httpcore.Origin, closing: list[httpcore.AsyncConnectionInterface]
-    ) -> httpcore.AsyncConnectionInterface | None:
-        for connection in reversed(list(self._connections)):
-            if not (connection.can_handle_request(origin) and connection.is_available()):
-                continue
-            if connection.has_expired():  # keep-alive ran out, or the server closed it while idle
-                self._connections.remove(connection)
-                closing.append(connection)
-                continue
-            return connection
+    async def _take_idle(self, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection | None:
+        stack = self._idle.get(_key(origin))
+        while stack:
+            connection = stack.pop()
+            self._idle_count -= 1
+            if connection.is_available() and not connection.has_expired():
+                return connection
+            await self._close(connection)  # keep-alive ran out, or the server closed it while idle
         return None
+
+    def _pop_any_idle(self) -> httpcore.AsyncHTTPConnection:
+        for stack in self._idle.values():
+            if stack:
+                self._idle_count -= 1
+                return stack.pop(0)  # the least recently used
+        raise RuntimeError("no idle connection")  # callers check _idle_count first
+
+    async def release(self, connection: httpcore.AsyncHTTPConnection) -> None:
+        """Take back a connection whose response is closed: keep it idle if it can be reused, else close it."""
+        if connection.is_idle() and not connection.is_closed() and self._idle_count < self._max_idle:
+            self._idle.setdefault(_key(connection._origin), []).append(connection)  # noqa: SLF001 - its own
+            self._idle_count += 1
+            self._wake()
+        else:
+            await self._close(connection)
+
+    async def _close(self, connection: httpcore.AsyncHTTPConnection) -> None:
+        self._open -= 1
+        self._wake()
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await connection.aclose()
+
+    def _wake(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()
+
+    async def aclose(self) -> None:
+        stacks, self._idle = self._idle, {}
+        self._idle_count = 0
+        for stack in stacks.values():
+            for connection in stack:
+                await self._close(connection)
+
+    async def __aenter__(self) -> "LeanPool":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def upstream_client(timeout: httpx.Timeout, limits: httpx.Limits) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` for provider calls: no proxies from the environment, no redirects."""
+    unlimited = sys.maxsize  # httpx's None
     transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
-    standard = transport._pool
-    transport._pool = LeanConnectionPool(
-        ssl_context=standard._ssl_context,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
+    standard = transport._pool  # noqa: SLF001 - keep its TLS context, swap the pool
+    transport._pool = LeanPool(  # type: ignore[assignment]  # noqa: SLF001
+        ssl_context=standard._ssl_context,  # noqa: SLF001
+        max_connections=unlimited if limits.max_connections is None else limits.max_connections,
+        max_keepalive_connections=(
+            unlimited if limits.max_keepalive_connections is None else limits.max_keepalive_connections
+        ),
         keepalive_expiry=limits.keepalive_expiry,
     )
     return httpx.AsyncClient(timeout=timeout, transport=transport, trust_env=False, follow_redirects=False)

@@ -1,11 +1,13 @@
 """Publishing a job's events: coalesced, one Redis round trip per flush.
 
-A flush PUBLISHes the pending events as one msgpack array on the job's channel and appends the same
-payload to the job's capped replay stream (with a TTL). While a flush is in flight new events pile up,
+A flush PUBLISHes the pending events as one msgpack array on the reply channel of the API process
+relaying the job (framed with the job id) and appends the same payload to the job's capped replay
+stream (with a TTL). While a flush is in flight new events pile up,
 so a fast upstream is batched by Redis's own latency; text deltas that pile up merge into one event.
 The flusher also sends a heartbeat when nothing has been published for a while. A flush that reaches
-no subscriber means the client is gone (the API subscribes before it enqueues): ``on_gone`` is called,
-even while the upstream is silent, so the job stops instead of generating for nobody.
+no subscriber means the API process relaying the job is gone (it subscribes before it enqueues; a
+client that leaves is reported by a cancel message): ``on_gone`` is called, even while the upstream is
+silent, so the job stops instead of generating for nobody.
 """
 
 import asyncio
@@ -17,7 +19,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from shared import keys
-from shared.codec import encode_events
+from shared.codec import encode_events, frame_reply
 from shared.events import Done, Event, Failed, Heartbeat, TextDelta, is_terminal
 
 __all__ = ["EventSink", "JobPublisher", "RedisSink"]
@@ -29,9 +31,10 @@ T = TypeVar("T", bound=Done | Failed)
 
 
 class EventSink(Protocol):
-    async def send(self, job_id: str, payload: bytes, expire: bool) -> int:
-        """Deliver one payload; return how many live subscribers received it. ``expire``: (re)set the
-        replay log's TTL (the publisher asks on its first and last flush, not on every one)."""
+    async def send(self, job_id: str, reply_to: str, payload: bytes, expire: bool) -> int:
+        """Deliver one payload; return how many live subscribers received it (1 when the job has no
+        reply channel: nobody to lose). ``expire``: (re)set the replay log's TTL (the publisher asks on
+        its first and last flush, not on every one)."""
         ...
 
 
@@ -40,14 +43,15 @@ class RedisSink:
         self._client = client
         self._ttl = max(1, int(log_ttl))
 
-    async def send(self, job_id: str, payload: bytes, expire: bool) -> int:
+    async def send(self, job_id: str, reply_to: str, payload: bytes, expire: bool) -> int:
         async with self._client.pipeline(transaction=False) as pipe:
-            pipe.publish(keys.job_events(job_id), payload)
+            if reply_to:
+                pipe.publish(reply_to, frame_reply(job_id, payload))
             pipe.xadd(keys.job_log(job_id), {"e": payload}, maxlen=LOG_MAXLEN, approximate=True)
             if expire:
                 pipe.expire(keys.job_log(job_id), self._ttl)
-            receivers, *_ = await pipe.execute()
-        return int(receivers)
+            results = await pipe.execute()
+        return int(results[0]) if reply_to else 1
 
 
 class JobPublisher:
@@ -58,11 +62,13 @@ class JobPublisher:
         sink: EventSink,
         job_id: str,
         heartbeat_interval: float = 5.0,
+        reply_to: str = "",
         on_gone: Callable[[], object] | None = None,
     ) -> None:
         self._sink = sink
         self._on_gone = on_gone
         self._job_id = job_id
+        self._reply_to = reply_to
         self._heartbeat = heartbeat_interval
         self._pending: list[Event] = []
         self._seq = 0
@@ -121,7 +127,7 @@ class JobPublisher:
             batch, self._pending = self._pending, []
             if batch:
                 expire = self.receivers == -1 or self._closed
-                self.receivers = await self._sink.send(self._job_id, encode_events(batch), expire)
+                self.receivers = await self._sink.send(self._job_id, self._reply_to, encode_events(batch), expire)
                 self.last_flush = time.monotonic()
                 if self.receivers == 0 and not self._closed and self._on_gone is not None:
                     self._on_gone()

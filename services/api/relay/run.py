@@ -1,4 +1,4 @@
-"""One job's life at the edge: subscribe, enqueue, relay events under deadlines, clean up.
+"""One job's life at the edge: register with the hub, enqueue, relay events under deadlines, clean up.
 
     async with JobRun(gateway, job) as run:
         async for event in run:            # None = the client is due a heartbeat
@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import cast
 
 import anyio
+import msgspec
 import redis.asyncio as aioredis
 
 from services.api.enqueue import Enqueuer
@@ -51,7 +52,6 @@ class JobRun:
     def __init__(self, gateway: Gateway, job: GenerationJob) -> None:
         self._gateway = gateway
         self.job = job
-        self._channel = keys.job_events(job.id)
         self._queue: asyncio.Queue[bytes] | None = None
         self._ready: collections.deque[Event] = collections.deque()
         self._last_activity = self._last_yield = time.monotonic()
@@ -61,10 +61,10 @@ class JobRun:
 
     async def __aenter__(self) -> "JobRun":
         gateway = self._gateway
-        try:
-            self._queue = await gateway.hub.subscribe(self._channel)
-        except Exception as exc:
-            raise UnavailableError("the gateway cannot reach Redis; try again shortly") from exc
+        if not gateway.hub.ready:
+            raise UnavailableError("the gateway cannot reach Redis; try again shortly")
+        self.job = msgspec.structs.replace(self.job, reply_to=gateway.hub.channel)
+        self._queue = gateway.hub.register(self.job.id)
         try:
             await gateway.enqueuer.send(
                 TaskName.GENERATE,
@@ -74,7 +74,7 @@ class JobRun:
                 self.job.deadline,
             )
         except Exception as exc:
-            await gateway.hub.unsubscribe(self._channel)
+            gateway.hub.unregister(self.job.id)
             raise UnavailableError("the gateway could not enqueue the job; try again shortly") from exc
         self._last_activity = self._last_yield = time.monotonic()
         return self
@@ -82,9 +82,9 @@ class JobRun:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        with anyio.CancelScope(shield=True):  # the client may be gone: cleanup must still run
-            await self._gateway.hub.unsubscribe(self._channel)
-            if not self.finished:
+        self._gateway.hub.unregister(self.job.id)
+        if not self.finished:
+            with anyio.CancelScope(shield=True):  # the client may be gone: the cancel must still go out
                 await self.cancel()
 
     async def cancel(self) -> None:

@@ -40,7 +40,7 @@ class MemorySink:
         self.events: list[Event] = []
         self.arrived = asyncio.Event()
 
-    async def send(self, job_id: str, payload: bytes, expire: bool = True) -> int:
+    async def send(self, job_id: str, reply_to: str, payload: bytes, expire: bool = True) -> int:
         self.events.extend(decode_events(payload))
         self.arrived.set()
         return self.receivers

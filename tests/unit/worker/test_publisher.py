@@ -32,7 +32,7 @@ class MemorySink:
         self.entered = asyncio.Event()
         self.received = asyncio.Event()
 
-    async def send(self, job_id: str, payload: bytes, expire: bool = True) -> int:
+    async def send(self, job_id: str, reply_to: str, payload: bytes, expire: bool = True) -> int:
         self.job_ids.append(job_id)
         self.entered.set()
         if self.error is not None:
