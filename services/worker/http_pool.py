@@ -147,7 +147,7 @@ class LeanPool:
     async def release(self, connection: httpcore.AsyncHTTPConnection) -> None:
         """Take back a connection whose response is closed: keep it idle if it can be reused, else close it."""
         if connection.is_idle() and not connection.is_closed() and self._idle_count < self._max_idle:
-            self._idle.setdefault(_key(connection._origin), []).append(connection)  # noqa: SLF001 - its own
+            self._idle.setdefault(_key(connection._origin), []).append(connection)
             self._idle_count += 1
             self._wake()
         else:
@@ -181,9 +181,9 @@ def upstream_client(timeout: httpx.Timeout, limits: httpx.Limits) -> httpx.Async
     """An ``httpx.AsyncClient`` for provider calls: no proxies from the environment, no redirects."""
     unlimited = sys.maxsize  # httpx's None
     transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
-    standard = transport._pool  # noqa: SLF001 - keep its TLS context, swap the pool
-    transport._pool = LeanPool(  # type: ignore[assignment]  # noqa: SLF001
-        ssl_context=standard._ssl_context,  # noqa: SLF001
+    standard = transport._pool
+    transport._pool = LeanPool(  # type: ignore[assignment]
+        ssl_context=standard._ssl_context,
         max_connections=unlimited if limits.max_connections is None else limits.max_connections,
         max_keepalive_connections=(
             unlimited if limits.max_keepalive_connections is None else limits.max_keepalive_connections
