@@ -45,7 +45,7 @@ class PipelineContext:
         client: httpx.AsyncClient,
         sink: EventSink,
         streamers: dict[str, Streamer],
-        cancel_requested: Callable[[str], Awaitable[bool]] | None = None,
+        cancel_requested: Callable[[GenerationJob], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -134,7 +134,7 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     try:
         if job.deadline and time.time() > job.deadline:
             raise GatewayError("no worker took the job before its queue deadline", code=ErrorCode.NO_WORKER)
-        if ctx.cancel_requested is not None and await ctx.cancel_requested(job.id):
+        if ctx.cancel_requested is not None and await ctx.cancel_requested(job):
             raise JobCancelledError
         publisher.emit(Started(seq=0, worker=ctx.settings.worker_name))
         async with asyncio.timeout(ctx.settings.total_timeout):

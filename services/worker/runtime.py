@@ -39,6 +39,7 @@ __all__ = ["WorkerRuntime", "get_runtime", "start_runtime", "stop_runtime"]
 log = logging.getLogger("conduit.worker")
 
 PRESENCE_TTL = 15.0
+CANCEL_MEMORY = 600.0  # seconds a heard cancel is remembered (the API's cancel flag lives as long)
 
 
 def _redis(url: str, *, pooled: bool) -> "aioredis.Redis":
@@ -61,6 +62,8 @@ class WorkerRuntime:
         self.loop = uvloop.new_event_loop()
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._slots = threading.BoundedSemaphore(settings.concurrency)
+        self._cancelled: dict[str, float] = {}  # job id -> when its cancel was heard (monotonic)
+        self._listening_since = 0.0  # unix time from which the cancel listener has heard every cancel
         self._thread = threading.Thread(target=self.loop.run_forever, name="conduit-loop", daemon=True)
         self._thread.start()
         self._call(self._start())
@@ -94,8 +97,14 @@ class WorkerRuntime:
 
     # -- jobs -------------------------------------------------------------------------------------
 
-    async def _cancel_requested(self, job_id: str) -> bool:
-        return bool(await self.redis.exists(keys.job_cancel(job_id)))
+    async def _cancel_requested(self, job: GenerationJob) -> bool:
+        """Whether ``job``'s client left while it was queued. The cancel listener hears every cancel, so a
+        job created while it was listening needs no Redis round trip; otherwise the job's cancel flag says."""
+        if job.id in self._cancelled:
+            return True
+        if self._listening_since and job.created > self._listening_since:
+            return False
+        return bool(await self.redis.exists(keys.job_cancel(job.id)))
 
     def submit(self, job: GenerationJob) -> None:
         """Start ``job`` on the loop once a slot is free; blocks the calling pool thread only until then."""
@@ -124,6 +133,7 @@ class WorkerRuntime:
             pubsub = _redis(self.settings.redis_url, pooled=False).pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(keys.CANCEL_CHANNEL)
+                self._listening_since = time.time() + 1.0  # margin for clock skew between API and worker
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
@@ -132,11 +142,19 @@ class WorkerRuntime:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
                 raise
             except Exception as exc:
+                self._listening_since = 0.0
                 log.warning("cancel listener lost Redis (%s); reconnecting", exc)
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await asyncio.sleep(1.0)
 
     def _cancel(self, job_id: str) -> None:
+        now = time.monotonic()
+        self._cancelled[job_id] = now
+        while self._cancelled:  # forget cancels older than any job could wait in the queue
+            oldest, at = next(iter(self._cancelled.items()))
+            if now - at < CANCEL_MEMORY:
+                break
+            del self._cancelled[oldest]
         task = self._running.get(job_id)
         if task is not None:
             log.info("job %s cancelled by its client", job_id)

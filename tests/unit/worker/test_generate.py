@@ -123,7 +123,7 @@ async def _run(
     credentials: dict[str, Credentials] | None = None,
     total_timeout: float = 10.0,
     heartbeat_interval: float = 5.0,
-    cancel_requested: Callable[[str], Awaitable[bool]] | None = None,
+    cancel_requested: Callable[[GenerationJob], Awaitable[bool]] | None = None,
 ) -> tuple[Event, list[Event]]:
     sink = sink or MemorySink()
     settings = WorkerSettings(
@@ -477,8 +477,8 @@ def test_resolve_target_without_credentials_raises_not_configured(catalog):
 async def test_cancel_flag_set_while_queued_ends_job_without_upstream_call(catalog: Catalog) -> None:
     asked: list[str] = []
 
-    async def cancel_requested(job_id: str) -> bool:
-        asked.append(job_id)
+    async def cancel_requested(queued: GenerationJob) -> bool:
+        asked.append(queued.id)
         return True
 
     job = _job()
