@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -217,6 +218,8 @@ async def _bench(plan: Plan, out: Path, say: Callable[[str], None]) -> dict[str,
         scaled = Target("conduit-2w", targets[1].base_url, targets[1].key)
         await _run_scenarios(plan, plan.scale_out, [scaled], stack, results, say)
         report |= {"results": results, "targets": [t.name for t in targets]}
+        shutil.rmtree(log_dir, ignore_errors=True)  # kept only when something failed
+        report["logs"] = ""
     finally:
         stack.stop()
     return report

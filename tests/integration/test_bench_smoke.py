@@ -1,0 +1,60 @@
+"""The benchmark's own code runs end to end: ``SMOKE=1 python -m tests.bench`` (a few requests per scenario)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGETS = ("direct", "conduit")
+SCALE_OUT = ("ns-c64", "st-c64", "st-c256")  # also measured with a second worker process, as "conduit-2w"
+# variables the benchmark reads that would change what a smoke run does
+BENCH_ENV = ("QUICK", "REPS", "COMPARE_URL", "COMPARE_KEY", "COMPARE_MODEL", "COMPARE_NAME", "BENCH_UPSTREAM_PORT")
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.mark.timeout(300)
+def test_bench_smoke_run_writes_a_complete_report_without_errors(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in BENCH_ENV} | {"SMOKE": "1", "BENCH_OUT": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench"],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\n--- stderr\n{_tail(done.stderr)}"
+
+    reports, tables = sorted(tmp_path.glob("bench-*.json")), sorted(tmp_path.glob("bench-*.md"))
+    assert len(reports) == 1, reports
+    assert len(tables) == 1, tables
+
+    report: dict[str, Any] = json.loads(reports[0].read_text())
+    scenarios = list(report["scenarios"])
+    assert scenarios, "no scenarios in the report"
+    assert set(SCALE_OUT) <= set(scenarios)
+    results = report["results"]
+    assert set(results) == set(scenarios)
+    reps = report["environment"]["reps"]
+    assert reps >= 1
+    for key in scenarios:
+        expected = {*TARGETS, "conduit-2w"} if key in SCALE_OUT else set(TARGETS)
+        assert set(results[key]) == expected, key
+        for target, repetitions in results[key].items():
+            assert len(repetitions) == reps, (key, target)
+            for figures in repetitions:
+                assert figures["requests"] > 0, (key, target, figures)
+                assert figures["errors"] == 0, (key, target, figures["error_samples"])
+
+    table = tables[0].read_text()
+    assert "### Non-stream" in table
+    assert "### Streaming" in table
