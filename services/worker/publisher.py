@@ -13,7 +13,7 @@ silent, so the job stops instead of generating for nobody.
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
@@ -38,20 +38,62 @@ class EventSink(Protocol):
         ...
 
 
+class _Flush(NamedTuple):
+    job_id: str
+    reply_to: str
+    payload: bytes
+    expire: bool
+    done: "asyncio.Future[int]"
+
+
 class RedisSink:
+    """Group commit: the flushes of every job in the process that are waiting while a round trip is in
+    flight go out together in the next pipeline, so the Python cost of a round trip (the larger part of
+    a flush) is paid once per batch, not once per job. An idle sink sends a lone flush at once."""
+
+    MAX_BATCH = 512
+
     def __init__(self, client: "aioredis.Redis", log_ttl: float) -> None:
         self._client = client
         self._ttl = max(1, int(log_ttl))
+        self._waiting: list[_Flush] = []
+        self._task: asyncio.Task[None] | None = None
 
     async def send(self, job_id: str, reply_to: str, payload: bytes, expire: bool) -> int:
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Flush(job_id, reply_to, payload, expire, done))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="redis-sink")
+        return await done
+
+    async def _run(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self.MAX_BATCH]
+            del self._waiting[: self.MAX_BATCH]
+            try:
+                results = await self._execute(batch)
+            except Exception as exc:  # Redis unreachable: every job in the batch learns it
+                for flush in batch:
+                    if not flush.done.done():
+                        flush.done.set_exception(exc)
+                continue
+            position = 0
+            for flush in batch:
+                receivers = int(results[position]) if flush.reply_to else 1
+                position += (1 if flush.reply_to else 0) + 1 + (1 if flush.expire else 0)
+                if not flush.done.done():
+                    flush.done.set_result(receivers)
+
+    async def _execute(self, batch: list[_Flush]) -> list[Any]:
         async with self._client.pipeline(transaction=False) as pipe:
-            if reply_to:
-                pipe.publish(reply_to, frame_reply(job_id, payload))
-            pipe.xadd(keys.job_log(job_id), {"e": payload}, maxlen=LOG_MAXLEN, approximate=True)
-            if expire:
-                pipe.expire(keys.job_log(job_id), self._ttl)
-            results = await pipe.execute()
-        return int(results[0]) if reply_to else 1
+            for job_id, reply_to, payload, expire, _ in batch:
+                if reply_to:
+                    pipe.publish(reply_to, frame_reply(job_id, payload))
+                pipe.xadd(keys.job_log(job_id), {"e": payload}, maxlen=LOG_MAXLEN, approximate=True)
+                if expire:
+                    pipe.expire(keys.job_log(job_id), self._ttl)
+            results: list[Any] = await pipe.execute()
+            return results
 
 
 class JobPublisher:
