@@ -1,4 +1,5 @@
-"""``/healthz`` (the process answers) and ``/readyz`` (Redis reachable and at least one worker alive)."""
+"""``/healthz`` (the process answers) and ``/readyz`` (Redis reachable, the reply channel subscribed, and at
+least one worker alive)."""
 
 import asyncio
 from typing import Any
@@ -25,6 +26,8 @@ async def readyz(request: Request[Any, Any, State]) -> Response[dict[str, Any]]:
         return Response(
             {"status": "unavailable", "reason": f"Redis is unreachable ({type(exc).__name__})"}, status_code=503
         )
+    if not state.gateway.hub.ready:
+        return Response({"status": "unavailable", "reason": "not subscribed to its reply channel yet"}, status_code=503)
     directory = state.directory
     if not directory.workers:
         return Response({"status": "unavailable", "reason": "no worker is alive"}, status_code=503)
