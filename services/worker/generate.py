@@ -144,15 +144,14 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     except asyncio.CancelledError:
         if task is not None:
             task.uncancel()
-        if ctx.shutting_down:
-            terminal = Failed(
-                seq=0,
-                code=ErrorCode.WORKER_LOST,
-                message="the worker shut down before the answer was complete",
-                retryable=True,
+        reason: Exception = (
+            GatewayError(
+                "the worker shut down before the answer was complete", code=ErrorCode.WORKER_LOST, retryable=True
             )
-        else:
-            terminal = _failure(JobCancelledError(), job, ctx.settings.total_timeout)
+            if ctx.shutting_down
+            else JobCancelledError()
+        )
+        terminal = _failure(reason, job, ctx.settings.total_timeout)
     except Exception as exc:
         terminal = _failure(exc, job, ctx.settings.total_timeout)
     if outcome.usage is not None:

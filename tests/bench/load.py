@@ -11,7 +11,6 @@ several tokens into one chunk is credited with what it delivered, no more.
 import asyncio
 import time
 import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -285,9 +284,7 @@ async def closed_loop(
     return run
 
 
-async def crowd(
-    target: Target, streams: int, tokens: int, timeout: float, on_tick: Callable[[], None] | None = None
-) -> Run:
+async def crowd(target: Target, streams: int, tokens: int, timeout: float) -> Run:
     """``streams`` streaming requests at once, each on its own connection; all must finish within ``timeout``."""
     request = target.request(True, 256)
     run = Run()
@@ -301,15 +298,6 @@ async def crowd(
             outcome = Outcome(error=f"not finished within {timeout:.0f} s")
         run.outcomes.append(outcome)
 
-    async def ticker() -> None:
-        while on_tick is not None:
-            on_tick()
-            await asyncio.sleep(0.1)
-
-    tick = asyncio.create_task(ticker())
-    try:
-        await asyncio.gather(*(one() for _ in range(streams)))
-    finally:
-        tick.cancel()
+    await asyncio.gather(*(one() for _ in range(streams)))
     run.elapsed = time.perf_counter() - start
     return run

@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -133,7 +132,7 @@ async def _set_upstream(stack: BenchStack, scenario: Scenario) -> None:
         response.raise_for_status()
 
 
-async def _measure(plan: Plan, scenario: Scenario, target: Target, sampler: Sampler) -> Run:
+async def _measure(plan: Plan, scenario: Scenario, target: Target) -> Run:
     if scenario.kind == "crowd":
         return await crowd(target, scenario.concurrency, scenario.tokens, plan.crowd_timeout)
     window = plan.window
@@ -160,7 +159,7 @@ async def _run_scenarios(
             for target in targets:  # interleaved, so drift on a shared machine hits every target alike
                 stack.check_alive()
                 with Sampler(stack.gateway_pids() if target.name.startswith("conduit") else {}) as sampler:
-                    run = await _measure(plan, scenario, target, sampler)
+                    run = await _measure(plan, scenario, target)
                 figures = _figures(scenario, run, sampler)
                 results.setdefault(scenario.key, {}).setdefault(target.name, []).append(figures)
                 say(f"  {scenario.key:<10} {target.name:<16} rep {rep + 1}: {_brief(scenario, figures)}")
@@ -193,7 +192,7 @@ def _targets(stack: BenchStack) -> list[Target]:
     return targets
 
 
-async def _bench(plan: Plan, out: Path, say: Callable[[str], None]) -> dict[str, Any]:
+async def _bench(plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
     log_dir = Path(tempfile.mkdtemp(prefix="conduit-bench-logs-"))
     stack = BenchStack(log_dir, upstream_port=int(os.environ.get("BENCH_UPSTREAM_PORT", "0")))
     report: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "logs": str(log_dir)}
@@ -250,7 +249,7 @@ def main() -> int:
         print(text, file=sys.stderr, flush=True)
 
     started = time.perf_counter()
-    report = uvloop.run(_bench(plan, out, say))
+    report = uvloop.run(_bench(plan, say))
     report["environment"] = _environment(plan)
     report["wall_s"] = round(time.perf_counter() - started, 1)
     report["scenarios"] = {s.key: s.title for s in plan.scenarios}
@@ -262,10 +261,3 @@ def main() -> int:
     say(f"wrote {out / f'bench-{stamp}.json'} and .md ({report['wall_s']} s)")
     errors = sum(f["errors"] for per in report["results"].values() for reps in per.values() for f in reps)
     return 1 if errors and os.environ.get("SMOKE") == "1" else 0
-
-
-def median_spread(values: list[float]) -> tuple[float, float, float]:
-    clean = [v for v in values if v == v]  # noqa: PLR0124 - drop NaN
-    if not clean:
-        return float("nan"), float("nan"), float("nan")
-    return statistics.median(clean), min(clean), max(clean)

@@ -131,9 +131,6 @@ class BenchStack:
     def gateway_pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self.procs.items() if name == "api" or name.startswith("worker")}
 
-    def pids(self) -> dict[str, int]:
-        return {name: proc.pid for name, proc in self.procs.items()}
-
     def check_alive(self) -> None:
         dead = [name for name, proc in self.procs.items() if proc.poll() is not None]
         if dead:

@@ -54,10 +54,6 @@ class PubSubHub:
     def ready(self) -> bool:
         return self._ready.is_set()
 
-    @property
-    def jobs(self) -> int:
-        return len(self._queues)
-
     def register(self, job_id: str) -> "asyncio.Queue[bytes]":
         """The queue of ``job_id``'s event payloads, to be filled once the job is enqueued."""
         queue: asyncio.Queue[bytes] = asyncio.Queue()

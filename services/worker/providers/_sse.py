@@ -56,7 +56,13 @@ class _Parser:
 
 def _lines(buffer: bytes, final: bool) -> tuple[list[bytes], bytes]:
     """Complete lines of ``buffer`` and the rest; a trailing lone CR waits (it may be half a CRLF)."""
-    lines: list[bytes] = []
+    if b"\r" not in buffer:  # the common case, LF only: split in C
+        *lines, rest = buffer.split(b"\n")
+        if final and rest:
+            lines.append(rest)
+            rest = b""
+        return lines, rest
+    lines = []
     start = 0
     for match in _EOL.finditer(buffer):
         if not final and match.group() == b"\r" and match.end() == len(buffer):
@@ -89,14 +95,9 @@ async def iter_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
                 continue
             buffer = buffer.removeprefix(_BOM)
             first = False
-        if b"\r" in buffer:
-            lines, buffer = _lines(buffer, final=False)
-        else:  # the common case: LF only, split in C
-            *lines, buffer = buffer.split(b"\n")
-        for raw in lines:
-            event = parser.line(raw)
-            if event is not None:
-                yield event
+        lines, buffer = _lines(buffer, final=False)
+        for event in _events(parser, lines):
+            yield event
     lines, _ = _lines(buffer, final=True)
     for event in _events(parser, lines):
         yield event
