@@ -6,7 +6,7 @@ __all__ = ["QueueName", "TaskName"]
 
 
 class TaskName(StrEnum):
-    GENERATE = "conduit.generate"
+    GENERATE_JOBS = "conduit.generate_jobs"  # args: a list of jobs (several per message)
 
 
 class QueueName(StrEnum):

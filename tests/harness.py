@@ -112,12 +112,12 @@ class RedisServer(_Process):
             *("--dir", str(data), "--enable-debug-command", "local"),
         ]
         self._spawn(argv, dict(os.environ))
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
-        for _ in range(100):
-            with contextlib.suppress(redis.RedisError):
-                if client.ping():
-                    return
-            time.sleep(0.05)
+        with redis.Redis.from_url(self.url, socket_connect_timeout=0.2) as client:
+            for _ in range(100):
+                with contextlib.suppress(redis.RedisError):
+                    if client.ping():
+                        return
+                time.sleep(0.05)
         raise RuntimeError(f"redis-server did not start:\n{self.output()}")
 
     def client(self) -> redis.Redis:

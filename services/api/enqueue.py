@@ -1,9 +1,13 @@
-"""Sending a job to the workers without blocking the event loop.
+"""Sending jobs to the workers: group commit into Celery messages, without blocking the event loop.
 
-With a Redis broker the Celery message (protocol 2, JSON body) is LPUSHed with the asyncio client: one
-non-blocking round trip, about a quarter of a ``send_task`` offloaded to a thread. Other brokers
-(RabbitMQ) go through Celery's own ``send_task`` in a worker thread. The envelope is pinned by the
-integration tests, which run a real Celery worker.
+Jobs enqueued while a send is in flight (or in the same loop tick) go out together, several per Celery
+message (``conduit.generate_jobs``, up to ``JobQueue.MAX_JOBS``), so a burst of requests costs the
+workers a few broker messages instead of one each: Celery's per-message work (fetch, decode, dispatch to
+a pool thread) is most of a short job's cost in the worker. An idle queue sends a lone job at once.
+
+With a Redis broker the Celery messages (protocol 2, JSON body) are LPUSHed with the asyncio client: one
+non-blocking round trip. Other brokers (RabbitMQ) go through Celery's own ``send_task`` in a worker
+thread. The envelope is pinned by the integration tests, which run a real Celery worker.
 """
 
 import asyncio
@@ -12,30 +16,46 @@ import os
 import socket
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
 
+from shared.codec import job_to_builtins
+from shared.jobs import GenerationJob
 from shared.tasks import QueueName, TaskName
 
-__all__ = ["CeleryEnqueuer", "Enqueuer", "RedisListEnqueuer", "celery_message"]
+__all__ = ["Broker", "CeleryBroker", "JobQueue", "RedisListBroker", "TaskMessage", "celery_message"]
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 _ORIGIN = f"conduit-api@{socket.gethostname()}:{os.getpid()}"
 
 
-class Enqueuer(Protocol):
-    async def send(self, task: TaskName, task_id: str, arg: dict[str, Any], queue: QueueName, expires: float) -> None:
-        """Enqueue ``task(arg)``; drop it unstarted after the ``expires`` unix time."""
+class TaskMessage(NamedTuple):
+    task: TaskName
+    task_id: str
+    args: list[Any]
+    queue: QueueName
+    expires: float | None  # unix time after which a worker drops the message unstarted
+    label: str  # the ``argsrepr`` logs and monitors show: never a prompt
+
+
+class Broker(Protocol):
+    async def send(self, messages: list[TaskMessage]) -> None:
+        """Enqueue ``messages`` in order."""
         ...
 
     async def close(self) -> None: ...
 
 
-def celery_message(task: TaskName, task_id: str, arg: dict[str, Any], queue: QueueName, expires: float) -> bytes:
-    """The bytes kombu's Redis transport would LPUSH for ``send_task(task, args=[arg])``."""
-    body = msgspec.json.encode([[arg], {}, _EMBED])
+def _when(expires: float | None) -> str | None:
+    return None if expires is None else datetime.fromtimestamp(expires, UTC).isoformat()
+
+
+def celery_message(message: TaskMessage) -> bytes:
+    """The bytes kombu's Redis transport would LPUSH for ``send_task(task, args=args)``."""
+    task, task_id, args, queue, expires, label = message
+    body = msgspec.json.encode([args, {}, _EMBED])
     return msgspec.json.encode(
         {
             "body": base64.b64encode(body).decode(),
@@ -47,14 +67,14 @@ def celery_message(task: TaskName, task_id: str, arg: dict[str, Any], queue: Que
                 "id": task_id,
                 "shadow": None,
                 "eta": None,
-                "expires": datetime.fromtimestamp(expires, UTC).isoformat(),
+                "expires": _when(expires),
                 "group": None,
                 "group_index": None,
                 "retries": 0,
                 "timelimit": [None, None],
                 "root_id": task_id,
                 "parent_id": None,
-                "argsrepr": f"(<job {task_id}>,)",  # never the prompt: logs and monitors show this
+                "argsrepr": label,
                 "kwargsrepr": "{}",
                 "origin": _ORIGIN,
                 "ignore_result": True,
@@ -75,18 +95,24 @@ def celery_message(task: TaskName, task_id: str, arg: dict[str, Any], queue: Que
     )
 
 
-class RedisListEnqueuer:
+class RedisListBroker:
     def __init__(self, client: "aioredis.Redis") -> None:
         self._client = client
 
-    async def send(self, task: TaskName, task_id: str, arg: dict[str, Any], queue: QueueName, expires: float) -> None:
-        await self._client.lpush(queue.value, celery_message(task, task_id, arg, queue, expires))
+    async def send(self, messages: list[TaskMessage]) -> None:
+        if len({m.queue for m in messages}) == 1:  # one LPUSH of several values keeps their order
+            await self._client.lpush(messages[0].queue.value, *map(celery_message, messages))
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for message in messages:
+                pipe.lpush(message.queue.value, celery_message(message))
+            await pipe.execute()
 
     async def close(self) -> None:
         return None
 
 
-class CeleryEnqueuer:
+class CeleryBroker:
     """Any kombu broker: Celery's producer is blocking, so it runs in a thread."""
 
     def __init__(self, broker_url: str) -> None:
@@ -95,17 +121,88 @@ class CeleryEnqueuer:
         self._app = Celery("conduit-api", broker=broker_url, set_as_current=False)
         self._app.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)
 
-    async def send(self, task: TaskName, task_id: str, arg: dict[str, Any], queue: QueueName, expires: float) -> None:
-        await asyncio.to_thread(
-            self._app.send_task,
-            task.value,
-            args=[arg],
-            task_id=task_id,
-            queue=queue.value,
-            expires=datetime.fromtimestamp(expires, UTC),
-            argsrepr=f"(<job {task_id}>,)",
-            ignore_result=True,
-        )
+    def _send(self, messages: list[TaskMessage]) -> None:
+        with self._app.producer_or_acquire() as producer:
+            for task, task_id, args, queue, expires, label in messages:
+                self._app.send_task(
+                    task.value,
+                    args=args,
+                    task_id=task_id,
+                    queue=queue.value,
+                    expires=None if expires is None else datetime.fromtimestamp(expires, UTC),
+                    argsrepr=label,
+                    ignore_result=True,
+                    producer=producer,
+                )
+
+    async def send(self, messages: list[TaskMessage]) -> None:
+        await asyncio.to_thread(self._send, messages)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._app.close)
+
+
+class _Waiting(NamedTuple):
+    job: GenerationJob
+    queue: QueueName
+    sent: "asyncio.Future[None]"
+
+
+class JobQueue:
+    """Group commit of jobs into ``conduit.generate_jobs`` messages (see the module's docstring)."""
+
+    MAX_JOBS = 32  # per message: big enough to amortise a message, small enough to spread over workers
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self._waiting: list[_Waiting] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def put(self, job: GenerationJob, queue: QueueName = QueueName.INTERACTIVE) -> None:
+        """Enqueue ``job``; returns once the broker has it (raises if it could not be sent)."""
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(job, queue, sent))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="job-queue")
+        await asyncio.shield(sent)  # a caller that gives up does not fail the others' send
+
+    async def _run(self) -> None:
+        while self._waiting:
+            waiting, self._waiting = self._waiting, []
+            try:
+                await self.broker.send(_messages(waiting, self.MAX_JOBS))
+            except Exception as exc:  # the broker is unreachable: every caller in the group learns it
+                for item in waiting:
+                    if not item.sent.done():
+                        item.sent.set_exception(exc)
+                continue
+            for item in waiting:
+                if not item.sent.done():
+                    item.sent.set_result(None)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.broker.close()
+
+
+def _messages(waiting: list[_Waiting], size: int) -> list[TaskMessage]:
+    by_queue: dict[QueueName, list[GenerationJob]] = {}
+    for item in waiting:
+        by_queue.setdefault(item.queue, []).append(item.job)
+    messages = []
+    for queue, jobs in by_queue.items():
+        for start in range(0, len(jobs), size):
+            group = jobs[start : start + size]
+            ids = " ".join(job.id for job in group)
+            messages.append(
+                TaskMessage(
+                    TaskName.GENERATE_JOBS,
+                    uuid.uuid4().hex,
+                    [[job_to_builtins(job) for job in group]],
+                    queue,
+                    None if not all(job.deadline for job in group) else max(job.deadline for job in group),
+                    f"(<{len(group)} job(s): {ids}>,)",
+                )
+            )
+    return messages

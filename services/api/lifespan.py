@@ -1,4 +1,4 @@
-"""Process-wide collaborators: Redis pools, the pub/sub hub, the enqueuer, the worker directory."""
+"""Process-wide collaborators: Redis pools, the pub/sub hub, the job queue, the worker directory."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -8,7 +8,7 @@ from litestar import Litestar
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from services.api.enqueue import CeleryEnqueuer, Enqueuer, RedisListEnqueuer
+from services.api.enqueue import Broker, CeleryBroker, JobQueue, RedisListBroker
 from services.api.relay.hub import PubSubHub
 from services.api.relay.run import Gateway
 from services.api.settings import ApiSettings
@@ -28,14 +28,14 @@ def redis_client(url: str, *, pubsub: bool = False, max_connections: int = 64) -
     return aioredis.Redis(connection_pool=pool, retry=retry)
 
 
-def _enqueuer(settings: ApiSettings, redis: "aioredis.Redis") -> tuple[Enqueuer, "aioredis.Redis | None"]:
+def _broker(settings: ApiSettings, redis: "aioredis.Redis") -> tuple[Broker, "aioredis.Redis | None"]:
     broker = settings.broker
     if broker == settings.redis_url:
-        return RedisListEnqueuer(redis), None
+        return RedisListBroker(redis), None
     if broker.startswith(("redis://", "rediss://", "unix://")):
         own = redis_client(broker)
-        return RedisListEnqueuer(own), own
-    return CeleryEnqueuer(broker), None
+        return RedisListBroker(own), own
+    return CeleryBroker(broker), None
 
 
 @asynccontextmanager
@@ -43,19 +43,20 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     settings: ApiSettings = app.state.settings
     redis = redis_client(settings.redis_url)
     hub = PubSubHub(redis_client(settings.redis_url, pubsub=True))
-    enqueuer, broker_client = _enqueuer(settings, redis)
+    broker, broker_client = _broker(settings, redis)
+    jobs = JobQueue(broker)
     directory = WorkerDirectory(redis)
     await hub.start()
     await directory.start()
     app.state.redis = redis
     app.state.directory = directory
-    app.state.gateway = Gateway(settings, redis, hub, enqueuer)
+    app.state.gateway = Gateway(settings, redis, hub, jobs)
     try:
         yield
     finally:
         await directory.stop()
         await hub.stop()
-        await enqueuer.close()
+        await jobs.close()
         if broker_client is not None:
             await broker_client.aclose()
         await redis.aclose()

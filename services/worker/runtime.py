@@ -106,18 +106,31 @@ class WorkerRuntime:
             return False
         return bool(await self.redis.exists(keys.job_cancel(job.id)))
 
-    def submit(self, job: GenerationJob) -> None:
-        """Start ``job`` on the loop once a slot is free; blocks the calling pool thread only until then."""
-        self._slots.acquire()
+    def submit(self, jobs: list[GenerationJob]) -> None:
+        """Start ``jobs`` on the loop as slots free up; blocks the calling pool thread only until then.
+
+        Jobs that got a slot are handed over together (one wake-up of the loop), before waiting for more."""
+        start = 0
+        for end in range(len(jobs)):
+            if not self._slots.acquire(blocking=False):
+                self._hand_over(jobs[start:end])
+                start = end
+                self._slots.acquire()
+        self._hand_over(jobs[start:])
+
+    def _hand_over(self, jobs: list[GenerationJob]) -> None:
+        if not jobs:
+            return
         try:
-            self.loop.call_soon_threadsafe(self._start_job, job)
+            self.loop.call_soon_threadsafe(self._start_jobs, jobs)
         except RuntimeError:  # the loop is closed: the worker is stopping
-            self._slots.release()
+            for _ in jobs:
+                self._slots.release()
             raise
 
-    def _start_job(self, job: GenerationJob) -> None:
-        task = self.loop.create_task(self._run(job), name=f"job:{job.id}")
-        self._running[job.id] = task
+    def _start_jobs(self, jobs: list[GenerationJob]) -> None:
+        for job in jobs:
+            self._running[job.id] = self.loop.create_task(self._run(job), name=f"job:{job.id}")
 
     async def _run(self, job: GenerationJob) -> None:
         try:

@@ -1,8 +1,10 @@
 """The OpenAI dialect over raw HTTP: exact shapes, strictness and errors (the SDK tests are in e2e/)."""
 
+import asyncio
 import json
 
 import httpx
+import pytest
 
 from tests.fakes.upstream import MidStreamError, Reply
 from tests.harness import auth, sse_events
@@ -137,3 +139,24 @@ def test_health_readiness_and_docs(stack: Stack) -> None:
     body_ref = spec["paths"]["/api/ai/chat"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     assert body_ref == "#/components/schemas/AiChatRequest"
     assert spec["components"]["schemas"]["AiChatRequest"]["properties"]["temperature"]["maximum"] == 2.0
+
+
+@pytest.mark.anyio
+async def test_a_burst_of_requests_each_gets_its_own_answer(stack: Stack) -> None:
+    """Requests that arrive together are enqueued several per Celery message; every one still gets its own answer."""
+
+    async def one(client: httpx.AsyncClient, index: int) -> tuple[int, str]:
+        words = f"burst {index} says hi"
+        body = {"model": "echo", "messages": [{"role": "user", "content": words}], "stream": index % 2 == 0}
+        response = await client.post("/v1/chat/completions", json=body, headers=auth())
+        assert response.status_code == 200, response.text
+        if body["stream"]:
+            chunks = [json.loads(f) for f in sse_events(response.text)[:-1]]
+            return index, "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+        return index, response.json()["choices"][0]["message"]["content"]
+
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30, limits=limits) as client:
+        answers = await asyncio.gather(*(one(client, i) for i in range(80)))
+    assert answers == [(i, f"burst {i} says hi") for i in range(80)]
+    assert stack.redis.client().llen("interactive") == 0

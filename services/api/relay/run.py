@@ -21,15 +21,14 @@ import anyio
 import msgspec
 import redis.asyncio as aioredis
 
-from services.api.enqueue import Enqueuer
+from services.api.enqueue import JobQueue
 from services.api.relay.hub import RECONNECTED, PubSubHub
 from services.api.settings import ApiSettings
 from shared import keys
-from shared.codec import decode_events, job_to_builtins
+from shared.codec import decode_events
 from shared.errors import ErrorCode, UnavailableError
 from shared.events import Event, Failed, Heartbeat, Started, is_terminal
 from shared.jobs import GenerationJob
-from shared.tasks import QueueName, TaskName
 
 __all__ = ["Gateway", "JobRun"]
 
@@ -41,11 +40,11 @@ CANCEL_TTL = 600
 class Gateway:
     """The collaborators every relay needs, built once per process by the lifespan."""
 
-    def __init__(self, settings: ApiSettings, redis: "aioredis.Redis", hub: PubSubHub, enqueuer: Enqueuer) -> None:
+    def __init__(self, settings: ApiSettings, redis: "aioredis.Redis", hub: PubSubHub, jobs: JobQueue) -> None:
         self.settings = settings
         self.redis = redis
         self.hub = hub
-        self.enqueuer = enqueuer
+        self.jobs = jobs
 
 
 class JobRun:
@@ -66,13 +65,7 @@ class JobRun:
         self.job = msgspec.structs.replace(self.job, reply_to=gateway.hub.channel)
         self._queue = gateway.hub.register(self.job.id)
         try:
-            await gateway.enqueuer.send(
-                TaskName.GENERATE,
-                self.job.id,
-                job_to_builtins(self.job),
-                QueueName.INTERACTIVE,
-                self.job.deadline,
-            )
+            await gateway.jobs.put(self.job)
         except Exception as exc:
             gateway.hub.unregister(self.job.id)
             raise UnavailableError("the gateway could not enqueue the job; try again shortly") from exc
