@@ -61,7 +61,6 @@ def create_celery(settings: WorkerSettings, catalog: Catalog) -> Celery:
 
     def _start(**_: Any) -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)
-        logging.getLogger("httpcore").setLevel(logging.WARNING)
         start_runtime(settings, catalog)
 
     def _stop(**_: Any) -> None:
