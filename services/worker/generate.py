@@ -30,6 +30,13 @@ __all__ = ["JobCancelledError", "PipelineContext", "resolve_target", "run_job"]
 
 log = logging.getLogger("conduit.worker")
 
+#: longest a job parses without letting the loop run (its flusher, other jobs): the first token of a burst
+#: that arrived in one read goes out before the rest is parsed
+TIME_SLICE = 0.0005
+#: how long ``Started`` waits for the first tokens so that both take one flush (it is bookkeeping for the API's
+#: queue deadline, while the first token is what the client waits for)
+START_HOLD = 0.05
+
 
 class JobCancelledError(Exception):
     """The client went away (cancel flag, cancel message, or nobody listening any more)."""
@@ -96,10 +103,15 @@ def _publish_piece(piece: Piece, publisher: JobPublisher, outcome: _Outcome) -> 
 async def _stream(job: GenerationJob, ctx: PipelineContext, publisher: JobPublisher, outcome: _Outcome) -> None:
     target = resolve_target(job, ctx.settings, ctx.catalog)
     streamer = ctx.streamers[target.spec.kind]
+    loop = asyncio.get_running_loop()
+    turn_ends = 0.0  # the first piece ends the first turn: it goes out before the rest of a burst is parsed
     async with contextlib.aclosing(streamer(ctx.client, job, target)) as pieces:
         async for piece in pieces:
             _publish_piece(piece, publisher, outcome)
             publisher.raise_if_broken()
+            if loop.time() >= turn_ends:  # a burst already buffered would otherwise be parsed in one go
+                await asyncio.sleep(0)
+                turn_ends = loop.time() + TIME_SLICE
     if outcome.finish is None:
         raise GatewayError(f"{target.provider} stream ended without a finish", code=ErrorCode.UPSTREAM_INCOMPLETE)
 
@@ -128,7 +140,7 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     """
     task = asyncio.current_task()
     on_gone = task.cancel if task is not None else None
-    publisher = JobPublisher(ctx.sink, job.id, ctx.settings.heartbeat_interval, job.reply_to, on_gone)
+    publisher = JobPublisher(ctx.sink, job.id, ctx.settings.heartbeat_interval, job.reply_to, on_gone, START_HOLD)
     outcome = _Outcome()
     terminal: Failed | Done
     try:

@@ -4,19 +4,26 @@ A flush PUBLISHes the pending events as one msgpack array on the reply channel o
 relaying the job (framed with the job id) and appends the same payload to the job's capped replay
 stream (with a TTL). While a flush is in flight new events pile up,
 so a fast upstream is batched by Redis's own latency; text deltas that pile up merge into one event.
-The flusher also sends a heartbeat when nothing has been published for a while. A flush that reaches
+The flusher also sends a heartbeat when nothing has been published for a while. The first flush can hold
+a lone first event back briefly (``hold_first``), so a job's ``Started`` goes out with its first tokens in
+one round trip instead of taking one of its own just before them. A flush that reaches
 no subscriber means the API process relaying the job is gone (it subscribes before it enqueues; a
 client that leaves is reported by a cancel message): ``on_gone`` is called, even while the upstream is
 silent, so the job stops instead of generating for nobody.
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from shared import keys
 from shared.codec import encode_events, frame_reply
@@ -48,8 +55,10 @@ class _Flush(NamedTuple):
 
 class RedisSink:
     """Group commit: the flushes of every job in the process that are waiting while a round trip is in
-    flight go out together in the next pipeline, so the Python cost of a round trip (the larger part of
-    a flush) is paid once per batch, not once per job. An idle sink sends a lone flush at once."""
+    flight go out together in the next one, so the Python cost of a round trip (the larger part of a
+    flush) is paid once per batch, not once per job. An idle sink sends a lone flush at once. The sink
+    writes on a connection of its own, packed in one write with the replies read back in order: no
+    pipeline object and no pool checkout, whose awaits each cost a turn of a busy loop."""
 
     MAX_BATCH = 512
 
@@ -58,42 +67,93 @@ class RedisSink:
         self._ttl = max(1, int(log_ttl))
         self._waiting: list[_Flush] = []
         self._task: asyncio.Task[None] | None = None
+        self._busy = False  # a round trip is in flight
+        self._connection: AbstractConnection | None = None  # its own: no pool checkout per round trip
+        # the client's retry policy; without one, a dropped connection is still replaced once
+        self._retry = client.get_retry() or Retry(NoBackoff(), 1)
+        self._timeout = client.connection_pool.connection_kwargs.get("socket_timeout") or 10.0
 
     async def send(self, job_id: str, reply_to: str, payload: bytes, expire: bool) -> int:
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Flush(job_id, reply_to, payload, expire, done))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="redis-sink")
+        if not self._busy:  # idle: this caller sends at once (a task would first wait for a turn of the loop)
+            self._busy = True
+            try:
+                await self._send_batch()
+            finally:
+                if self._waiting:  # what arrived meanwhile goes out from a task of its own
+                    self._task = asyncio.create_task(self._drain(), name="redis-sink")
+                else:
+                    self._busy = False
         return await done
 
-    async def _run(self) -> None:
-        while self._waiting:
-            batch = self._waiting[: self.MAX_BATCH]
-            del self._waiting[: self.MAX_BATCH]
-            try:
-                results = await self._execute(batch)
-            except Exception as exc:  # Redis unreachable: every job in the batch learns it
-                for flush in batch:
-                    if not flush.done.done():
-                        flush.done.set_exception(exc)
-                continue
-            position = 0
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                await self._send_batch()
+        finally:
+            self._busy = False
+
+    async def _send_batch(self) -> None:
+        batch = self._waiting[: self.MAX_BATCH]
+        del self._waiting[: self.MAX_BATCH]
+        try:
+            results = await self._execute(batch)
+        except BaseException as exc:  # Redis unreachable (or the sender cancelled): every job in the batch learns it
+            failure = exc if isinstance(exc, Exception) else redis.exceptions.ConnectionError("flush interrupted")
             for flush in batch:
-                receivers = int(results[position]) if flush.reply_to else 1
-                position += (1 if flush.reply_to else 0) + 1 + (1 if flush.expire else 0)
                 if not flush.done.done():
-                    flush.done.set_result(receivers)
+                    flush.done.set_exception(failure)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        position = 0
+        for flush in batch:
+            receivers = int(results[position]) if flush.reply_to else 1
+            position += (1 if flush.reply_to else 0) + 1 + (1 if flush.expire else 0)
+            if not flush.done.done():
+                flush.done.set_result(receivers)
 
     async def _execute(self, batch: list[_Flush]) -> list[Any]:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for job_id, reply_to, payload, expire, _ in batch:
-                if reply_to:
-                    pipe.publish(reply_to, frame_reply(job_id, payload))
-                pipe.xadd(keys.job_log(job_id), {"e": payload}, maxlen=LOG_MAXLEN, approximate=True)
-                if expire:
-                    pipe.expire(keys.job_log(job_id), self._ttl)
-            results: list[Any] = await pipe.execute()
-            return results
+        commands: list[tuple[Any, ...]] = []
+        for job_id, reply_to, payload, expire, _ in batch:
+            log = keys.job_log(job_id)
+            if reply_to:
+                commands.append(("PUBLISH", reply_to, frame_reply(job_id, payload)))
+            commands.append(("XADD", log, "MAXLEN", "~", LOG_MAXLEN, "*", "e", payload))
+            if expire:
+                commands.append(("EXPIRE", log, self._ttl))
+        results: list[Any] = await self._retry.call_with_retry(lambda: self._round_trip(commands), self._drop)
+        return results
+
+    async def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """All ``commands`` in one write on the sink's own connection, then their replies."""
+        connection = self._connection
+        if connection is None:
+            pool = self._client.connection_pool
+            # no socket timeout of its own: redis-py would run each write as a separate task (wait_for);
+            # the whole round trip is under one deadline instead
+            options = {**pool.connection_kwargs, "socket_timeout": None}
+            connection = self._connection = pool.connection_class(**options)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+                return [await connection.read_response() for _ in commands]
+        except TimeoutError:
+            await self._drop(None)
+            raise redis.exceptions.TimeoutError("Redis did not answer a flush in time") from None
+        except BaseException:  # replies left unread would answer the next batch: start afresh
+            await self._drop(None)
+            raise
+
+    async def _drop(self, _: Exception | None) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+
+    async def aclose(self) -> None:
+        await self._drop(None)
 
 
 class JobPublisher:
@@ -106,8 +166,10 @@ class JobPublisher:
         heartbeat_interval: float = 5.0,
         reply_to: str = "",
         on_gone: Callable[[], object] | None = None,
+        hold_first: float = 0.0,
     ) -> None:
         self._sink = sink
+        self._hold_first = hold_first
         self._on_gone = on_gone
         self._job_id = job_id
         self._reply_to = reply_to
@@ -154,10 +216,24 @@ class JobPublisher:
             raise ValueError(f"close() takes a terminal event, not {type(terminal).__name__}")
         numbered = self.emit(terminal)
         self._closed = True
-        await self._task
+        await asyncio.shield(self._task)  # the flusher may be sending other jobs' events too: never cancel it
         return numbered
 
+    async def _hold(self) -> None:
+        """Keep a lone first event (``Started``) back until another joins it, for up to ``hold_first``."""
+        try:
+            async with asyncio.timeout(self._hold_first):
+                while len(self._pending) < 2 and not self._closed:  # noqa: PLR2004 - a lone first event
+                    self._wake.clear()
+                    await self._wake.wait()
+        except TimeoutError:
+            pass
+        if self._pending:
+            self._wake.set()
+
     async def _run(self) -> None:
+        if self._hold_first:
+            await self._hold()
         while True:
             if not self._wake.is_set():
                 try:

@@ -82,11 +82,12 @@ class WorkerRuntime:
                 keepalive_expiry=30,
             ),
         )
+        self.sink = RedisSink(self.redis, settings.log_ttl)
         self.context = PipelineContext(
             settings,
             self.catalog,
             self.client,
-            RedisSink(self.redis, settings.log_ttl),
+            self.sink,
             build_streamers(settings.echo_delay),
             self._cancel_requested,
         )
@@ -225,6 +226,7 @@ class WorkerRuntime:
         except Exception as exc:
             log.warning("could not withdraw worker presence: %s", exc)
         await self.client.aclose()
+        await self.sink.aclose()
         await self.redis.aclose()
 
 

@@ -488,3 +488,24 @@ async def test_cancel_flag_set_while_queued_ends_job_without_upstream_call(catal
     assert terminal.code == ErrorCode.CANCELLED
     assert events == [terminal]
     assert terminal.seq == 1
+
+
+async def test_a_burst_already_buffered_has_its_first_text_flushed_before_the_rest_is_parsed(catalog):
+    """The whole answer arrives in one read: the job still lets its first text out before parsing on."""
+    chunk = b'data: {"id":"c","object":"chat.completion.chunk","model":"m","choices":[{"index":0,%s}]}\n\n'
+    frames = [chunk % (b'"delta":{"content":"w%d "}' % i) for i in range(3000)]
+    finish = chunk % b'"delta":{},"finish_reason":"stop"'
+    stream = UpstreamStream([b"".join(frames) + finish + b"data: [DONE]\n\n"])
+    sink = MemorySink()
+    flushed_while_parsing: list[int] = []
+
+    async def send(job_id: str, reply_to: str, payload: bytes, expire: bool = True) -> int:
+        flushed_while_parsing.append(len(_text(decode_events(payload)).split()))
+        return await MemorySink.send(sink, job_id, reply_to, payload, expire)
+
+    sink.send = send  # type: ignore[method-assign]
+    terminal, events = await _run(_job(), catalog, _sse(stream), sink)
+    assert isinstance(terminal, Done)
+    assert _text(events) == "".join(f"w{i} " for i in range(3000))
+    first_text = next(count for count in flushed_while_parsing if count)
+    assert first_text < 3000  # the first text flush did not wait for the whole burst

@@ -245,3 +245,25 @@ async def test_raise_if_broken_is_silent_while_healthy_and_after_close():
     publisher.raise_if_broken()
 
     assert sink.events == [Started(seq=1), Done(seq=2)]
+
+
+async def test_hold_first_sends_started_with_the_first_tokens_in_one_flush():
+    sink = MemorySink()
+    publisher = JobPublisher(sink, "job_1", heartbeat_interval=10.0, hold_first=1.0)
+    publisher.emit(Started(seq=0, worker="w"))
+    await asyncio.sleep(0.05)
+    assert sink.payloads == []  # held: nothing else to go with it yet
+    publisher.emit_text("Hi")
+    assert await sink.next_payload() == [Started(seq=1, worker="w"), TextDelta(seq=2, text="Hi")]
+    await publisher.close(Done(seq=0))
+
+
+async def test_hold_first_lets_a_lone_started_go_after_the_hold():
+    sink = MemorySink()
+    publisher = JobPublisher(sink, "job_1", heartbeat_interval=10.0, hold_first=0.05)
+    started = time.monotonic()
+    publisher.emit(Started(seq=0, worker="w"))
+    assert await sink.next_payload() == [Started(seq=1, worker="w")]
+    assert 0.04 < time.monotonic() - started < 1.0
+    await publisher.close(Done(seq=0))
+    assert sink.events[-1] == Done(seq=2)
