@@ -66,6 +66,11 @@ class JobRun:
         self._queue = gateway.hub.register(self.job.id)
         try:
             await gateway.jobs.put(self.job)
+        except asyncio.CancelledError:  # the client left while its job was being sent: it may still go out
+            gateway.hub.unregister(self.job.id)
+            with anyio.CancelScope(shield=True):
+                await self.cancel()
+            raise
         except Exception as exc:
             gateway.hub.unregister(self.job.id)
             raise UnavailableError("the gateway could not enqueue the job; try again shortly") from exc
