@@ -66,10 +66,8 @@ class JobRun:
         self._queue = gateway.hub.register(self.job.id)
         try:
             await gateway.jobs.put(self.job)
-        except asyncio.CancelledError:  # the client left while its job was being sent: it may still go out
-            gateway.hub.unregister(self.job.id)
-            with anyio.CancelScope(shield=True):
-                await self.cancel()
+        except asyncio.CancelledError as exc:  # the client left while its job was being sent: it may still go out
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         except Exception as exc:
             gateway.hub.unregister(self.job.id)
