@@ -13,6 +13,7 @@ from services.api.relay.hub import PubSubHub
 from services.api.relay.run import Gateway
 from services.api.settings import ApiSettings
 from services.api.workers import WorkerDirectory
+from shared.heap import settle
 
 __all__ = ["lifespan", "redis_client"]
 
@@ -51,6 +52,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     app.state.redis = redis
     app.state.directory = directory
     app.state.gateway = Gateway(settings, redis, hub, jobs)
+    settle()  # start-up is over: what the process keeps is frozen out of the collector's way
     try:
         yield
     finally:

@@ -18,6 +18,7 @@ from services.worker.settings import WorkerSettings, load_worker_settings
 from services.worker.tasks import register_tasks
 from shared.catalog import DEFAULT_CATALOG_PATH, Catalog, CatalogError, load_catalog
 from shared.config import SettingsError
+from shared.heap import settle
 from shared.tasks import QueueName
 
 __all__ = ["HANDOFF_THREADS", "create_celery", "load_from_environ"]
@@ -66,8 +67,12 @@ def create_celery(settings: WorkerSettings, catalog: Catalog) -> Celery:
     def _stop(**_: Any) -> None:
         stop_runtime()
 
+    def _ready(**_: Any) -> None:
+        settle()  # start-up is over: what the process keeps is frozen out of the collector's way
+
     signals.worker_init.connect(_start, weak=False)
     signals.worker_process_init.connect(_start, weak=False)
+    signals.worker_ready.connect(_ready, weak=False)
     signals.worker_shutdown.connect(_stop, weak=False)
     signals.worker_process_shutdown.connect(_stop, weak=False)
     return app
