@@ -1,4 +1,4 @@
-# A Conduit worker (Celery, threads pool, one asyncio loop per process). Build from the repository root:
+# A Conduit worker (Celery, solo pool handing jobs to one asyncio loop per process). Build from the repository root:
 #   docker build -f deploy/worker.Dockerfile -t conduit-worker .
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -69,14 +69,14 @@ def _cmd_api(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from services.worker.celery_app import HANDOFF_THREADS, create_celery, load_from_environ
+    from services.worker.celery_app import POOL, create_celery, load_from_environ
 
     settings, catalog = load_from_environ(dict(os.environ))
     app = create_celery(settings, catalog)
     argv = [
         "worker",
-        "--pool=threads",
-        f"--concurrency={HANDOFF_THREADS}",
+        f"--pool={POOL}",
+        "--concurrency=1",
         "--queues=interactive",
         f"--hostname={settings.worker_name.replace(':', '-')}@%h",
         f"--loglevel={'WARNING' if args.quiet else 'INFO'}",

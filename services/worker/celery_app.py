@@ -21,10 +21,11 @@ from shared.config import SettingsError
 from shared.heap import settle
 from shared.tasks import QueueName
 
-__all__ = ["HANDOFF_THREADS", "create_celery", "load_from_environ"]
+__all__ = ["POOL", "create_celery", "load_from_environ"]
 
-#: Celery pool threads: they only hand jobs to the event loop (see runtime.py), so a few are plenty
-HANDOFF_THREADS = 4
+#: the task only decodes a message's jobs and hands them to the event loop (see runtime.py), so it runs
+#: inline in the consumer: a pool thread per message would cost a thread wake-up and GIL hand-off per job
+POOL = "solo"
 
 
 def create_celery(settings: WorkerSettings, catalog: Catalog) -> Celery:
@@ -50,8 +51,8 @@ def create_celery(settings: WorkerSettings, catalog: Catalog) -> Celery:
         result_backend=None,
         task_acks_late=False,  # at-most-once: a retry after the first token would duplicate text
         worker_prefetch_multiplier=1,  # long tasks: hold only what runs
-        worker_concurrency=HANDOFF_THREADS,
-        worker_pool="threads",  # pool threads hand jobs to the process's one asyncio loop and return
+        worker_concurrency=1,  # the consumer runs the task itself and is free again at once
+        worker_pool=POOL,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,

@@ -1,10 +1,11 @@
 """One asyncio loop per worker process, in a daemon thread, shared by every job the process runs.
 
-Celery's pool threads only hand jobs over: a thread takes one of ``concurrency`` slots (waiting while all
-are taken, which stops the consumer from fetching more) and returns at once; the job then runs as a task
-on the loop and frees its slot when it has published its terminal event. So thousands of open streams
-cost thousands of small tasks, not thousands of threads. The loop holds one httpx client (connection
-pool) and one Redis pool for all jobs, a subscriber on the cancel channel, and the worker's presence.
+Celery's consumer only hands jobs over (the solo pool runs the task inline): it takes one of
+``concurrency`` slots per job (waiting while all are taken, which stops it from fetching more) and
+returns at once; the job then runs as a task on the loop and frees its slot when it has published its
+terminal event. So thousands of open streams cost thousands of small tasks, not thousands of threads.
+The loop holds one httpx client (connection pool) and one Redis pool for all jobs, a subscriber on the
+cancel channel, and the worker's presence.
 
 Stopping waits up to ``shutdown_grace`` for running jobs, then cancels the rest, which end
 ``worker_lost`` (retryable): no job is left without a terminal event.
@@ -108,7 +109,7 @@ class WorkerRuntime:
         return bool(await self.redis.exists(keys.job_cancel(job.id)))
 
     def submit(self, jobs: list[GenerationJob]) -> None:
-        """Start ``jobs`` on the loop as slots free up; blocks the calling pool thread only until then.
+        """Start ``jobs`` on the loop as slots free up; blocks the calling (consumer) thread only until then.
 
         Jobs that got a slot are handed over together (one wake-up of the loop), before waiting for more."""
         start = 0
