@@ -256,18 +256,31 @@ async def _one(target: Target, request: bytes, stream: bool, expect: int) -> Out
 
 
 async def closed_loop(
-    target: Target, concurrency: int, duration: float, stream: bool, tokens: int, max_tokens: int = 256
+    target: Target,
+    concurrency: int,
+    duration: float,
+    stream: bool,
+    tokens: int,
+    max_tokens: int = 256,
+    ramp: float = 0.0,
 ) -> Run:
     """``concurrency`` clients, each sending its next request as soon as the last one is answered, for
-    ``duration`` seconds; requests still running at the end are awaited and counted."""
+    ``duration`` seconds; requests still running at the end are awaited and counted.
+
+    ``ramp`` > 0 starts the clients one by one, evenly over ``ramp`` seconds, as independent users arrive,
+    and counts only the requests sent after the last one started (``duration`` runs from then). Without it
+    every client starts in the same instant, and with equally long answers they stay in step: each round
+    is then a burst of ``concurrency`` requests at once, which the crowd scenario measures on its own."""
     request = target.request(stream, max_tokens)
     run = Run()
-    start = time.perf_counter()
+    start = time.perf_counter() + ramp
     deadline = start + duration
 
-    async def client() -> None:
+    async def client(index: int) -> None:
+        await asyncio.sleep(ramp * index / concurrency)
         conn: _Connection | None = None
         while time.perf_counter() < deadline:
+            counted = time.perf_counter() >= start
             try:
                 if conn is None or conn.closed:
                     conn = await _connect(target)
@@ -275,12 +288,15 @@ async def closed_loop(
             except OSError as exc:
                 outcome = Outcome(error=f"connect: {exc}")
                 await asyncio.sleep(0.05)
-            run.outcomes.append(outcome)
+            if counted:
+                run.outcomes.append(outcome)
         if conn is not None and conn.transport is not None:
             conn.transport.close()
 
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    run.elapsed = time.perf_counter() - start
+    await asyncio.gather(*(client(index) for index in range(concurrency)))
+    # staggered clients send their last counted request at any point of the window, so the window, not the
+    # wait for the last answer, is the time the counted work fills
+    run.elapsed = duration if ramp else time.perf_counter() - start
     return run
 
 

@@ -73,7 +73,7 @@ def _plan() -> Plan:
         Scenario("st-c1", "stream 200 tokens, full speed, 1 stream", "stream", 1, 200),
         Scenario("st-c64", "stream 200 tokens, full speed, 64 streams", "stream", 64, 200),
         Scenario("st-c256", "stream 200 tokens, full speed, 256 streams", "stream", 256, 200),
-        Scenario("paced-c64", f"stream {paced} tokens, 20 ms apart, 64 streams", "stream", 64, paced, 0.02),
+        Scenario("paced-c64", f"stream {paced} tokens, 20 ms apart, 64 staggered streams", "stream", 64, paced, 0.02),
         Scenario(
             "crowd",
             f"{plan.crowd} streams at once, {plan.crowd_tokens} tokens 20 ms apart",
@@ -135,11 +135,12 @@ async def _set_upstream(stack: BenchStack, scenario: Scenario) -> None:
 async def _measure(plan: Plan, scenario: Scenario, target: Target) -> Run:
     if scenario.kind == "crowd":
         return await crowd(target, scenario.concurrency, scenario.tokens, plan.crowd_timeout)
-    window = plan.window
-    if scenario.delay:  # paced streams last tokens x delay; give each client at least two
-        window = max(window, 2 * scenario.tokens * scenario.delay)
+    window, ramp = plan.window, 0.0
+    if scenario.delay:  # paced streams last tokens x delay: give each client at least two, after they all started
+        ramp = scenario.tokens * scenario.delay
+        window = max(window, 2 * ramp)
     stream = scenario.kind == "stream"
-    return await closed_loop(target, scenario.concurrency, window, stream, scenario.tokens)
+    return await closed_loop(target, scenario.concurrency, window, stream, scenario.tokens, ramp=ramp)
 
 
 Results = dict[str, dict[str, list[dict[str, Any]]]]  # scenario key -> target name -> one dict per repetition

@@ -6,8 +6,12 @@
 
 How long an answer is and how fast it comes are the server's settings, changed between scenarios with
 ``PUT /_bench/config {"tokens": 200, "delay": 0.02}``: each answer has ``tokens`` content tokens, and a stream
-sends one every ``delay`` seconds (0 = as fast as the socket takes them). Paced streams are driven by one
-ticker for all of them, so thousands of paced streams cost one timer, not thousands.
+sends one every ``delay`` seconds (0 = as fast as the socket takes them). Each paced stream keeps its own
+schedule, as a provider generating for that request does: token k is due k x ``delay`` after the request
+arrived. (One ticker for all streams would end every stream in the same instant, so a closed loop would
+replay a thundering herd of requests at each tick, and a gateway's added time to first token would read as
+whole ticks.) Streams due in the same millisecond share one timer, so thousands of them cost at most a
+timer per millisecond.
 
 It is a bare asyncio protocol on httptools: the point is to cost the load far less than any gateway does.
 Run it with ``python -m tests.bench.upstream --port N``.
@@ -16,6 +20,7 @@ Run it with ``python -m tests.bench.upstream --port N``.
 import argparse
 import asyncio
 import contextlib
+import math
 import time
 from typing import Any, cast
 
@@ -80,22 +85,27 @@ SSE_HEAD = (
 )
 
 
-class _Paced:
-    __slots__ = ("frames", "left", "transport", "usage")
+#: paced tokens are sent on the first millisecond tick at or after they are due (never early)
+RESOLUTION = 0.001
 
-    def __init__(self, transport: asyncio.Transport, frames: _Frames, tokens: int, usage: bool) -> None:
+
+class _Paced:
+    __slots__ = ("delay", "due", "frames", "left", "transport", "usage")
+
+    def __init__(self, transport: asyncio.Transport, frames: _Frames, tokens: int, usage: bool, delay: float) -> None:
         self.transport = transport
         self.frames = frames
         self.left = tokens
         self.usage = usage
+        self.delay = delay
+        self.due = asyncio.get_running_loop().time() + delay
 
 
 class Upstream:
     def __init__(self) -> None:
         self.config = UpstreamConfig()
         self._frames: dict[tuple[str, int], _Frames] = {}
-        self._paced: list[_Paced] = []
-        self._ticker: asyncio.Task[None] | None = None
+        self._slots: dict[int, list[_Paced]] = {}  # millisecond tick -> the paced streams due then
         self.requests = 0
 
     def frames(self, model: str) -> _Frames:
@@ -155,32 +165,34 @@ class Upstream:
         usage = bool(request.stream_options and request.stream_options.include_usage)
         transport.write(SSE_HEAD + frames.first)
         if self.config.delay > 0:
-            self._paced.append(_Paced(transport, frames, self.config.tokens, usage))
-            if self._ticker is None or self._ticker.done():
-                self._ticker = asyncio.get_running_loop().create_task(self._tick())
+            self._schedule(_Paced(transport, frames, self.config.tokens, usage, self.config.delay))
             return
         for _ in range(self.config.tokens):  # one write per token, as a real server sends them
             transport.write(frames.token)
         _finish(transport, frames, usage)
 
-    async def _tick(self) -> None:
-        """Send the next token of every paced stream once per ``delay``, on a fixed schedule."""
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        while self._paced:
-            next_at += self.config.delay
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            keep: list[_Paced] = []
-            for paced in self._paced:
-                if paced.transport.is_closing():
-                    continue
-                paced.transport.write(paced.frames.token)
-                paced.left -= 1
-                if paced.left > 0:
-                    keep.append(paced)
-                else:
-                    _finish(paced.transport, paced.frames, paced.usage)
-            self._paced = keep
+    def _schedule(self, paced: _Paced) -> None:
+        tick = math.ceil(paced.due / RESOLUTION)
+        due = self._slots.get(tick)
+        if due is None:
+            self._slots[tick] = [paced]
+            asyncio.get_running_loop().call_at(tick * RESOLUTION, self._send_due, tick)
+        else:
+            due.append(paced)
+
+    def _send_due(self, tick: int) -> None:
+        """Send the next token of every stream due at ``tick``; schedule each one's next token from its own
+        schedule (not from now), so a late tick does not make a stream drift."""
+        for paced in self._slots.pop(tick, []):
+            if paced.transport.is_closing():
+                continue
+            paced.transport.write(paced.frames.token)
+            paced.left -= 1
+            if paced.left > 0:
+                paced.due += paced.delay
+                self._schedule(paced)
+            else:
+                _finish(paced.transport, paced.frames, paced.usage)
 
 
 def _finish(transport: asyncio.Transport, frames: _Frames, usage: bool) -> None:
