@@ -1,7 +1,9 @@
 """The model catalog (``deploy/providers.toml``) and model-name resolution.
 
 Adding an OpenAI-compatible provider is one ``[providers.NAME]`` table with ``kind = "openai_compat"``;
-a model alias is one ``[[models]]`` row. Bare model names not in the catalog go by prefix.
+a model alias is one ``[[models]]`` row. Bare model names not in the catalog go by prefix. ``[fallbacks]``
+maps a resolved ``provider/model`` (or ``provider/*``) to the models to try, in order, when it fails before
+its first token.
 """
 
 from pathlib import Path
@@ -65,9 +67,21 @@ class Catalog(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     models: list[ModelRoute] = []
     #: bare-name prefixes -> provider, tried in order (longest first is the author's job)
     prefixes: dict[str, str] = {}
+    #: ``provider/model`` or ``provider/*`` -> model names to fall back to, in order
+    fallbacks: dict[str, list[str]] = {}
 
     def route(self, model_id: str) -> ModelRoute | None:
         return next((route for route in self.models if route.id == model_id), None)
+
+    def fallbacks_for(self, provider: str, model: str) -> list[tuple[str, str]]:
+        """The (provider, model) pairs to try after ``provider``/``model``, in order, without itself."""
+        names = self.fallbacks.get(f"{provider}/{model}", self.fallbacks.get(f"{provider}/*", []))
+        chain: list[tuple[str, str]] = []
+        for name in names:
+            pair = resolve_model(self, name)
+            if pair != (provider, model) and pair not in chain:
+                chain.append(pair)
+        return chain
 
 
 def load_catalog(path: Path = DEFAULT_CATALOG_PATH) -> Catalog:
@@ -82,6 +96,16 @@ def load_catalog(path: Path = DEFAULT_CATALOG_PATH) -> Catalog:
     for prefix, provider in catalog.prefixes.items():
         if provider not in catalog.providers:
             raise CatalogError(f"model catalog {path}: prefix {prefix!r} names unknown provider {provider!r}")
+    for source, names in catalog.fallbacks.items():
+        if source.partition("/")[0] not in catalog.providers or "/" not in source:
+            raise CatalogError(
+                f"model catalog {path}: fallbacks key {source!r} is not `provider/model` (or `provider/*`)"
+            )
+        for name in names:
+            try:
+                resolve_model(catalog, name)
+            except InvalidRequestError as exc:
+                raise CatalogError(f"model catalog {path}: fallback {name!r} of {source!r}: {exc.message}") from exc
     return catalog
 
 

@@ -96,6 +96,15 @@ class _Process:
             self.proc.kill()
             self.proc.wait()
 
+    def pause(self) -> None:
+        """SIGSTOP: the process stays alive but answers nothing (a frozen VM, a silent peer)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
 
 class RedisServer(_Process):
     name = "redis"

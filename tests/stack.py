@@ -1,5 +1,10 @@
-"""Fixtures for one stack per session: a private redis-server, the fake providers, one worker and one API."""
+"""Fixtures for one stack per session: a private redis-server, the fake providers, one worker and one API.
 
+``own_stack`` starts a private one for tests that break things (kill a worker, stop Redis) or need other
+settings; it shares nothing with the session's stack but the fake providers.
+"""
+
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +21,24 @@ class Stack:
         self.worker = worker
         self.api = api
         self.url = api.base_url
+
+
+@contextlib.contextmanager
+def own_stack(
+    logs: Path, fake: FakeUpstream, worker_env: dict[str, str] | None = None, api_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """A private redis-server, worker and API (pointed at ``fake``), stopped afterwards whatever state they are in."""
+    redis = RedisServer(logs)
+    worker = WorkerProcess(logs, redis.url, {**provider_env(fake), **(worker_env or {})})
+    api = ApiProcess(logs, redis.url, api_env)
+    try:
+        api.wait_ready(others=(worker,))
+        yield Stack(redis, fake, worker, api)
+    finally:
+        for process in (api, worker, redis):
+            with contextlib.suppress(OSError):  # a test may have stopped (SIGSTOP) or killed it
+                process.resume()
+            process.stop()
 
 
 @pytest.fixture(scope="session")

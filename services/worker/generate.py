@@ -1,4 +1,8 @@
-"""The pipeline of one job: resolve the target, stream the provider, publish events. Celery-free."""
+"""The pipeline of one job: resolve the target, stream the provider, publish events. Celery-free.
+
+A retryable failure before the first token is retried (``retry.backoff``), then the catalog's fallbacks
+are tried in order; after the first token nothing is retried, and the failure ends the job.
+"""
 
 import asyncio
 import contextlib
@@ -20,6 +24,7 @@ from services.worker.providers.base import (
 )
 from services.worker.providers.registry import Streamer
 from services.worker.publisher import EventSink, JobPublisher
+from services.worker.retry import backoff
 from services.worker.settings import WorkerSettings
 from shared.catalog import Catalog
 from shared.errors import ErrorCode, GatewayError
@@ -65,44 +70,58 @@ class PipelineContext:
         self.shutting_down = False
 
 
-def resolve_target(job: GenerationJob, settings: WorkerSettings, catalog: Catalog) -> Target:
-    spec = catalog.providers.get(job.provider)
+def resolve_target(provider: str, model: str, settings: WorkerSettings, catalog: Catalog) -> Target:
+    spec = catalog.providers.get(provider)
     if spec is None:
-        raise GatewayError(f"unknown provider {job.provider!r}", code=ErrorCode.MODEL_NOT_FOUND)
-    credentials = settings.credentials.get(job.provider)
+        raise GatewayError(f"unknown provider {provider!r}", code=ErrorCode.MODEL_NOT_FOUND)
+    credentials = settings.credentials.get(provider)
     if credentials is None:
         raise GatewayError(
-            f"provider {job.provider!r} is not configured on this worker (set {spec.api_key_env})",
+            f"provider {provider!r} is not configured on this worker (set {spec.api_key_env})",
             code=ErrorCode.PROVIDER_NOT_CONFIGURED,
         )
-    return Target(
-        provider=job.provider, spec=spec, base_url=credentials.base_url, api_key=credentials.api_key, model=job.model
-    )
+    return Target(provider=provider, spec=spec, base_url=credentials.base_url, api_key=credentials.api_key, model=model)
+
+
+def _targets(job: GenerationJob, ctx: PipelineContext) -> list[Target]:
+    """The job's own target, then the catalog's fallbacks for it that this worker holds keys for."""
+    targets = [resolve_target(job.provider, job.model, ctx.settings, ctx.catalog)]
+    for provider, model in ctx.catalog.fallbacks_for(job.provider, job.model):
+        if provider in ctx.settings.credentials:
+            targets.append(resolve_target(provider, model, ctx.settings, ctx.catalog))
+    return targets
 
 
 class _Outcome:
     def __init__(self) -> None:
         self.usage: UsagePiece | None = None
         self.finish: FinishPiece | None = None
+        self.content = False  # text, reasoning or a tool call was published: never call the upstream again
+        self.model = ""  # the upstream model of the target being streamed
 
 
 def _publish_piece(piece: Piece, publisher: JobPublisher, outcome: _Outcome) -> None:
     match piece:
         case TextPiece(text=text):
             publisher.emit_text(text)
+            outcome.content = outcome.content or bool(text)
         case ReasoningPiece(text=text):
             publisher.emit(ReasoningDelta(seq=0, text=text))
+            outcome.content = True
         case ToolCallPiece(index=index, id=call_id, name=name, arguments=arguments):
             publisher.emit(ToolCallDelta(seq=0, index=index, id=call_id, name=name, arguments=arguments))
+            outcome.content = True
         case UsagePiece():
             outcome.usage = piece
         case FinishPiece():
             outcome.finish = piece
 
 
-async def _stream(job: GenerationJob, ctx: PipelineContext, publisher: JobPublisher, outcome: _Outcome) -> None:
-    target = resolve_target(job, ctx.settings, ctx.catalog)
+async def _stream(
+    job: GenerationJob, ctx: PipelineContext, target: Target, publisher: JobPublisher, outcome: _Outcome
+) -> None:
     streamer = ctx.streamers[target.spec.kind]
+    outcome.model = target.model
     loop = asyncio.get_running_loop()
     turn_ends = 0.0  # the first piece ends the first turn: it goes out before the rest of a burst is parsed
     async with contextlib.aclosing(streamer(ctx.client, job, target)) as pieces:
@@ -114,6 +133,33 @@ async def _stream(job: GenerationJob, ctx: PipelineContext, publisher: JobPublis
                 turn_ends = loop.time() + TIME_SLICE
     if outcome.finish is None:
         raise GatewayError(f"{target.provider} stream ended without a finish", code=ErrorCode.UPSTREAM_INCOMPLETE)
+
+
+async def _generate(job: GenerationJob, ctx: PipelineContext, publisher: JobPublisher, outcome: _Outcome) -> None:
+    """Stream the first target that answers: retryable failures before the first token are retried after a
+    backoff, then the next fallback is tried; the last failure is raised."""
+    settings = ctx.settings
+    targets = _targets(job, ctx)
+    for index, target in enumerate(targets):
+        for attempt in range(settings.upstream_retries + 1):
+            try:
+                await _stream(job, ctx, target, publisher, outcome)
+                return
+            except GatewayError as exc:
+                last = index == len(targets) - 1
+                if not exc.retryable or outcome.content:
+                    raise
+                outcome.usage = outcome.finish = None
+                wait = None
+                if attempt < settings.upstream_retries:
+                    wait = backoff(attempt, settings.retry_base_delay, settings.retry_max_delay, exc.retry_after)
+                if wait is None:
+                    if last:
+                        raise
+                    log.warning("job %s: %s; falling back to %s", job.id, exc.message, targets[index + 1].provider)
+                    break
+                log.info("job %s: %s; retrying in %.2f s", job.id, exc.message, wait)
+                await asyncio.sleep(wait)
 
 
 def _failure(exc: BaseException, job: GenerationJob, total: float) -> Failed:
@@ -150,9 +196,9 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
             raise JobCancelledError
         publisher.emit(Started(seq=0, worker=ctx.settings.worker_name))
         async with asyncio.timeout(ctx.settings.total_timeout):
-            await _stream(job, ctx, publisher, outcome)
+            await _generate(job, ctx, publisher, outcome)
         finish = outcome.finish or FinishPiece("stop")  # _stream raised if the upstream never finished
-        terminal = Done(seq=0, finish_reason=finish.reason, model=finish.model or job.model)
+        terminal = Done(seq=0, finish_reason=finish.reason, model=finish.model or outcome.model or job.model)
     except asyncio.CancelledError:
         if task is not None:
             task.uncancel()

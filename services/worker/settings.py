@@ -36,6 +36,12 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     read_timeout: float = 120.0
     #: longest a whole job may run
     total_timeout: float = 900.0
+    #: retries of a retryable upstream failure before the first token (then the catalog's fallbacks)
+    upstream_retries: int = 2
+    #: first backoff between retries, doubled each time, with jitter
+    retry_base_delay: float = 0.5
+    #: longest wait before a retry, ``Retry-After`` included; an upstream asking for longer is not retried
+    retry_max_delay: float = 8.0
     #: worker -> API heartbeat while the upstream is silent
     heartbeat_interval: float = 5.0
     #: how long a job's replay log is kept after its last event

@@ -102,10 +102,11 @@ def test_errors_map_to_the_sdk_exceptions(client: openai.OpenAI, stack: Stack) -
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model="echo", messages=messages, temperature=3)  # type: ignore[arg-type]
     assert bad.value.param == "temperature"
-    stack.fake.push(Fail(429, retry_after=3))
+    stack.fake.push(Fail(429, retry_after=30))  # longer than the worker waits: not retried
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="gpt-4o-mini", messages=messages)  # type: ignore[arg-type]
-    stack.fake.push(Fail(503))
+    for _ in range(3):  # the first call and the worker's two retries
+        stack.fake.push(Fail(503))
     with pytest.raises(openai.InternalServerError):
         client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)  # type: ignore[arg-type]
 

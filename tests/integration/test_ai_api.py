@@ -133,7 +133,7 @@ def test_auth_failures_are_401_and_free_tier_is_403(stack: Stack) -> None:
 
 
 def test_provider_failure_before_the_stream_keeps_its_status(stack: Stack) -> None:
-    stack.fake.push(Fail(429, retry_after=7))
+    stack.fake.push(Fail(429, retry_after=30))  # longer than the worker waits: not retried
     body = {"messages": [{"role": "user", "content": "hi"}], "provider": "openai", "stream": True}
     response = post(stack, CHAT, body)
     assert response.status_code == 429

@@ -179,8 +179,19 @@ def test_load_catalog_reads_a_custom_file(tmp_path):
             "ghost",
         ),
         ('[prefixes]\n"a-" = "ghost"\n\n[providers.local]\nkind = "echo"\ndefault_model = "m"\n', "ghost"),
+        ('[fallbacks]\n"ghost/m" = ["local/m"]\n\n[providers.local]\nkind = "echo"\ndefault_model = "m"\n', "ghost/m"),
+        ('[fallbacks]\n"local/m" = ["nowhere"]\n\n[providers.local]\nkind = "echo"\ndefault_model = "m"\n', "nowhere"),
     ],
-    ids=["bad-toml", "bad-kind", "missing-default-model", "unknown-field", "model-unknown-provider", "prefix-unknown"],
+    ids=[
+        "bad-toml",
+        "bad-kind",
+        "missing-default-model",
+        "unknown-field",
+        "model-unknown-provider",
+        "prefix-unknown",
+        "fallback-from-unknown",
+        "fallback-to-unknown",
+    ],
 )
 def test_load_catalog_error_names_the_file(tmp_path, text, detail):
     path = _write(tmp_path, text)
@@ -200,3 +211,15 @@ def test_load_catalog_missing_file_names_the_file(tmp_path):
 
     assert str(path) in str(info.value)
     assert isinstance(info.value.__cause__, OSError)
+
+
+def test_fallbacks_resolve_names_skip_the_model_itself_and_match_a_provider_wildcard(tmp_path):
+    text = (
+        '[fallbacks]\n"a/m" = ["b/x", "a/m", "b/x", "b/"]\n"a/*" = ["b/y"]\n\n'
+        '[providers.a]\nkind = "echo"\ndefault_model = "m"\n\n[providers.b]\nkind = "echo"\ndefault_model = "d"\n'
+    )
+    catalog = load_catalog(_write(tmp_path, text))
+
+    assert catalog.fallbacks_for("a", "m") == [("b", "x"), ("b", "d")]
+    assert catalog.fallbacks_for("a", "other") == [("b", "y")]
+    assert catalog.fallbacks_for("b", "x") == []

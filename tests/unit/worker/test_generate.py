@@ -124,6 +124,7 @@ async def _run(
     total_timeout: float = 10.0,
     heartbeat_interval: float = 5.0,
     cancel_requested: Callable[[GenerationJob], Awaitable[bool]] | None = None,
+    retries: int = 0,
 ) -> tuple[Event, list[Event]]:
     sink = sink or MemorySink()
     settings = WorkerSettings(
@@ -131,6 +132,9 @@ async def _run(
         credentials=CREDENTIALS if credentials is None else credentials,
         total_timeout=total_timeout,
         heartbeat_interval=heartbeat_interval,
+        upstream_retries=retries,
+        retry_base_delay=0.01,
+        retry_max_delay=0.5,
     )
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         ctx = PipelineContext(settings, catalog, client, sink, build_streamers(0.0), cancel_requested)
@@ -454,7 +458,7 @@ async def test_transport_error_fails_upstream_connection(catalog):
 
 
 def test_resolve_target_uses_worker_credentials(catalog):
-    target = resolve_target(_job(), WorkerSettings(credentials=CREDENTIALS), catalog)
+    target = resolve_target("openai", "gpt-4o-mini", WorkerSettings(credentials=CREDENTIALS), catalog)
 
     assert (target.provider, target.base_url, target.api_key, target.model) == (
         "openai",
@@ -467,7 +471,7 @@ def test_resolve_target_uses_worker_credentials(catalog):
 
 def test_resolve_target_without_credentials_raises_not_configured(catalog):
     with pytest.raises(GatewayError) as info:
-        resolve_target(_job("gemini", "gemini-2.5-flash"), WorkerSettings(credentials=CREDENTIALS), catalog)
+        resolve_target("gemini", "gemini-2.5-flash", WorkerSettings(credentials=CREDENTIALS), catalog)
 
     assert info.value.code == ErrorCode.PROVIDER_NOT_CONFIGURED
     assert "GEMINI_API_KEY" in info.value.message
