@@ -8,12 +8,23 @@ trip. The live copy goes to the reply channel of the API process relaying the jo
 import msgspec
 
 from shared.events import Event
-from shared.jobs import GenerationJob
+from shared.jobs import GenerationJob, StreamRecord
 
-__all__ = ["decode_events", "decode_job", "encode_events", "frame_reply", "job_to_builtins", "split_reply"]
+__all__ = [
+    "decode_events",
+    "decode_job",
+    "decode_record",
+    "encode_events",
+    "encode_record",
+    "frame_reply",
+    "job_to_builtins",
+    "log_entry_id",
+    "split_reply",
+]
 
 _ENCODER = msgspec.msgpack.Encoder()
 _EVENTS = msgspec.msgpack.Decoder(list[Event])
+_RECORD = msgspec.msgpack.Decoder(StreamRecord)
 
 
 def encode_events(events: list[Event]) -> bytes:
@@ -22,6 +33,21 @@ def encode_events(events: list[Event]) -> bytes:
 
 def decode_events(payload: bytes) -> list[Event]:
     return _EVENTS.decode(payload)
+
+
+def log_entry_id(last_seq: int) -> str:
+    """The replay-log entry id of a batch of events ending with ``last_seq``: entries after seq N are
+    exactly those after ``log_entry_id(N)`` (``XRANGE key (1-N +``), the first of them possibly holding
+    a few events up to N as well."""
+    return f"1-{last_seq}"
+
+
+def encode_record(record: StreamRecord) -> bytes:
+    return _ENCODER.encode(record)
+
+
+def decode_record(payload: bytes) -> StreamRecord:
+    return _RECORD.decode(payload)
 
 
 def frame_reply(job_id: str, payload: bytes) -> bytes:

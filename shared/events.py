@@ -48,10 +48,14 @@ class ToolCallDelta(EventBase, tag="tool_call_delta", frozen=True, kw_only=True)
 
 
 class Usage(EventBase, tag="usage", frozen=True, kw_only=True):
+    """Token counts: the upstream's own, or, for a job cut short before the upstream reported any
+    (``estimated``), counted from the text the worker saw (``shared.tokens``)."""
+
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    estimated: bool = False
 
 
 class Heartbeat(EventBase, tag="heartbeat", frozen=True, kw_only=True):

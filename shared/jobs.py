@@ -13,9 +13,12 @@ __all__ = [
     "ContentPart",
     "GenerationJob",
     "ImagePart",
+    "OnDisconnect",
     "Principal",
     "Role",
     "SamplingParams",
+    "StreamRecord",
+    "StreamView",
     "TextPart",
     "ToolCall",
     "ToolSpec",
@@ -24,6 +27,8 @@ __all__ = [
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
+#: what a client's disconnect does to its job: stop it, or let it run on so its stream can be resumed
+OnDisconnect = Literal["cancel", "detach"]
 
 
 class _Wire(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -95,6 +100,18 @@ class UpstreamOverride(_Wire, frozen=True, kw_only=True):
     key_ref: str
 
 
+class StreamView(_Wire, frozen=True, kw_only=True):
+    """How the API that took the request renders the job's events, so that any replica can render a resume
+    of it byte for byte: the dialect's encoder (``dialect``), the response id, the model as the client named
+    it, the ``created`` time the frames carry, and whether the client asked for a usage chunk."""
+
+    dialect: str
+    id: str
+    model: str
+    created: int = 0
+    include_usage: bool = False
+
+
 class GenerationJob(_Wire, frozen=True, kw_only=True):
     id: str
     request_id: str
@@ -109,6 +126,17 @@ class GenerationJob(_Wire, frozen=True, kw_only=True):
     upstream: UpstreamOverride | None = None
     #: pub/sub channel of the API process relaying the job (empty: nobody relays it live)
     reply_to: str = ""
+    view: StreamView | None = None
+    on_disconnect: OnDisconnect = "cancel"
+
+
+class StreamRecord(_Wire, frozen=True, kw_only=True):
+    """What the worker keeps beside a job's replay log, for resumes: whose it is and how to render it."""
+
+    owner: str
+    view: StreamView
+    stream: bool = True
+    on_disconnect: OnDisconnect = "cancel"
 
 
 def message_text(message: ChatMessage) -> str:

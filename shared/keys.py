@@ -6,6 +6,8 @@ __all__ = [
     "WORKERS",
     "job_cancel",
     "job_log",
+    "job_record",
+    "job_watch",
     "replies",
     "worker_info",
 ]
@@ -28,6 +30,17 @@ def replies(replica: str) -> str:
 def job_log(job_id: str) -> str:
     """Capped stream of a job's events, for replay and resume (has a TTL)."""
     return f"{PREFIX}job:{job_id}:log"
+
+
+def job_record(job_id: str) -> str:
+    """The job's ``StreamRecord`` (owner, how to render it), written with its first events (has a TTL)."""
+    return f"{PREFIX}job:{job_id}:record"
+
+
+def job_watch(job_id: str) -> str:
+    """Set (with a short TTL, refreshed) while an API replica other than the job's own relays a resume of it,
+    so a worker does not take the job's silent reply channel for a client that left."""
+    return f"{PREFIX}job:{job_id}:watch"
 
 
 def job_cancel(job_id: str) -> str:

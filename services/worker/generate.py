@@ -27,9 +27,11 @@ from services.worker.publisher import EventSink, JobPublisher
 from services.worker.retry import backoff
 from services.worker.settings import WorkerSettings
 from shared.catalog import Catalog
+from shared.codec import encode_record
 from shared.errors import ErrorCode, GatewayError
 from shared.events import Done, Failed, ReasoningDelta, Started, ToolCallDelta, Usage
-from shared.jobs import GenerationJob
+from shared.jobs import GenerationJob, StreamRecord, message_text
+from shared.tokens import estimate_tokens, tokens_for_chars
 
 __all__ = ["JobCancelledError", "PipelineContext", "resolve_target", "run_job"]
 
@@ -58,6 +60,7 @@ class PipelineContext:
         sink: EventSink,
         streamers: dict[str, Streamer],
         cancel_requested: Callable[[GenerationJob], Awaitable[bool]] | None = None,
+        watched: Callable[[GenerationJob], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -66,6 +69,8 @@ class PipelineContext:
         self.streamers = streamers
         #: whether a job's client left while it waited in the queue (its cancel flag)
         self.cancel_requested = cancel_requested
+        #: whether an API replica is relaying a resume of the job (its own reply channel may be silent)
+        self.watched = watched
         #: set when the worker stops: jobs cancelled from then on end ``worker_lost``, not ``cancelled``
         self.shutting_down = False
 
@@ -98,6 +103,7 @@ class _Outcome:
         self.finish: FinishPiece | None = None
         self.content = False  # text, reasoning or a tool call was published: never call the upstream again
         self.model = ""  # the upstream model of the target being streamed
+        self.chars = 0  # characters of text, reasoning and tool arguments published (for an estimated usage)
 
 
 def _publish_piece(piece: Piece, publisher: JobPublisher, outcome: _Outcome) -> None:
@@ -105,12 +111,15 @@ def _publish_piece(piece: Piece, publisher: JobPublisher, outcome: _Outcome) -> 
         case TextPiece(text=text):
             publisher.emit_text(text)
             outcome.content = outcome.content or bool(text)
+            outcome.chars += len(text)
         case ReasoningPiece(text=text):
             publisher.emit(ReasoningDelta(seq=0, text=text))
             outcome.content = True
+            outcome.chars += len(text)
         case ToolCallPiece(index=index, id=call_id, name=name, arguments=arguments):
             publisher.emit(ToolCallDelta(seq=0, index=index, id=call_id, name=name, arguments=arguments))
             outcome.content = True
+            outcome.chars += len(arguments) + len(name or "")
         case UsagePiece():
             outcome.usage = piece
         case FinishPiece():
@@ -178,15 +187,62 @@ def _failure(exc: BaseException, job: GenerationJob, total: float) -> Failed:
     return Failed(seq=0, code=ErrorCode.INTERNAL, message=f"internal error (correlation id {correlation})")
 
 
+def _usage(job: GenerationJob, outcome: _Outcome) -> Usage | None:
+    """The upstream's last usage report; for a job cut short after some output without one, an estimate
+    from what was published (the prompt estimated from the job's messages)."""
+    usage = outcome.usage
+    if usage is not None:
+        return Usage(
+            seq=0,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+        )
+    if not outcome.chars:
+        return None
+    prompt = sum(estimate_tokens(message_text(message)) for message in job.messages)
+    return Usage(seq=0, prompt_tokens=prompt, completion_tokens=tokens_for_chars(outcome.chars), estimated=True)
+
+
+def _publisher(job: GenerationJob, ctx: PipelineContext, task: "asyncio.Task[object] | None") -> JobPublisher:
+    async def orphaned() -> None:
+        """Nobody has heard the job's flushes for a while: its API process is gone (or its pub/sub
+        connection has not come back). A detached job runs on for a resume; so does one a resume on
+        another replica is watching; any other stops."""
+        if job.on_disconnect == "detach" or task is None:
+            return
+        if ctx.watched is not None and await ctx.watched(job):
+            return
+        log.info("job %s: nobody has listened for %g s; cancelling", job.id, ctx.settings.orphan_grace)
+        task.cancel()
+
+    record = None
+    if job.view is not None:
+        owner = job.principal.user_id
+        record = encode_record(
+            StreamRecord(owner=owner, view=job.view, stream=job.stream, on_disconnect=job.on_disconnect)
+        )
+    return JobPublisher(
+        ctx.sink,
+        job.id,
+        ctx.settings.heartbeat_interval,
+        job.reply_to,
+        orphaned,
+        START_HOLD,
+        record,
+        ctx.settings.orphan_grace,
+    )
+
+
 async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     """Run ``job`` to exactly one terminal event, which is published and returned.
 
-    Cancellation of the calling task (the client's cancel message, or a flush that reached nobody) ends
-    the job with ``cancelled``.
+    Cancellation of the calling task (the client's cancel message, or flushes that reached nobody for
+    ``orphan_grace``) ends the job with ``cancelled``, after the usage it saw.
     """
     task = asyncio.current_task()
-    on_gone = task.cancel if task is not None else None
-    publisher = JobPublisher(ctx.sink, job.id, ctx.settings.heartbeat_interval, job.reply_to, on_gone, START_HOLD)
+    publisher = _publisher(job, ctx, task)
     outcome = _Outcome()
     terminal: Failed | Done
     try:
@@ -212,17 +268,19 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
         terminal = _failure(reason, job, ctx.settings.total_timeout)
     except Exception as exc:
         terminal = _failure(exc, job, ctx.settings.total_timeout)
-    if outcome.usage is not None:
-        usage = outcome.usage
-        publisher.emit(
-            Usage(
-                seq=0,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cached_tokens=usage.cached_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-            )
-        )
+    usage = _usage(job, outcome)
+    if usage is not None:
+        publisher.emit(usage)
     published = await publisher.close(terminal)
-    log.info("job %s %s", job.id, type(terminal).__name__.lower())
+    if usage is not None and not isinstance(terminal, Done):
+        log.info(
+            "job %s %s after %d prompt + %d completion tokens%s",
+            job.id,
+            type(terminal).__name__.lower(),
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            " (estimated)" if usage.estimated else "",
+        )
+    else:
+        log.info("job %s %s", job.id, type(terminal).__name__.lower())
     return published

@@ -2,20 +2,24 @@
 
 A flush PUBLISHes the pending events as one msgpack array on the reply channel of the API process
 relaying the job (framed with the job id) and appends the same payload to the job's capped replay
-stream (with a TTL). While a flush is in flight new events pile up,
+stream, under the entry id ``1-<last seq>`` (``shared.codec.log_entry_id``), so a resume from any event
+is one ``XRANGE``. The first flush also writes the job's ``StreamRecord`` (owner, how to render it);
+both keys get a TTL on the first and the last flush. While a flush is in flight new events pile up,
 so a fast upstream is batched by Redis's own latency; text deltas that pile up merge into one event.
 The flusher also sends a heartbeat when nothing has been published for a while. The first flush can hold
 a lone first event back briefly (``hold_first``), so a job's ``Started`` goes out with its first tokens in
-one round trip instead of taking one of its own just before them. A flush that reaches
-no subscriber means the API process relaying the job is gone (it subscribes before it enqueues; a
-client that leaves is reported by a cancel message): ``on_gone`` is called, even while the upstream is
-silent, so the job stops instead of generating for nobody.
+one round trip instead of taking one of its own just before them.
+
+A flush that reaches no subscriber means the API process relaying the job is gone, or reconnecting (it
+subscribes before it enqueues; a client that leaves is reported by a cancel message). Once nobody has
+listened for ``orphan_grace`` seconds, ``on_gone`` is awaited at every flush (heartbeats included, so even
+while the upstream is silent); it decides whether the job stops.
 """
 
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import msgspec
@@ -26,30 +30,40 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from shared import keys
-from shared.codec import encode_events, frame_reply
+from shared.codec import encode_events, frame_reply, log_entry_id
 from shared.events import Done, Event, Failed, Heartbeat, TextDelta, is_terminal
 
 __all__ = ["EventSink", "JobPublisher", "RedisSink"]
 
-LOG_MAXLEN = 2000
+#: replay-log entries kept per job (a flush each: a paced answer of 10,000 tokens still resumes from its start)
+LOG_MAXLEN = 10_000
 
 E = TypeVar("E", bound=Event)
 T = TypeVar("T", bound=Done | Failed)
 
 
 class EventSink(Protocol):
-    async def send(self, job_id: str, reply_to: str, payload: bytes, expire: bool) -> int:
-        """Deliver one payload; return how many live subscribers received it (1 when the job has no
-        reply channel: nobody to lose). ``expire``: (re)set the replay log's TTL (the publisher asks on
-        its first and last flush, not on every one)."""
+    async def send(self, flush: "Flush") -> int:
+        """Deliver one flush; return how many live subscribers received it (1 when the job has no reply
+        channel: nobody to lose)."""
         ...
 
 
-class _Flush(NamedTuple):
+class Flush(NamedTuple):
+    """One job's events for one round trip."""
+
     job_id: str
     reply_to: str
     payload: bytes
-    expire: bool
+    last_seq: int
+    #: the job's StreamRecord, on its first flush only
+    record: bytes | None = None
+    #: (re)set the TTL of the log and the record (on the first and the last flush, not on every one)
+    expire: bool = False
+
+
+class _Waiting(NamedTuple):
+    flush: Flush
     done: "asyncio.Future[int]"
 
 
@@ -65,7 +79,7 @@ class RedisSink:
     def __init__(self, client: "aioredis.Redis", log_ttl: float) -> None:
         self._client = client
         self._ttl = max(1, int(log_ttl))
-        self._waiting: list[_Flush] = []
+        self._waiting: list[_Waiting] = []
         self._task: asyncio.Task[None] | None = None
         self._busy = False  # a round trip is in flight
         self._connection: AbstractConnection | None = None  # its own: no pool checkout per round trip
@@ -73,9 +87,9 @@ class RedisSink:
         self._retry = client.get_retry() or Retry(NoBackoff(), 1)
         self._timeout = client.connection_pool.connection_kwargs.get("socket_timeout") or 10.0
 
-    async def send(self, job_id: str, reply_to: str, payload: bytes, expire: bool) -> int:
+    async def send(self, flush: Flush) -> int:
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Flush(job_id, reply_to, payload, expire, done))
+        self._waiting.append(_Waiting(flush, done))
         if not self._busy:  # idle: this caller sends at once (a task would first wait for a turn of the loop)
             self._busy = True
             try:
@@ -98,36 +112,48 @@ class RedisSink:
         batch = self._waiting[: self.MAX_BATCH]
         del self._waiting[: self.MAX_BATCH]
         try:
-            results = await self._execute(batch)
+            commands, publishes = self._commands([waiting.flush for waiting in batch])
+            results = await self._retry.call_with_retry(lambda: self._round_trip(commands), self._drop)
         except BaseException as exc:  # Redis unreachable (or the sender cancelled): every job in the batch learns it
             failure = exc if isinstance(exc, Exception) else redis.exceptions.ConnectionError("flush interrupted")
-            for flush in batch:
-                if not flush.done.done():
-                    flush.done.set_exception(failure)
+            for waiting in batch:
+                if not waiting.done.done():
+                    waiting.done.set_exception(failure)
             if not isinstance(exc, Exception):
                 raise
             return
-        position = 0
-        for flush in batch:
-            receivers = int(results[position]) if flush.reply_to else 1
-            position += (1 if flush.reply_to else 0) + 1 + (1 if flush.expire else 0)
-            if not flush.done.done():
-                flush.done.set_result(receivers)
+        for waiting, position in zip(batch, publishes, strict=True):
+            if waiting.done.done():
+                continue
+            failed = next((r for r in results[position.start : position.stop] if isinstance(r, Exception)), None)
+            if failed is not None and not _already_logged(failed):
+                waiting.done.set_exception(failed)
+            else:
+                receivers = results[position.start] if waiting.flush.reply_to else 1
+                waiting.done.set_result(int(receivers))
 
-    async def _execute(self, batch: list[_Flush]) -> list[Any]:
+    def _commands(self, flushes: list[Flush]) -> tuple[list[tuple[Any, ...]], list[slice]]:
+        """The commands of every flush, and the slice of each flush's replies (its PUBLISH first)."""
         commands: list[tuple[Any, ...]] = []
-        for job_id, reply_to, payload, expire, _ in batch:
+        positions: list[slice] = []
+        for job_id, reply_to, payload, last_seq, record, expire in flushes:
+            start = len(commands)
             log = keys.job_log(job_id)
             if reply_to:
                 commands.append(("PUBLISH", reply_to, frame_reply(job_id, payload)))
-            commands.append(("XADD", log, "MAXLEN", "~", LOG_MAXLEN, "*", "e", payload))
+            commands.append(("XADD", log, "MAXLEN", "~", LOG_MAXLEN, log_entry_id(last_seq), "e", payload))
+            if record is not None:
+                commands.append(("SET", keys.job_record(job_id), record, "EX", self._ttl))
             if expire:
                 commands.append(("EXPIRE", log, self._ttl))
-        results: list[Any] = await self._retry.call_with_retry(lambda: self._round_trip(commands), self._drop)
-        return results
+                if record is None:
+                    commands.append(("EXPIRE", keys.job_record(job_id), self._ttl))
+            positions.append(slice(start, len(commands)))
+        return commands, positions
 
     async def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """All ``commands`` in one write on the sink's own connection, then their replies."""
+        """All ``commands`` in one write on the sink's own connection, then their replies (an error reply
+        is returned in its place, not raised: the other commands' replies must still be read)."""
         connection = self._connection
         if connection is None:
             pool = self._client.connection_pool
@@ -138,7 +164,7 @@ class RedisSink:
         try:
             async with asyncio.timeout(self._timeout):
                 await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
-                return [await connection.read_response() for _ in commands]
+                return [await _reply(connection) for _ in commands]
         except TimeoutError:
             await self._drop(None)
             raise redis.exceptions.TimeoutError("Redis did not answer a flush in time") from None
@@ -156,6 +182,18 @@ class RedisSink:
         await self._drop(None)
 
 
+async def _reply(connection: AbstractConnection) -> Any:
+    try:
+        return await connection.read_response()
+    except redis.exceptions.ResponseError as exc:
+        return exc
+
+
+def _already_logged(error: Exception) -> bool:
+    """XADD refused an entry id it already has: a batch re-sent after its connection broke mid-reply."""
+    return "equal or smaller than the target stream top item" in str(error)
+
+
 class JobPublisher:
     """Numbers, coalesces and flushes one job's events; ``close`` waits until the terminal one is out."""
 
@@ -165,12 +203,17 @@ class JobPublisher:
         job_id: str,
         heartbeat_interval: float = 5.0,
         reply_to: str = "",
-        on_gone: Callable[[], object] | None = None,
+        on_gone: Callable[[], Awaitable[object]] | None = None,
         hold_first: float = 0.0,
+        record: bytes | None = None,
+        orphan_grace: float = 0.0,
     ) -> None:
         self._sink = sink
         self._hold_first = hold_first
         self._on_gone = on_gone
+        self._record = record
+        self._orphan_grace = orphan_grace
+        self._unheard_since = 0.0  # when flushes started reaching nobody (0: the last one was heard)
         self._job_id = job_id
         self._reply_to = reply_to
         self._heartbeat = heartbeat_interval
@@ -244,10 +287,22 @@ class JobPublisher:
             self._wake.clear()
             batch, self._pending = self._pending, []
             if batch:
-                expire = self.receivers == -1 or self._closed
-                self.receivers = await self._sink.send(self._job_id, self._reply_to, encode_events(batch), expire)
+                first = self.receivers == -1
+                record, self._record = self._record, None
+                flush = Flush(
+                    self._job_id, self._reply_to, encode_events(batch), batch[-1].seq, record, first or self._closed
+                )
+                self.receivers = await self._sink.send(flush)
                 self.last_flush = time.monotonic()
-                if self.receivers == 0 and not self._closed and self._on_gone is not None:
-                    self._on_gone()
+                await self._check_heard()
             if self._closed and not self._pending:
                 return
+
+    async def _check_heard(self) -> None:
+        if self.receivers != 0 or self._closed or self._on_gone is None:
+            self._unheard_since = 0.0
+            return
+        self._unheard_since = self._unheard_since or self.last_flush
+        if self.last_flush - self._unheard_since >= self._orphan_grace:
+            self._unheard_since = self.last_flush  # asked again after another grace, not at every flush
+            await self._on_gone()

@@ -91,6 +91,7 @@ class WorkerRuntime:
             self.sink,
             build_streamers(settings.echo_delay),
             self._cancel_requested,
+            self._watched,
         )
         self._tasks = [
             asyncio.create_task(self._listen_for_cancels(), name="cancel-listener"),
@@ -107,6 +108,12 @@ class WorkerRuntime:
         if self._listening_since and job.created > self._listening_since:
             return False
         return bool(await self.redis.exists(keys.job_cancel(job.id)))
+
+    async def _watched(self, job: GenerationJob) -> bool:
+        try:
+            return bool(await self.redis.exists(keys.job_watch(job.id)))
+        except Exception:  # Redis unreachable: nobody can be watching through it
+            return False
 
     def submit(self, jobs: list[GenerationJob]) -> None:
         """Start ``jobs`` on the loop as slots free up; blocks the calling (consumer) thread only until then.

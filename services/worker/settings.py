@@ -44,6 +44,9 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     retry_max_delay: float = 8.0
     #: worker -> API heartbeat while the upstream is silent
     heartbeat_interval: float = 5.0
+    #: how long a job's flushes may reach nobody (its API process gone) before it stops, unless detached
+    #: or watched by a resume; a short pub/sub reconnect of the API must not cost the answer
+    orphan_grace: float = 5.0
     #: how long a job's replay log is kept after its last event
     log_ttl: float = 600.0
     #: pause between tokens of the offline echo provider

@@ -10,12 +10,13 @@ import pytest
 
 from services.worker.generate import PipelineContext, resolve_target, run_job
 from services.worker.providers.registry import build_streamers
+from services.worker.publisher import Flush
 from services.worker.settings import Credentials, WorkerSettings
 from shared.catalog import Catalog, load_catalog
-from shared.codec import decode_events
+from shared.codec import decode_events, decode_record
 from shared.errors import ErrorCode, GatewayError
 from shared.events import Done, Event, Failed, Heartbeat, Started, TextDelta, ToolCallDelta, Usage, is_terminal
-from shared.jobs import ChatMessage, GenerationJob, Principal, SamplingParams
+from shared.jobs import ChatMessage, GenerationJob, Principal, SamplingParams, StreamRecord, StreamView
 
 pytestmark = pytest.mark.anyio
 
@@ -38,10 +39,12 @@ class MemorySink:
     def __init__(self, receivers: int = 1) -> None:
         self.receivers = receivers
         self.events: list[Event] = []
+        self.flushes: list[Flush] = []
         self.arrived = asyncio.Event()
 
-    async def send(self, job_id: str, reply_to: str, payload: bytes, expire: bool = True) -> int:
-        self.events.extend(decode_events(payload))
+    async def send(self, flush: Flush) -> int:
+        self.flushes.append(flush)
+        self.events.extend(decode_events(flush.payload))
         self.arrived.set()
         return self.receivers
 
@@ -125,6 +128,8 @@ async def _run(
     heartbeat_interval: float = 5.0,
     cancel_requested: Callable[[GenerationJob], Awaitable[bool]] | None = None,
     retries: int = 0,
+    orphan_grace: float = 0.0,
+    watched: Callable[[GenerationJob], Awaitable[bool]] | None = None,
 ) -> tuple[Event, list[Event]]:
     sink = sink or MemorySink()
     settings = WorkerSettings(
@@ -135,9 +140,10 @@ async def _run(
         upstream_retries=retries,
         retry_base_delay=0.01,
         retry_max_delay=0.5,
+        orphan_grace=orphan_grace,
     )
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        ctx = PipelineContext(settings, catalog, client, sink, build_streamers(0.0), cancel_requested)
+        ctx = PipelineContext(settings, catalog, client, sink, build_streamers(0.0), cancel_requested, watched)
         terminal = await run_job(job, ctx)
     return terminal, sink.events
 
@@ -390,6 +396,73 @@ async def test_no_receivers_cancels_job_while_upstream_silent(catalog):
     assert stream.closed
 
 
+async def test_a_detached_job_runs_on_when_nobody_listens(catalog):
+    job = msgspec.structs.replace(_job(), on_disconnect="detach")
+    stream = UpstreamStream(_frames(_golden("openai", "text.sse")), delay=0.002)
+
+    terminal, events = await _run(job, catalog, _sse(stream), sink=MemorySink(receivers=0))
+
+    assert isinstance(terminal, Done)
+    assert _text(events) == "Un café, s'il vous plaît ☕"
+
+
+async def test_a_job_watched_by_a_resume_runs_on_when_its_own_channel_is_silent(catalog):
+    asked: list[str] = []
+
+    async def watched(job: GenerationJob) -> bool:
+        asked.append(job.id)
+        return True
+
+    stream = UpstreamStream(_frames(_golden("openai", "text.sse")), delay=0.002)
+    terminal, _ = await _run(_job(), catalog, _sse(stream), sink=MemorySink(receivers=0), watched=watched)
+
+    assert isinstance(terminal, Done)
+    assert asked and set(asked) == {"job_1"}
+
+
+async def test_nobody_listening_for_less_than_the_orphan_grace_does_not_stop_the_job(catalog):
+    stream = UpstreamStream(_frames(_golden("openai", "text.sse")), delay=0.01)  # about 0.1 s in all
+    terminal, _ = await _run(_job(), catalog, _sse(stream), sink=MemorySink(receivers=0), orphan_grace=2.0)
+
+    assert isinstance(terminal, Done)
+
+
+async def test_a_cancelled_job_reports_the_usage_it_saw_estimated_from_its_text(catalog):
+    head, *rest = _frames(_golden("openai", "text.sse"))
+    stream = UpstreamStream([head, rest[0], rest[1]], stall=True)  # some text, then silence: no usage chunk
+    sink = MemorySink()
+    settings = WorkerSettings(name=WORKER, credentials=CREDENTIALS, upstream_retries=0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(_sse(stream))) as client:
+        ctx = PipelineContext(settings, catalog, client, sink, build_streamers(0.0))
+        task = asyncio.create_task(run_job(_job(text="x" * 40), ctx))
+        async with asyncio.timeout(2):
+            while not _text(sink.events):
+                await sink.arrived.wait()
+                sink.arrived.clear()
+        task.cancel()
+        terminal = await task
+
+    assert isinstance(terminal, Failed)
+    assert terminal.code == ErrorCode.CANCELLED
+    usage = next(event for event in sink.events if isinstance(event, Usage))
+    assert usage.estimated
+    assert usage.prompt_tokens == 10  # 40 characters
+    assert usage.completion_tokens == -(-len(_text(sink.events)) // 4)
+
+
+async def test_the_first_flush_carries_the_jobs_stream_record_and_entry_ids_follow_seq(catalog):
+    view = StreamView(dialect="openai.chat", id="chatcmpl-1", model="gpt-4o-mini", created=5)
+    job = msgspec.structs.replace(_job(), view=view)
+    sink = MemorySink()
+
+    terminal, events = await _run(job, catalog, _sse(UpstreamStream([_golden("openai", "text.sse")])), sink=sink)
+
+    assert decode_record(sink.flushes[0].record or b"") == StreamRecord(owner="u_1", view=view)
+    assert [flush.record is not None for flush in sink.flushes] == [True] + [False] * (len(sink.flushes) - 1)
+    assert [flush.last_seq for flush in sink.flushes][-1] == terminal.seq == len(events)
+    assert sink.flushes[0].expire and sink.flushes[-1].expire
+
+
 async def test_cancelling_running_task_publishes_cancelled_and_closes_upstream(catalog):
     head, first, *_ = _frames(_golden("openai", "text.sse"))
     stream = UpstreamStream([head, first], stall=True)
@@ -503,9 +576,9 @@ async def test_a_burst_already_buffered_has_its_first_text_flushed_before_the_re
     sink = MemorySink()
     flushed_while_parsing: list[int] = []
 
-    async def send(job_id: str, reply_to: str, payload: bytes, expire: bool = True) -> int:
-        flushed_while_parsing.append(len(_text(decode_events(payload)).split()))
-        return await MemorySink.send(sink, job_id, reply_to, payload, expire)
+    async def send(flush: Flush) -> int:
+        flushed_while_parsing.append(len(_text(decode_events(flush.payload)).split()))
+        return await MemorySink.send(sink, flush)
 
     sink.send = send  # type: ignore[method-assign]
     terminal, events = await _run(_job(), catalog, _sse(stream), sink)

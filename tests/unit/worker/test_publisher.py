@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from services.worker.publisher import JobPublisher
+from services.worker.publisher import Flush, JobPublisher
 from shared.codec import decode_events
 from shared.events import (
     Done,
@@ -27,19 +27,21 @@ class MemorySink:
         self.receivers = receivers
         self.payloads: list[list[Event]] = []
         self.job_ids: list[str] = []
+        self.flushes: list[Flush] = []
         self.gate: asyncio.Event | None = None
         self.error: Exception | None = None
         self.entered = asyncio.Event()
         self.received = asyncio.Event()
 
-    async def send(self, job_id: str, reply_to: str, payload: bytes, expire: bool = True) -> int:
-        self.job_ids.append(job_id)
+    async def send(self, flush: Flush) -> int:
+        self.flushes.append(flush)
+        self.job_ids.append(flush.job_id)
         self.entered.set()
         if self.error is not None:
             raise self.error
         if self.gate is not None:
             await self.gate.wait()
-        self.payloads.append(decode_events(payload))
+        self.payloads.append(decode_events(flush.payload))
         self.received.set()
         return self.receivers
 

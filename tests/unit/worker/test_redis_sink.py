@@ -8,7 +8,7 @@ from typing import cast
 import pytest
 import redis.asyncio as aioredis
 
-from services.worker.publisher import LOG_MAXLEN, RedisSink
+from services.worker.publisher import LOG_MAXLEN, Flush, RedisSink
 from shared import keys
 from shared.codec import split_reply
 from tests.harness import RedisServer
@@ -38,9 +38,10 @@ async def test_flushes_of_many_jobs_reach_the_channel_and_the_replay_logs(client
     await pubsub.subscribe("replies:a")
     await pubsub.get_message(timeout=1)  # the subscribe confirmation
     try:
-        sent = await asyncio.gather(*(sink.send(f"job{i}", "replies:a", b"payload-%d" % i, True) for i in range(50)))
+        flushes = [Flush(f"job{i}", "replies:a", b"payload-%d" % i, 3, expire=True) for i in range(50)]
+        sent = await asyncio.gather(*map(sink.send, flushes))
         assert sent == [1] * 50  # one subscriber reached by every flush
-        assert await sink.send("lone", "", b"no-channel", False) == 1  # no reply channel: nobody to lose
+        assert await sink.send(Flush("lone", "", b"no-channel", 1)) == 1  # no reply channel: nobody to lose
         seen: set[tuple[bytes, bytes]] = set()
         while len(seen) < 50:
             message = await pubsub.get_message(timeout=1)
@@ -51,7 +52,8 @@ async def test_flushes_of_many_jobs_reach_the_channel_and_the_replay_logs(client
             assert await _log(client, f"job{i}") == [b"payload-%d" % i]
             assert 0 < await client.ttl(keys.job_log(f"job{i}")) <= 60
         assert await client.ttl(keys.job_log("lone")) == -1  # expire not asked for
-        assert await sink.send("job0", "replies:nobody", b"x", False) == 0  # a channel nobody listens on
+        assert await client.xrange(keys.job_log("job7"), "-", "+") == [(b"1-3", {b"e": b"payload-7"})]
+        assert await sink.send(Flush("job0", "replies:nobody", b"x", 4)) == 0  # a channel nobody listens on
         assert LOG_MAXLEN >= 1000
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -61,10 +63,29 @@ async def test_flushes_of_many_jobs_reach_the_channel_and_the_replay_logs(client
 async def test_a_dropped_connection_is_replaced_on_the_next_flush(client: aioredis.Redis) -> None:
     sink = RedisSink(client, log_ttl=60)
     try:
-        await sink.send("job1", "", b"one", True)
+        await sink.send(Flush("job1", "", b"one", 1, expire=True))
         killed = await client.client_kill_filter(_type="normal", skipme=True)
         assert killed >= 1
-        assert await sink.send("job1", "", b"two", False) == 1
+        assert await sink.send(Flush("job1", "", b"two", 2)) == 1
         assert await _log(client, "job1") == [b"one", b"two"]
+    finally:
+        await sink.aclose()
+
+
+async def test_the_first_flush_writes_the_record_and_a_resent_entry_is_not_an_error(client: aioredis.Redis) -> None:
+    sink = RedisSink(client, log_ttl=60)
+    try:
+        assert await sink.send(Flush("job2", "", b"a", 2, record=b"rec", expire=True)) == 1
+        assert await client.get(keys.job_record("job2")) == b"rec"
+        assert 0 < await client.ttl(keys.job_record("job2")) <= 60
+        await client.persist(keys.job_record("job2"))
+        assert await sink.send(Flush("job2", "", b"a", 2)) == 1  # the same entry again: after a reconnect
+        assert await sink.send(Flush("job2", "", b"b", 5, expire=True)) == 1
+        assert await _log(client, "job2") == [b"a", b"b"]
+        assert 0 < await client.ttl(keys.job_record("job2")) <= 60  # the last flush renews the record too
+        await client.set(keys.job_log("wrong"), "not a stream")
+        with pytest.raises(Exception, match="WRONGTYPE"):  # any other error reply fails that flush
+            await sink.send(Flush("wrong", "", b"c", 1))
+        assert await sink.send(Flush("job2", "", b"c", 6)) == 1  # and the connection still serves the next
     finally:
         await sink.aclose()
