@@ -32,6 +32,7 @@ class ErrorCode(StrEnum):
     AUTHENTICATION = "authentication"
     PERMISSION_DENIED = "permission_denied"
     NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
     MODEL_NOT_FOUND = "model_not_found"
     PROVIDER_NOT_CONFIGURED = "provider_not_configured"
     REQUEST_TOO_LARGE = "request_too_large"

@@ -1,11 +1,14 @@
 """Every Redis key and pub/sub channel name. Nothing else spells one."""
 
+import hashlib
+
 __all__ = [
     "CANCEL_CHANNEL",
     "PREFIX",
     "WORKERS",
     "job_cancel",
     "job_log",
+    "job_name",
     "job_record",
     "job_watch",
     "replies",
@@ -30,6 +33,12 @@ def replies(replica: str) -> str:
 def job_log(job_id: str) -> str:
     """Capped stream of a job's events, for replay and resume (has a TTL)."""
     return f"{PREFIX}job:{job_id}:log"
+
+
+def job_name(user_id: str, name: str) -> str:
+    """The id of the job a user named (``x-conduit-job-name``): hashed, so any name makes a safe key (has a TTL)."""
+    digest = hashlib.sha256(f"{user_id}\0{name}".encode()).hexdigest()[:40]
+    return f"{PREFIX}jobname:{digest}"
 
 
 def job_record(job_id: str) -> str:

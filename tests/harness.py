@@ -30,7 +30,9 @@ __all__ = [
     "free_port",
     "provider_env",
     "redis_server_binary",
+    "FrameReader",
     "sse_events",
+    "sse_frames",
     "token",
 ]
 
@@ -202,6 +204,43 @@ def running(*processes: _Process) -> Iterator[None]:
 def sse_events(text: str) -> list[str]:
     """The ``data:`` payloads of an SSE body, in order (comments dropped)."""
     return [line[len("data: ") :] for line in text.split("\n") if line.startswith("data: ")]
+
+
+def sse_frames(text: str) -> list[tuple[str, str]]:
+    """The ``(id, data)`` of each frame of an SSE body, in order (comments dropped; "" for a missing id)."""
+    frames = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line and not line.startswith(":"))
+        if "data" in fields:
+            frames.append((fields.get("id", ""), fields["data"]))
+    return frames
+
+
+class FrameReader:
+    """Reads an SSE response frame by frame (``(id, data)``), so a test can stop at any frame."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._lines = response.iter_lines()
+        self.frames: list[tuple[str, str]] = []
+
+    def next(self) -> tuple[str, str] | None:
+        fields: dict[str, str] = {}
+        for line in self._lines:
+            if not line:
+                if "data" in fields:
+                    frame = (fields.get("id", ""), fields["data"])
+                    self.frames.append(frame)
+                    return frame
+                fields = {}
+            elif not line.startswith(":") and ": " in line:
+                name, value = line.split(": ", 1)
+                fields[name] = value
+        return None
+
+    def rest(self) -> list[tuple[str, str]]:
+        while self.next() is not None:
+            pass
+        return self.frames
 
 
 def provider_env(fake: Any) -> dict[str, str]:

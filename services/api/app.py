@@ -7,7 +7,7 @@ from pathlib import Path
 from litestar import Litestar
 from litestar.datastructures import State
 
-from services.api import health, openapi
+from services.api import health, openapi, streams
 from services.api.dialects.ai import errors as ai_errors
 from services.api.dialects.ai import routes as ai_routes
 from services.api.dialects.openai import errors as openai_errors
@@ -29,7 +29,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         raise SettingsError("CONDUIT_JWT_SECRET: required (the HS256 secret that signs bearer tokens)")
     catalog = load_catalog(Path(settings.catalog_path) if settings.catalog_path else DEFAULT_CATALOG_PATH)
     return Litestar(
-        route_handlers=[*openai_routes.ROUTES, *ai_routes.ROUTES, *health.ROUTES, *openapi.ROUTES],
+        route_handlers=[*openai_routes.ROUTES, *ai_routes.ROUTES, *streams.ROUTES, *health.ROUTES, *openapi.ROUTES],
         middleware=[RequestIdMiddleware],
         lifespan=[lifespan],
         on_startup=[openapi.add_body_schemas],

@@ -24,6 +24,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.AUTHENTICATION: 401,
     ErrorCode.PERMISSION_DENIED: 403,
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.CONFLICT: 409,
     ErrorCode.MODEL_NOT_FOUND: 404,
     ErrorCode.PROVIDER_NOT_CONFIGURED: 400,
     ErrorCode.REQUEST_TOO_LARGE: 413,

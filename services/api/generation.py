@@ -1,31 +1,66 @@
 """What every generation endpoint does between its dialect's parsing and its dialect's encoding.
 
-``prepare_job`` resolves the provider (refusing one no live worker serves) and builds the job;
-``open_stream`` starts it and holds the HTTP status until the first token or a short timeout, so an
-early failure still gets its own status; ``collect`` gathers a whole answer for non-streaming calls,
-cancelling the job if the client disconnects meanwhile.
+``prepare_job`` resolves the provider (refusing one no live worker serves) and builds the job, with the
+``StreamView`` a resume needs and the client's disconnect policy (``x-conduit-on-disconnect: cancel``,
+the default, or ``detach``); ``open_stream`` starts it and holds the HTTP status until the first token or
+a short timeout, so an early failure still gets its own status; ``stream_body`` relays it as SSE;
+``collect`` gathers a whole answer for non-streaming calls, ending the job as its policy says if the
+client disconnects meanwhile.
 """
 
 import asyncio
 import contextlib
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import NamedTuple, get_args
 
 import msgspec
+import redis.asyncio as aioredis
 from litestar import Request
 from litestar.datastructures import State
 
 from services.api.relay.run import Gateway, JobRun
+from services.api.sse import FrameEncoder, render
 from services.api.workers import WorkerDirectory
+from shared import keys
 from shared.catalog import Catalog
 from shared.errors import ErrorCode, GatewayError, InvalidRequestError, UnavailableError
 from shared.events import Done, Event, Failed, ReasoningDelta, TextDelta, ToolCallDelta, Usage
-from shared.jobs import ChatMessage, GenerationJob, Principal, SamplingParams, ToolCall
+from shared.jobs import ChatMessage, GenerationJob, OnDisconnect, Principal, SamplingParams, StreamView, ToolCall
 
-__all__ = ["Answer", "OpenStream", "collect", "failure_error", "open_stream", "prepare_job", "request_id"]
+__all__ = [
+    "Answer",
+    "OpenStream",
+    "Rendering",
+    "collect",
+    "failure_error",
+    "open_stream",
+    "prepare_job",
+    "gather_answer",
+    "request_id",
+    "stream_body",
+]
 
 _CONTENT = (TextDelta, ToolCallDelta, ReasoningDelta)
+POLICY_HEADER = "x-conduit-on-disconnect"
+_POLICIES: tuple[str, ...] = get_args(OnDisconnect)
+#: a client's own name for its job, to fetch or resume it by (``GET /v1/streams/{name}``) even if it hung up
+#: before the response told it the job's id
+NAME_HEADER = "x-conduit-job-name"
+NAME_TTL = 3600
+_NAME = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class Rendering(NamedTuple):
+    """How a dialect renders a job: its encoder's name (``services.api.streams``), the prefix of the
+    response id (``chatcmpl-``), the model as the client named it, and the usage chunk."""
+
+    dialect: str
+    id_prefix: str
+    model: str
+    include_usage: bool = False
 
 
 def request_id(request: Request[object, object, State]) -> str:
@@ -47,6 +82,30 @@ async def check_provider(directory: WorkerDirectory, catalog: Catalog, provider:
         )
 
 
+async def _claim_name(request: Request[object, object, State], principal: Principal, job_id: str) -> None:
+    name = request.headers.get(NAME_HEADER)
+    if name is None:
+        return
+    if not _NAME.match(name):
+        raise InvalidRequestError(f"{NAME_HEADER} must be 1-128 letters, digits or ._:-", param=NAME_HEADER)
+    redis: aioredis.Redis = request.app.state.redis
+    try:
+        claimed = await redis.set(keys.job_name(principal.user_id, name), job_id, nx=True, ex=NAME_TTL)
+    except Exception as exc:
+        raise UnavailableError("the gateway cannot reach Redis; try again shortly") from exc
+    if not claimed:
+        raise GatewayError(
+            f"you already have a job named {name!r}; fetch it with GET /v1/streams/{name}", code=ErrorCode.CONFLICT
+        )
+
+
+def _policy(request: Request[object, object, State]) -> OnDisconnect:
+    value = request.headers.get(POLICY_HEADER, "cancel").strip().lower() or "cancel"
+    if value not in _POLICIES:
+        raise InvalidRequestError(f"{POLICY_HEADER} must be cancel or detach, not {value!r}", param=POLICY_HEADER)
+    return value  # type: ignore[return-value]  # checked against the Literal's values just above
+
+
 async def prepare_job(
     request: Request[object, object, State],
     principal: Principal,
@@ -55,12 +114,19 @@ async def prepare_job(
     messages: list[ChatMessage],
     params: SamplingParams,
     stream: bool,
-) -> GenerationJob:
+    rendering: Rendering,
+) -> tuple[GenerationJob, StreamView]:
+    """The job, and how its events are rendered (also in the job, for resumes)."""
     state = request.app.state
+    policy = _policy(request)
     await check_provider(state.directory, state.catalog, provider)
     now = time.time()
-    return GenerationJob(
-        id=uuid.uuid4().hex,
+    job_id = uuid.uuid4().hex
+    await _claim_name(request, principal, job_id)
+    dialect, prefix, named, include_usage = rendering
+    view = StreamView(dialect=dialect, id=prefix + job_id, model=named, created=int(now), include_usage=include_usage)
+    job = GenerationJob(
+        id=job_id,
         request_id=request_id(request),
         principal=principal,
         provider=provider,
@@ -70,7 +136,10 @@ async def prepare_job(
         stream=stream,
         created=now,
         deadline=now + state.settings.queue_timeout,
+        view=view,
+        on_disconnect=policy,
     )
+    return job, view
 
 
 def failure_error(failed: Failed) -> GatewayError:
@@ -101,6 +170,15 @@ class OpenStream:
         if not self._closed:
             self._closed = True
             await self.run.__aexit__(None, None, None)
+
+
+async def stream_body(stream: OpenStream, encoder: FrameEncoder) -> AsyncIterator[bytes]:
+    """The SSE bytes of a started job; the job is closed (cancelled if unfinished, unless detached) after."""
+    try:
+        async for chunk in render(stream, encoder):
+            yield chunk
+    finally:
+        await stream.close()
 
 
 async def open_stream(request: Request[object, object, State], job: GenerationJob) -> OpenStream:
@@ -166,16 +244,8 @@ def _add(answer: Answer, event: Event, parts: list[str], calls: dict[int, list[s
 
 
 async def _gather(gateway: Gateway, job: GenerationJob) -> Answer:
-    answer = Answer(model=job.model)
-    parts: list[str] = []
-    calls: dict[int, list[str]] = {}
     async with JobRun(gateway, job) as run:
-        async for event in run:
-            if event is not None:
-                _add(answer, event, parts, calls)
-    answer.text = "".join(parts)
-    answer.tool_calls = [ToolCall(id=c[0], name=c[1], arguments=c[2]) for _, c in sorted(calls.items())]
-    return answer
+        return await gather_answer(run, job.model)
 
 
 async def collect(request: Request[object, object, State], job: GenerationJob) -> Answer:
@@ -193,6 +263,19 @@ async def collect(request: Request[object, object, State], job: GenerationJob) -
     if gather.cancelled():
         raise GatewayError("the client closed the connection", code=ErrorCode.CANCELLED)
     return gather.result()
+
+
+async def gather_answer(events: AsyncIterator[Event | None], model: str) -> Answer:
+    """A whole answer from a job's events (a ``Failed`` raises its error)."""
+    answer = Answer(model=model)
+    parts: list[str] = []
+    calls: dict[int, list[str]] = {}
+    async for event in events:
+        if event is not None:
+            _add(answer, event, parts, calls)
+    answer.text = "".join(parts)
+    answer.tool_calls = [ToolCall(id=c[0], name=c[1], arguments=c[2]) for _, c in sorted(calls.items())]
+    return answer
 
 
 async def _wait_for_disconnect(request: Request[object, object, State]) -> None:

@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from litestar import Litestar
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
 from services.api.enqueue import Broker, CeleryBroker, JobQueue, RedisListBroker
 from services.api.relay.hub import PubSubHub
@@ -18,14 +18,21 @@ from shared.heap import settle
 __all__ = ["lifespan", "redis_client"]
 
 
-def redis_client(url: str, *, pubsub: bool = False, max_connections: int = 64) -> "aioredis.Redis":
-    """For commands: a pool that fails fast when Redis is down. For pub/sub: no read timeout."""
-    retry = Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.25), 2)
+def redis_client(
+    url: str, *, pubsub: bool = False, blocking: bool = False, max_connections: int = 64
+) -> "aioredis.Redis":
+    """For commands: a pool that fails fast (a second or two) when Redis is down or silent. For pub/sub and
+    blocking reads: no read timeout (the hub and the resume relay keep their own deadlines)."""
     if pubsub:
         return aioredis.Redis.from_url(url, socket_timeout=None, socket_connect_timeout=2.0, health_check_interval=30)
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=2.0, socket_timeout=5.0, socket_connect_timeout=2.0
+        url,
+        max_connections=max_connections,
+        timeout=2.0,
+        socket_timeout=None if blocking else 1.0,
+        socket_connect_timeout=1.0,
     )
+    retry = Retry(NoBackoff(), 0) if blocking else Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.1), 1)
     return aioredis.Redis(connection_pool=pool, retry=retry)
 
 
@@ -43,6 +50,7 @@ def _broker(settings: ApiSettings, redis: "aioredis.Redis") -> tuple[Broker, "ai
 async def lifespan(app: Litestar) -> AsyncIterator[None]:
     settings: ApiSettings = app.state.settings
     redis = redis_client(settings.redis_url)
+    blocking = redis_client(settings.redis_url, blocking=True, max_connections=256)
     hub = PubSubHub(redis_client(settings.redis_url, pubsub=True))
     broker, broker_client = _broker(settings, redis)
     jobs = JobQueue(broker)
@@ -51,7 +59,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     await directory.start()
     app.state.redis = redis
     app.state.directory = directory
-    app.state.gateway = Gateway(settings, redis, hub, jobs)
+    app.state.gateway = Gateway(settings, redis, hub, jobs, blocking)
     settle()  # start-up is over: what the process keeps is frozen out of the collector's way
     try:
         yield
@@ -61,4 +69,5 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await jobs.close()
         if broker_client is not None:
             await broker_client.aclose()
+        await blocking.aclose()
         await redis.aclose()

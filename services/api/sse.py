@@ -1,56 +1,106 @@
-"""Relaying a started job to a streaming client: the dialect encodes frames, this drives them.
+"""Relaying a job's events to a streaming client: the dialect encodes payloads, this frames and drives them.
+
+Every frame carries an ``id:``: the seq of the event it renders (``7``), and for the further frames of the
+same event their index after it (``7.1``, ``7.2``). A client that lost its connection asks
+``GET /v1/streams/{job_id}`` with ``Last-Event-ID`` and gets exactly the frames after that one: the
+job's events are replayed through a fresh encoder (so its state, such as whether the role chunk went
+out, is rebuilt) and the frames up to that id are skipped.
 
 Every stream ends in exactly one terminal frame: the job's own, or an error frame made here when the
-relay itself breaks. Client disconnects cancel the job (``OpenStream.close`` runs shielded, and again
-as the response's background task in case the body was never iterated).
+relay itself breaks. Client disconnects end the job as its policy says (``OpenStream.close`` runs
+shielded, and again as the response's background task in case the body was never iterated).
 """
 
 import logging
+import re
 import uuid
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import NamedTuple, Protocol
 
 from litestar.background_tasks import BackgroundTask
 from litestar.response import Stream
 
-from services.api.generation import OpenStream
-from shared.errors import ErrorCode
+from shared.errors import ErrorCode, InvalidRequestError
 from shared.events import Event, Failed
 
-__all__ = ["FrameEncoder", "sse_response"]
+__all__ = ["JOB_HEADER", "FrameEncoder", "START", "FrameId", "frames", "parse_last_event_id", "render", "sse_response"]
 
 log = logging.getLogger("conduit.api")
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+#: the response header naming the job, for ``GET /v1/streams/{job_id}``
+JOB_HEADER = "x-conduit-job-id"
 PING = b": ping\n\n"
+_ID = re.compile(r"^(\d{1,18})(?:\.(\d{1,6}))?$")
 
 
 class FrameEncoder(Protocol):
-    def encode(self, event: Event) -> bytes:
-        """The frames for ``event`` (``b""`` for none); a terminal event ends with the dialect's end marker."""
+    def encode(self, event: Event) -> list[bytes]:
+        """The ``data`` payloads for ``event`` (none for most bookkeeping events); a terminal event ends with
+        the dialect's end marker."""
         ...
 
 
-async def _frames(stream: OpenStream, encoder: FrameEncoder) -> AsyncIterator[bytes]:
+class FrameId(NamedTuple):
+    """The last frame a client has: event ``seq``, and the frame's index within that event."""
+
+    seq: int = 0
+    frame: int = -1
+
+
+#: before the first frame: a stream from its start
+START = FrameId()
+
+
+def parse_last_event_id(value: str | None) -> FrameId:
+    """``Last-Event-ID`` (``7`` or ``7.2``) -> FrameId; absent or empty -> before the first frame."""
+    if not value or not value.strip():
+        return START
+    match = _ID.match(value.strip())
+    if match is None:
+        raise InvalidRequestError(f"Last-Event-ID {value!r} is not a stream frame id (such as 12 or 12.1)")
+    return FrameId(int(match[1]), int(match[2] or 0))
+
+
+def frames(seq: int, payloads: list[bytes], after: FrameId = START) -> bytes:
+    """The SSE frames of one event's payloads, each with its id; those up to ``after`` left out."""
+    out = b""
+    for index, payload in enumerate(payloads):
+        if (seq, index) <= after:
+            continue
+        ident = b"%d" % seq if index == 0 else b"%d.%d" % (seq, index)
+        out += b"id: " + ident + b"\ndata: " + payload + b"\n\n"
+    return out
+
+
+async def render(
+    events: AsyncIterable[Event | None], encoder: FrameEncoder, after: FrameId = START
+) -> AsyncIterator[bytes]:
+    """The stream's bytes: frames after ``after``, pings for ``None``; an unexpected failure of the relay
+    itself becomes the dialect's error frame."""
+    last_seq = 0
     try:
-        async for event in stream:
-            frame = PING if event is None else encoder.encode(event)
-            if frame:
-                yield frame
+        async for event in events:
+            if event is None:
+                yield PING
+                continue
+            last_seq = event.seq
+            out = frames(event.seq, encoder.encode(event), after)
+            if out:
+                yield out
     except Exception:
         correlation = uuid.uuid4().hex[:12]
-        log.exception("stream of job %s broke (correlation id %s)", stream.job.id, correlation)
-        seq = stream.run.last_seq + 1
-        yield encoder.encode(Failed(seq=seq, code=ErrorCode.INTERNAL, message=f"internal error ({correlation})"))
-    finally:
-        await stream.close()
+        log.exception("a stream broke (correlation id %s)", correlation)
+        failed = Failed(seq=last_seq + 1, code=ErrorCode.INTERNAL, message=f"internal error ({correlation})")
+        yield frames(failed.seq, encoder.encode(failed))
 
 
-def sse_response(stream: OpenStream, encoder: FrameEncoder) -> Stream:
+def sse_response(body: AsyncIterator[bytes], job_id: str, close: Callable[[], Awaitable[None]] | None = None) -> Stream:
+    """The SSE response; ``close`` also runs after it, in case the body was never iterated."""
     return Stream(
-        _frames(stream, encoder),
+        body,
         status_code=200,
         media_type="text/event-stream",
-        headers=SSE_HEADERS,
-        background=BackgroundTask(stream.close),
+        headers={**SSE_HEADERS, JOB_HEADER: job_id},
+        background=BackgroundTask(close) if close is not None else None,
     )

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 from openai._streaming import SSEDecoder
 
-from services.api.dialects.ai.sse import DONE, TokenEncoder
+from services.api.dialects.ai.sse import TokenEncoder
+from services.api.sse import frames
 from shared.events import (
     Done,
     Event,
@@ -38,9 +39,12 @@ STREAMS: dict[str, list[Event]] = {
 }
 
 
+DONE = b"data: [DONE]\n\n"
+
+
 def _encode(events: list[Event]) -> bytes:
     encoder = TokenEncoder()
-    return b"".join(encoder.encode(event) for event in events)
+    return b"".join(frames(event.seq, encoder.encode(event)) for event in events)
 
 
 @pytest.mark.parametrize("name", list(STREAMS))
@@ -49,30 +53,34 @@ def test_token_stream_matches_golden_bytes(name):
 
 
 @pytest.mark.parametrize("name", list(STREAMS))
-def test_token_stream_frames_are_lf_terminated_data_lines(name):
+def test_token_stream_frames_are_lf_terminated_id_and_data_lines(name):
     data = _encode(STREAMS[name])
 
     assert b"\r" not in data
     assert data.endswith(DONE)
     assert data.count(DONE) == 1
-    frames = data.split(b"\n\n")
-    assert frames[-1] == b""
-    assert all(frame.startswith(b"data: ") and b"\n" not in frame for frame in frames[:-1])
+    split = data.split(b"\n\n")
+    assert split[-1] == b""
+    for frame in split[:-1]:
+        ident, payload = frame.split(b"\n")
+        assert ident.startswith(b"id: ")
+        assert payload.startswith(b"data: ")
 
 
-def test_text_delta_encodes_one_token_frame():
-    assert TokenEncoder().encode(TextDelta(seq=1, text="a\u2028b")) == 'data: {"token":"a\u2028b"}\n\n'.encode()
+def test_text_delta_encodes_one_token_payload():
+    assert TokenEncoder().encode(TextDelta(seq=1, text="a\u2028b")) == ['{"token":"a\u2028b"}'.encode()]
 
 
 def test_done_encodes_only_done_marker():
-    assert TokenEncoder().encode(Done(seq=1, finish_reason="length")) == b"data: [DONE]\n\n"
+    assert TokenEncoder().encode(Done(seq=1, finish_reason="length")) == [b"[DONE]"]
 
 
 def test_failed_encodes_error_frame_then_done():
-    frame = TokenEncoder().encode(Failed(seq=4, code="upstream_timeout", message="openai did not answer in time"))
+    event = Failed(seq=4, code="upstream_timeout", message="openai did not answer in time")
 
-    assert frame == (
-        b'data: {"error":{"detail":"openai did not answer in time","code":"upstream_timeout"}}\n\ndata: [DONE]\n\n'
+    assert frames(4, TokenEncoder().encode(event)) == (
+        b'id: 4\ndata: {"error":{"detail":"openai did not answer in time","code":"upstream_timeout"}}\n\n'
+        b"id: 4.1\ndata: [DONE]\n\n"
     )
 
 
@@ -88,7 +96,7 @@ def test_failed_encodes_error_frame_then_done():
     ids=lambda e: type(e).__name__,
 )
 def test_non_text_events_encode_to_nothing(event):
-    assert TokenEncoder().encode(event) == b""
+    assert TokenEncoder().encode(event) == []
 
 
 def test_token_stream_parses_with_standard_sse_decoder():

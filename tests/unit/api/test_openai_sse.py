@@ -1,5 +1,4 @@
 import json
-import types
 from pathlib import Path
 from typing import Any
 
@@ -8,8 +7,8 @@ from openai._streaming import SSEDecoder
 from openai.types import Completion
 from openai.types.chat import ChatCompletionChunk
 
-from services.api.dialects.openai import sse
-from services.api.dialects.openai.sse import DONE, ChatChunkEncoder, CompletionChunkEncoder
+from services.api.dialects.openai.sse import ChatChunkEncoder, CompletionChunkEncoder
+from services.api.sse import frames
 from shared.events import (
     Done,
     Event,
@@ -104,21 +103,19 @@ COMPLETION_STREAMS: dict[str, tuple[bool, list[Event]]] = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sse, "time", types.SimpleNamespace(time=lambda: CREATED + 0.75))
+DONE = b"data: [DONE]\n\n"
 
 
 def _chat_bytes(name: str) -> bytes:
     include_usage, events = CHAT_STREAMS[name]
-    encoder = ChatChunkEncoder(CHAT_ID, CHAT_MODEL, include_usage=include_usage)
-    return b"".join(encoder.encode(event) for event in events)
+    encoder = ChatChunkEncoder(CHAT_ID, CHAT_MODEL, include_usage, CREATED)
+    return b"".join(frames(event.seq, encoder.encode(event)) for event in events)
 
 
 def _completion_bytes(name: str) -> bytes:
     include_usage, events = COMPLETION_STREAMS[name]
-    encoder = CompletionChunkEncoder(COMPLETION_ID, COMPLETION_MODEL, include_usage=include_usage)
-    return b"".join(encoder.encode(event) for event in events)
+    encoder = CompletionChunkEncoder(COMPLETION_ID, COMPLETION_MODEL, include_usage, CREATED)
+    return b"".join(frames(event.seq, encoder.encode(event)) for event in events)
 
 
 def _all_streams() -> list[tuple[str, bytes]]:
@@ -153,14 +150,18 @@ def test_completion_stream_matches_golden_bytes(name):
 
 
 @pytest.mark.parametrize(("name", "data"), _all_streams(), ids=[name for name, _ in _all_streams()])
-def test_every_frame_is_one_data_line_ending_in_blank_line(name, data):
+def test_every_frame_is_an_id_line_and_one_data_line_ending_in_blank_line(name, data):
     assert b"\r" not in data
     assert data.endswith(b"\n\n")
-    frames = data.split(b"\n\n")
-    assert frames[-1] == b""
-    for frame in frames[:-1]:
-        assert frame.startswith(b"data: ")
-        assert b"\n" not in frame
+    split = data.split(b"\n\n")
+    assert split[-1] == b""
+    ids = []
+    for frame in split[:-1]:
+        ident, payload = frame.split(b"\n")
+        assert ident.startswith(b"id: ")
+        assert payload.startswith(b"data: ")
+        ids.append(ident[4:].decode())
+    assert len(set(ids)) == len(ids)  # every frame its own id
 
 
 @pytest.mark.parametrize(("name", "data"), _all_streams(), ids=[name for name, _ in _all_streams()])
@@ -173,22 +174,21 @@ def test_stream_ends_with_exactly_one_done_marker(name, data):
     "event", [Started(seq=1), Heartbeat(seq=2), Usage(seq=3, prompt_tokens=1, completion_tokens=1)]
 )
 def test_non_content_events_encode_to_nothing(event):
-    assert ChatChunkEncoder(CHAT_ID, CHAT_MODEL, include_usage=True).encode(event) == b""
-    assert CompletionChunkEncoder(COMPLETION_ID, COMPLETION_MODEL, include_usage=True).encode(event) == b""
+    assert ChatChunkEncoder(CHAT_ID, CHAT_MODEL, True, CREATED).encode(event) == []
+    assert CompletionChunkEncoder(COMPLETION_ID, COMPLETION_MODEL, True, CREATED).encode(event) == []
 
 
 def test_completion_encoder_ignores_reasoning_and_tool_calls():
-    encoder = CompletionChunkEncoder(COMPLETION_ID, COMPLETION_MODEL, include_usage=False)
+    encoder = CompletionChunkEncoder(COMPLETION_ID, COMPLETION_MODEL, False, CREATED)
 
-    assert encoder.encode(ReasoningDelta(seq=1, text="hmm")) == b""
-    assert encoder.encode(ToolCallDelta(seq=2, index=0, id="c", name="f")) == b""
+    assert encoder.encode(ReasoningDelta(seq=1, text="hmm")) == []
+    assert encoder.encode(ToolCallDelta(seq=2, index=0, id="c", name="f")) == []
 
 
-def test_created_is_whole_seconds_from_clock():
-    frame = ChatChunkEncoder(CHAT_ID, CHAT_MODEL, include_usage=False).encode(TextDelta(seq=1, text="x"))
+def test_created_comes_from_the_streams_view_so_a_resume_renders_the_same_bytes():
+    payloads = ChatChunkEncoder(CHAT_ID, CHAT_MODEL, False, 1234).encode(TextDelta(seq=1, text="x"))
 
-    first = json.loads(frame.split(b"\n\n")[0].removeprefix(b"data: "))
-    assert first["created"] == CREATED
+    assert json.loads(payloads[0])["created"] == 1234
 
 
 # --- the official SDK reads what we write ---------------------------------------------------------
@@ -280,11 +280,11 @@ def test_failure_frame_is_an_openai_error_object():
 
 
 def test_tool_call_without_id_gets_a_stable_call_id():
-    encoder = ChatChunkEncoder(CHAT_ID, CHAT_MODEL, include_usage=False)
+    encoder = ChatChunkEncoder(CHAT_ID, CHAT_MODEL, False, CREATED)
 
-    frame = encoder.encode(ToolCallDelta(seq=1, index=2, name="f", arguments="{}"))
+    payloads = encoder.encode(ToolCallDelta(seq=1, index=2, name="f", arguments="{}"))
 
-    chunk = json.loads(frame.removeprefix(b"data: "))
+    chunk = json.loads(payloads[0])
     assert chunk["choices"][0]["delta"]["tool_calls"] == [
         {"index": 2, "id": "call_2", "type": "function", "function": {"name": "f", "arguments": "{}"}}
     ]

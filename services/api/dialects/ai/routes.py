@@ -13,12 +13,18 @@ from services.api.body import decode_body
 from services.api.dialects.ai.schemas import AiChatRequest, AiCompletionRequest
 from services.api.dialects.ai.sse import TokenEncoder
 from services.api.dialects.ai.translate import answer_body, choose_model, to_messages, to_params
-from services.api.generation import collect, open_stream, prepare_job
+from services.api.generation import Rendering, collect, open_stream, prepare_job, stream_body
 from services.api.openapi import documented_body
-from services.api.sse import sse_response
+from services.api.sse import JOB_HEADER, sse_response
 from shared.jobs import Principal
 
-__all__ = ["ROUTES"]
+__all__ = ["ANSWER_FIELDS", "CHAT", "COMPLETION", "ROUTES"]
+
+#: dialect names in a job's StreamView (``services.api.streams`` maps them back to encoders)
+CHAT = "ai.chat"
+COMPLETION = "ai.completion"
+#: the field of the answer body holding the text, per dialect
+ANSWER_FIELDS = {CHAT: "content", COMPLETION: "completion"}
 
 _CHAT = msgspec.json.Decoder(AiChatRequest)
 _COMPLETION = msgspec.json.Decoder(AiCompletionRequest)
@@ -26,16 +32,21 @@ _PAID = {"principal": Provide(provide_paid_principal, sync_to_thread=False)}
 
 
 async def _generate(
-    request: Request[Any, Any, State], principal: Principal, body: AiChatRequest | AiCompletionRequest, field: str
+    request: Request[Any, Any, State], principal: Principal, body: AiChatRequest | AiCompletionRequest, dialect: str
 ) -> Response[bytes] | Stream:
     state = request.app.state
     directory = await state.directory.current()
     provider, model = choose_model(state.catalog, directory.providers, body)
-    job = await prepare_job(request, principal, provider, model, to_messages(body), to_params(body), body.stream)
+    rendering = Rendering(dialect, "", model)
+    job, _ = await prepare_job(
+        request, principal, provider, model, to_messages(body), to_params(body), body.stream, rendering
+    )
     if body.stream:
-        return sse_response(await open_stream(request, job), TokenEncoder())
+        stream = await open_stream(request, job)
+        return sse_response(stream_body(stream, TokenEncoder()), job.id, stream.close)
     answer = await collect(request, job)
-    return Response(answer_body(field, model, answer), media_type="application/json")
+    body_bytes = answer_body(ANSWER_FIELDS[dialect], model, answer)
+    return Response(body_bytes, media_type="application/json", headers={JOB_HEADER: job.id})
 
 
 @post(
@@ -47,7 +58,7 @@ async def _generate(
     tags=["ai"],
 )
 async def ai_chat(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
-    return await _generate(request, principal, decode_body(_CHAT, await request.body()), "content")
+    return await _generate(request, principal, decode_body(_CHAT, await request.body()), CHAT)
 
 
 @post(
@@ -59,7 +70,7 @@ async def ai_chat(request: Request[Any, Any, State], principal: Principal) -> Re
     tags=["ai"],
 )
 async def ai_completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
-    return await _generate(request, principal, decode_body(_COMPLETION, await request.body()), "completion")
+    return await _generate(request, principal, decode_body(_COMPLETION, await request.body()), COMPLETION)
 
 
 ROUTES = [ai_chat, ai_completions]

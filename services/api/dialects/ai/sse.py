@@ -1,23 +1,31 @@
-"""Stream frames of the simple AI API: ``data: {"token": "..."}`` per piece of text, then ``data: [DONE]``."""
+"""Stream frames of the simple AI API: ``data: {"token": "..."}`` per piece of text, then ``data: [DONE]``.
+
+The encoder gives each event's ``data`` payloads; ``services.api.sse`` frames them (with their ``id:``).
+"""
 
 import msgspec
 
 from services.api.dialects.ai.errors import error_object
 from shared.events import Done, Event, Failed, TextDelta
+from shared.jobs import StreamView
 
 __all__ = ["DONE", "TokenEncoder"]
 
-DONE = b"data: [DONE]\n\n"
+DONE = b"[DONE]"
 
 
 class TokenEncoder:
-    def encode(self, event: Event) -> bytes:
+    @classmethod
+    def for_view(cls, view: StreamView) -> "TokenEncoder":
+        return cls()
+
+    def encode(self, event: Event) -> list[bytes]:
         match event:
             case TextDelta(text=text):
-                return b'data: {"token":' + msgspec.json.encode(text) + b"}\n\n"
+                return [b'{"token":' + msgspec.json.encode(text) + b"}"]
             case Done():
-                return DONE
+                return [DONE]
             case Failed(code=code, message=message):
-                return b"data: " + msgspec.json.encode({"error": error_object(code, message)}) + b"\n\n" + DONE
+                return [msgspec.json.encode({"error": error_object(code, message)}), DONE]
             case _:
-                return b""
+                return []

@@ -13,14 +13,18 @@ from services.api.body import decode_body
 from services.api.dialects.openai.schemas import ChatCompletionRequest, CompletionRequest
 from services.api.dialects.openai.sse import ChatChunkEncoder, CompletionChunkEncoder
 from services.api.dialects.openai.translate import chat_body, completion_body, to_messages, to_params
-from services.api.generation import collect, open_stream, prepare_job
+from services.api.generation import Rendering, collect, open_stream, prepare_job, stream_body
 from services.api.openapi import documented_body
-from services.api.sse import sse_response
+from services.api.sse import JOB_HEADER, sse_response
 from shared.catalog import Catalog, resolve_model
 from shared.errors import ErrorCode, InvalidRequestError
 from shared.jobs import ChatMessage, Principal
 
-__all__ = ["ROUTES"]
+__all__ = ["CHAT", "COMPLETION", "ROUTES"]
+
+#: dialect names in a job's StreamView (``services.api.streams`` maps them back to encoders)
+CHAT = "openai.chat"
+COMPLETION = "openai.completion"
 
 _CHAT = msgspec.json.Decoder(ChatCompletionRequest)
 _COMPLETION = msgspec.json.Decoder(CompletionRequest)
@@ -44,15 +48,14 @@ def _include_usage(body: ChatCompletionRequest | CompletionRequest) -> bool:
 async def chat_completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
     body = decode_body(_CHAT, await request.body())
     provider, model = resolve_model(request.app.state.catalog, body.model)
-    job = await prepare_job(
-        request, principal, provider, model, to_messages(body.messages), to_params(body), bool(body.stream)
-    )
-    completion_id = f"chatcmpl-{job.id}"
+    rendering = Rendering(CHAT, "chatcmpl-", body.model, _include_usage(body))
+    messages, params = to_messages(body.messages), to_params(body)
+    job, view = await prepare_job(request, principal, provider, model, messages, params, bool(body.stream), rendering)
     if body.stream:
         stream = await open_stream(request, job)
-        return sse_response(stream, ChatChunkEncoder(completion_id, body.model, _include_usage(body)))
+        return sse_response(stream_body(stream, ChatChunkEncoder.for_view(view)), job.id, stream.close)
     answer = await collect(request, job)
-    return Response(chat_body(completion_id, body.model, answer), media_type=_JSON)
+    return Response(chat_body(view.id, body.model, answer), media_type=_JSON, headers={JOB_HEADER: job.id})
 
 
 @post(
@@ -68,13 +71,15 @@ async def completions(request: Request[Any, Any, State], principal: Principal) -
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
     provider, model = resolve_model(request.app.state.catalog, body.model)
     messages = [ChatMessage(role="user", content=prompt)]
-    job = await prepare_job(request, principal, provider, model, messages, to_params(body), bool(body.stream))
-    completion_id = f"cmpl-{job.id}"
+    rendering = Rendering(COMPLETION, "cmpl-", body.model, _include_usage(body))
+    job, view = await prepare_job(
+        request, principal, provider, model, messages, to_params(body), bool(body.stream), rendering
+    )
     if body.stream:
         stream = await open_stream(request, job)
-        return sse_response(stream, CompletionChunkEncoder(completion_id, body.model, _include_usage(body)))
+        return sse_response(stream_body(stream, CompletionChunkEncoder.for_view(view)), job.id, stream.close)
     answer = await collect(request, job)
-    return Response(completion_body(completion_id, body.model, answer), media_type=_JSON)
+    return Response(completion_body(view.id, body.model, answer), media_type=_JSON, headers={JOB_HEADER: job.id})
 
 
 def _model_object(model_id: str, created: int, owner: str) -> dict[str, Any]:

@@ -1,9 +1,10 @@
-"""OpenAI stream frames: ``data: {chunk}\\n\\n`` ... ``data: [DONE]\\n\\n``, byte for byte.
+"""OpenAI stream payloads: a ``chat.completion.chunk`` (or ``text_completion``) per ``data:`` frame, then
+``[DONE]``, byte for byte; ``services.api.sse`` frames them (with their ``id:``).
 
-Each chunk's constant head (id, object, created, model) is encoded once per stream.
+Each chunk's constant head (id, object, created, model) is encoded once per stream, from the job's
+``StreamView``, so that a resume on any replica renders the same bytes.
 """
 
-import time
 from typing import Any
 
 import msgspec
@@ -12,39 +13,48 @@ from services.api.dialects.openai.errors import error_object
 from services.api.dialects.openai.translate import usage_object
 from services.api.errors import status_for
 from shared.events import Done, Event, Failed, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from shared.jobs import StreamView
 
 __all__ = ["DONE", "ChatChunkEncoder", "CompletionChunkEncoder"]
 
-DONE = b"data: [DONE]\n\n"
+DONE = b"[DONE]"
 _encode = msgspec.json.encode
 
 
-def _error_frame(event: Failed) -> bytes:
+def _error_frames(event: Failed) -> list[bytes]:
     status = status_for(event.code)
-    return b"data: " + _encode({"error": error_object(status, event.code, event.message)}) + b"\n\n" + DONE
+    return [_encode({"error": error_object(status, event.code, event.message)}), DONE]
+
+
+def _usage_chunk(head: bytes, usage: Usage | None) -> bytes:
+    return head + b',"choices":[],"usage":' + _encode(usage_object(usage)) + b"}"
 
 
 class ChatChunkEncoder:
-    def __init__(self, completion_id: str, model: str, include_usage: bool) -> None:
+    def __init__(self, completion_id: str, model: str, include_usage: bool, created: int) -> None:
         head = _encode(
             {
                 "id": completion_id,
                 "object": "chat.completion.chunk",
-                "created": int(time.time()),
+                "created": created,
                 "model": model,
                 "system_fingerprint": None,
             }
         )
         self._head = head[:-1]
-        self._prefix = b"data: " + self._head + b',"choices":[{"index":0,"delta":'
+        self._prefix = self._head + b',"choices":[{"index":0,"delta":'
         self._include_usage = include_usage
         self._usage: Usage | None = None
         self._started = False
         self._calls: set[int] = set()
 
+    @classmethod
+    def for_view(cls, view: StreamView) -> "ChatChunkEncoder":
+        return cls(view.id, view.model, view.include_usage, view.created)
+
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         finish_json = b"null" if finish is None else _encode(finish)
-        return self._prefix + _encode(delta) + b',"logprobs":null,"finish_reason":' + finish_json + b"}]}\n\n"
+        return self._prefix + _encode(delta) + b',"logprobs":null,"finish_reason":' + finish_json + b"}]}"
 
     def _role(self, content: str | None) -> dict[str, Any]:
         if self._started:
@@ -52,29 +62,29 @@ class ChatChunkEncoder:
         self._started = True
         return {"role": "assistant", "content": content, "refusal": None}
 
-    def encode(self, event: Event) -> bytes:
+    def encode(self, event: Event) -> list[bytes]:
         match event:
             case TextDelta(text=text):
                 role = self._role("")
-                return (self._chunk(role) if role else b"") + self._chunk({"content": text})
+                return [self._chunk(role), self._chunk({"content": text})] if role else [self._chunk({"content": text})]
             case ReasoningDelta(text=text):
-                return self._chunk({**self._role(None), "reasoning_content": text})
+                return [self._chunk({**self._role(None), "reasoning_content": text})]
             case ToolCallDelta():
-                return self._chunk({**self._role(None), "tool_calls": [self._tool_call(event)]})
+                return [self._chunk({**self._role(None), "tool_calls": [self._tool_call(event)]})]
             case Usage():
                 self._usage = event
-                return b""
+                return []
             case Done(finish_reason=reason):
                 role = self._role("")
-                frames = (self._chunk(role) if role else b"") + self._chunk({}, reason)
+                frames = [self._chunk(role)] if role else []
+                frames.append(self._chunk({}, reason))
                 if self._include_usage:
-                    frames += b"data: " + self._head + b',"choices":[],"usage":' + _encode(usage_object(self._usage))
-                    frames += b"}\n\n"
-                return frames + DONE
+                    frames.append(_usage_chunk(self._head, self._usage))
+                return [*frames, DONE]
             case Failed():
-                return _error_frame(event)
+                return _error_frames(event)
             case _:
-                return b""
+                return []
 
     def _tool_call(self, event: ToolCallDelta) -> dict[str, Any]:
         if event.index in self._calls:
@@ -91,31 +101,34 @@ class ChatChunkEncoder:
 class CompletionChunkEncoder:
     """Legacy ``text_completion`` chunks: each a whole completion object holding the new text only."""
 
-    def __init__(self, completion_id: str, model: str, include_usage: bool) -> None:
-        head = _encode({"id": completion_id, "object": "text_completion", "created": int(time.time()), "model": model})
+    def __init__(self, completion_id: str, model: str, include_usage: bool, created: int) -> None:
+        head = _encode({"id": completion_id, "object": "text_completion", "created": created, "model": model})
         self._head = head[:-1]
-        self._prefix = b"data: " + self._head + b',"choices":[{"text":'
+        self._prefix = self._head + b',"choices":[{"text":'
         self._include_usage = include_usage
         self._usage: Usage | None = None
 
+    @classmethod
+    def for_view(cls, view: StreamView) -> "CompletionChunkEncoder":
+        return cls(view.id, view.model, view.include_usage, view.created)
+
     def _chunk(self, text: str, finish: str | None = None) -> bytes:
         finish_json = b"null" if finish is None else _encode(finish)
-        return self._prefix + _encode(text) + b',"index":0,"logprobs":null,"finish_reason":' + finish_json + b"}]}\n\n"
+        return self._prefix + _encode(text) + b',"index":0,"logprobs":null,"finish_reason":' + finish_json + b"}]}"
 
-    def encode(self, event: Event) -> bytes:
+    def encode(self, event: Event) -> list[bytes]:
         match event:
             case TextDelta(text=text):
-                return self._chunk(text)
+                return [self._chunk(text)]
             case Usage():
                 self._usage = event
-                return b""
+                return []
             case Done(finish_reason=reason):
-                frames = self._chunk("", reason)
+                frames = [self._chunk("", reason)]
                 if self._include_usage:
-                    frames += b"data: " + self._head + b',"choices":[],"usage":' + _encode(usage_object(self._usage))
-                    frames += b"}\n\n"
-                return frames + DONE
+                    frames.append(_usage_chunk(self._head, self._usage))
+                return [*frames, DONE]
             case Failed():
-                return _error_frame(event)
+                return _error_frames(event)
             case _:
-                return b""
+                return []

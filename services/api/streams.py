@@ -1,0 +1,74 @@
+"""``GET /v1/streams/{job}``: resume a job's stream on any API replica, or fetch its answer later.
+
+``{job}`` is the job's id (the ``x-conduit-job-id`` response header) or the name the client gave it
+(the ``x-conduit-job-name`` request header), which works even if it hung up before any response.
+
+A streamed job is relayed again in its own dialect, byte for byte, from the frame after ``Last-Event-ID``
+(the header, or a ``last_event_id`` query parameter for clients that cannot set headers): exactly the
+frames the client missed, then the live rest. A job requested without streaming answers with its whole
+JSON body once it is done (``x-conduit-on-disconnect: detach`` keeps it running after its client left).
+Only the job's owner gets it; anyone else, like a job that never was or has expired, gets a 404.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.response import Stream
+
+from services.api.auth.deps import provide_principal
+from services.api.dialects.ai import routes as ai
+from services.api.dialects.ai.sse import TokenEncoder
+from services.api.dialects.ai.translate import answer_body
+from services.api.dialects.openai import routes as openai
+from services.api.dialects.openai.sse import ChatChunkEncoder, CompletionChunkEncoder
+from services.api.dialects.openai.translate import chat_body, completion_body
+from services.api.generation import Answer, gather_answer
+from services.api.relay.resume import LogRelay, find_record
+from services.api.relay.run import Gateway
+from services.api.sse import JOB_HEADER, FrameEncoder, parse_last_event_id, render, sse_response
+from shared.errors import ErrorCode, InvalidRequestError
+from shared.jobs import Principal, StreamView
+
+__all__ = ["ROUTES"]
+
+ENCODERS: dict[str, Callable[[StreamView], FrameEncoder]] = {
+    openai.CHAT: ChatChunkEncoder.for_view,
+    openai.COMPLETION: CompletionChunkEncoder.for_view,
+    ai.CHAT: TokenEncoder.for_view,
+    ai.COMPLETION: TokenEncoder.for_view,
+}
+BODIES: dict[str, Callable[[StreamView, Answer], bytes]] = {
+    openai.CHAT: lambda view, answer: chat_body(view.id, view.model, answer),
+    openai.COMPLETION: lambda view, answer: completion_body(view.id, view.model, answer),
+    ai.CHAT: lambda view, answer: answer_body(ai.ANSWER_FIELDS[ai.CHAT], view.model, answer),
+    ai.COMPLETION: lambda view, answer: answer_body(ai.ANSWER_FIELDS[ai.COMPLETION], view.model, answer),
+}
+
+
+@get(
+    "/v1/streams/{job_id:str}",
+    dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
+    summary="Resume a job's stream after Last-Event-ID (or fetch a detached job's answer)",
+    tags=["streams"],
+)
+async def resume_stream(
+    request: Request[Any, Any, State], principal: Principal, job_id: str
+) -> Stream | Response[bytes]:
+    gateway: Gateway = request.app.state.gateway
+    after = parse_last_event_id(request.headers.get("last-event-id") or request.query_params.get("last_event_id"))
+    found = await find_record(gateway, principal.user_id, job_id)
+    if found is None or found[1].owner != principal.user_id or found[1].view.dialect not in ENCODERS:
+        raise InvalidRequestError(f"no stream {job_id!r} (it may have expired)", code=ErrorCode.NOT_FOUND)
+    job_id, record = found
+    relay = LogRelay(gateway, job_id)
+    if record.stream:
+        return sse_response(render(relay, ENCODERS[record.view.dialect](record.view), after), job_id)
+    answer = await gather_answer(relay, record.view.model)
+    body = BODIES[record.view.dialect](record.view, answer)
+    return Response(body, media_type="application/json", headers={JOB_HEADER: job_id})
+
+
+ROUTES = [resume_stream]
