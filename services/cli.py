@@ -4,6 +4,7 @@ Settings come from the environment, read here once; a bad one stops the command 
 """
 
 import argparse
+import logging
 import os
 import secrets
 import sys
@@ -46,25 +47,16 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
 
 def _cmd_api(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from services.api.app import create_app
+    from services.api.serve import serve
     from services.api.settings import ApiSettings
     from shared.config import load_settings
 
     settings = load_settings(ApiSettings, os.environ)
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning" if args.quiet else "info",
-        access_log=not args.quiet,
-        timeout_graceful_shutdown=10,
-        server_header=False,
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    serve(create_app(settings), settings, quiet=args.quiet)
     return 0
 
 

@@ -111,12 +111,13 @@ class _Process:
 class RedisServer(_Process):
     name = "redis"
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, port: int = 0) -> None:
+        """A redis-server on a free port, or on ``port`` (to play a Redis restarted after a crash)."""
         super().__init__(log_dir)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         data = log_dir / f"redis-data-{self.port}"
-        data.mkdir()
+        data.mkdir(exist_ok=True)
         argv = [
             redis_server_binary(),
             *("--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),

@@ -15,6 +15,7 @@ from services.api.dialects.openai import routes as openai_routes
 from services.api.errors import exception_handlers
 from services.api.lifespan import lifespan
 from services.api.middleware import RequestIdMiddleware
+from services.api.relay.events import Drain
 from services.api.settings import ApiSettings
 from shared.catalog import DEFAULT_CATALOG_PATH, load_catalog
 from shared.config import SettingsError, load_settings
@@ -38,7 +39,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         ),
         openapi_config=openapi.openapi_config(VERSION),
         request_max_body_size=settings.max_body_bytes,
-        state=State({"settings": settings, "catalog": catalog}),
+        state=State({"settings": settings, "catalog": catalog, "drain": Drain()}),
         debug=False,
     )
 

@@ -51,7 +51,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     settings: ApiSettings = app.state.settings
     redis = redis_client(settings.redis_url)
     blocking = redis_client(settings.redis_url, blocking=True, max_connections=256)
-    hub = PubSubHub(redis_client(settings.redis_url, pubsub=True))
+    hub = PubSubHub(redis_client(settings.redis_url, pubsub=True), queue_limit=settings.relay_queue)
     broker, broker_client = _broker(settings, redis)
     jobs = JobQueue(broker)
     directory = WorkerDirectory(redis)
@@ -59,7 +59,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     await directory.start()
     app.state.redis = redis
     app.state.directory = directory
-    app.state.gateway = Gateway(settings, redis, hub, jobs, blocking)
+    app.state.gateway = Gateway(settings, redis, hub, jobs, blocking, app.state.drain)
     settle()  # start-up is over: what the process keeps is frozen out of the collector's way
     try:
         yield

@@ -27,6 +27,11 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     #: a stream's HTTP status waits this long for the first token, so early failures keep their status
     commit_timeout: float = 5.0
     max_body_bytes: int = 4_000_000
+    #: on SIGTERM, how long open streams may take to finish; then each ends with a retryable error event
+    #: (its job runs on, for a resume with Last-Event-ID on another replica)
+    shutdown_grace: float = 10.0
+    #: live messages kept per stream whose client is not reading (beyond it, they are re-read from the log)
+    relay_queue: int = 512
 
     @property
     def broker(self) -> str:

@@ -110,7 +110,15 @@ class MidStreamError(msgspec.Struct, frozen=True):
     reply: Reply | None = None
 
 
-Behaviour = Reply | Fail | DropAfter | Stall | Garbage | Truncate | MidStreamError
+class SplitUtf8(msgspec.Struct, frozen=True):
+    """A normal stream, each piece written in two parts cut inside its first multi-byte character, a moment
+    apart (so they arrive in separate reads)."""
+
+    reply: Reply | None = None
+    gap: float = 0.02
+
+
+Behaviour = Reply | Fail | DropAfter | Stall | Garbage | Truncate | MidStreamError | SplitUtf8
 
 
 @dataclass
@@ -226,6 +234,12 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def _split_inside_a_character(data: bytes) -> list[bytes]:
+    """``data`` in two parts, the cut after the first byte of its first multi-byte UTF-8 character."""
+    cut = next((i + 1 for i, byte in enumerate(data) if byte >= 0xC0), 0)
+    return [data[:cut], data[cut:]] if 0 < cut < len(data) else [data]
 
 
 class FakeUpstream:
@@ -440,6 +454,9 @@ class FakeUpstream:
         await ex.start(200, sse=True)
         if parts.head:
             await ex.write(parts.head)
+        if isinstance(behaviour, SplitUtf8):
+            steps = [half for step in steps for half in _split_inside_a_character(step)]
+            delay = max(delay, behaviour.gap)
         if not await ex.send_steps(steps, delay):
             return
         match behaviour:

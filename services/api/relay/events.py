@@ -2,9 +2,11 @@
 
 A relay hands out a job's events in ``seq`` order, each once (the live feed and the replay log may both
 carry one), heartbeats dropped; ``None`` when the client is due a ``: ping``. When a deadline passes it
-makes the terminal ``Failed`` itself: no worker took the job within the queue deadline, or the worker
-went silent for the idle deadline. Exactly one terminal event comes out; then the iteration stops.
-Subclasses say where events come from (``_receive``).
+makes the terminal ``Failed`` itself: no worker took the job within the queue deadline, the worker
+went silent for the idle deadline, or this API process is shutting down and its grace is over (``Drain``:
+the stream ends with a retryable error, the job runs on, and the client resumes it on another replica).
+Exactly one terminal event comes out; then the iteration stops. Subclasses say where events come from
+(``_receive``).
 """
 
 import collections
@@ -20,7 +22,19 @@ from shared.codec import decode_events, log_entry_id
 from shared.errors import ErrorCode
 from shared.events import Event, Failed, Heartbeat, Started, is_terminal
 
-__all__ = ["EventRelay", "read_log"]
+__all__ = ["Drain", "EventRelay", "read_log"]
+
+SHUTTING_DOWN = "this API server is shutting down; resume the stream with Last-Event-ID on another replica"
+
+
+class Drain:
+    """The process's shutdown: from ``begin``, open relays have ``grace`` seconds to finish."""
+
+    def __init__(self) -> None:
+        self.deadline = float("inf")
+
+    def begin(self, grace: float) -> None:
+        self.deadline = min(self.deadline, time.monotonic() + grace)
 
 
 async def read_log(redis: "aioredis.Redis", job_id: str, after_seq: int) -> list[Event]:
@@ -31,8 +45,11 @@ async def read_log(redis: "aioredis.Redis", job_id: str, after_seq: int) -> list
 
 
 class EventRelay:
-    def __init__(self, settings: ApiSettings) -> None:
+    def __init__(self, settings: ApiSettings, drain: Drain | None = None) -> None:
         self._settings = settings
+        self._drain = drain or Drain()
+        #: ended by the shutdown: the job goes on, for a resume elsewhere
+        self.handed_off = False
         self._ready: collections.deque[Event] = collections.deque()
         self._last_activity = self._last_yield = time.monotonic()
         self.last_seq = 0
@@ -85,6 +102,10 @@ class EventRelay:
             if now - self._last_activity >= limit:
                 self._deadline_passed()
                 break
+            if now >= self._drain.deadline:
+                self.handed_off = True
+                self._fail(ErrorCode.UNAVAILABLE, SHUTTING_DOWN)
+                break
             if now - self._last_yield >= settings.heartbeat_interval or (
                 max_wait is not None and now - waited_from >= max_wait
             ):
@@ -94,6 +115,7 @@ class EventRelay:
                 self._last_activity + limit,
                 self._last_yield + settings.heartbeat_interval,
                 waited_from + max_wait if max_wait is not None else float("inf"),
+                self._drain.deadline,
             )
             with contextlib.suppress(TimeoutError):
                 await self._receive(max(wait - now, 0.001))

@@ -41,18 +41,17 @@ DOWN: Final = b"down"
 
 
 class PubSubHub:
-    #: live messages kept per job for a relay that is not reading (then it repairs from the log)
-    QUEUE_LIMIT = 512
-
     def __init__(
         self,
         client: "aioredis.Redis",
         *,
+        queue_limit: int = 512,
         silence: float = 3.0,
         outage_grace: float = 3.0,
         ping_every: float = 1.0,
     ) -> None:
         self._client = client
+        self._queue_limit = queue_limit  # live messages kept for a relay that is not reading
         self._pubsub: PubSub | None = None
         self.channel = keys.replies(uuid.uuid4().hex)
         self._key = self.channel.encode()
@@ -84,7 +83,7 @@ class PubSubHub:
 
     def register(self, job_id: str) -> "asyncio.Queue[bytes]":
         """The queue of ``job_id``'s event payloads, to be filled once the job is enqueued."""
-        queue: asyncio.Queue[bytes] = asyncio.Queue(self.QUEUE_LIMIT)
+        queue: asyncio.Queue[bytes] = asyncio.Queue(self._queue_limit)
         self._queues[job_id.encode()] = queue
         return queue
 
@@ -162,6 +161,10 @@ class PubSubHub:
                 try:
                     queue.put_nowait(payload)
                 except asyncio.QueueFull:
+                    if job_id not in self._lagging:
+                        log.info(
+                            "the client of job %s fell behind; its relay reads the rest from the log", job_id.decode()
+                        )
                     self._lagging.add(job_id)
         elif kind == "subscribe" and message["channel"] == self._key:
             if self._lost_at:  # back within the grace: the open streams repair what they missed

@@ -44,7 +44,7 @@ async def find_record(gateway: Gateway, user_id: str, ident: str) -> tuple[str, 
 
 class LogRelay(EventRelay):
     def __init__(self, gateway: Gateway, job_id: str) -> None:
-        super().__init__(gateway.settings)
+        super().__init__(gateway.settings, gateway.drain)
         self._gateway = gateway
         self.job_id = job_id
         self._key = keys.job_log(job_id)

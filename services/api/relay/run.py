@@ -20,7 +20,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from services.api.enqueue import JobQueue
-from services.api.relay.events import EventRelay, read_log
+from services.api.relay.events import Drain, EventRelay, read_log
 from services.api.relay.hub import DOWN, RECONNECTED, PubSubHub
 from services.api.settings import ApiSettings
 from shared import keys
@@ -45,8 +45,10 @@ class Gateway:
         hub: PubSubHub,
         jobs: JobQueue,
         blocking: "aioredis.Redis | None" = None,
+        drain: Drain | None = None,
     ) -> None:
         self.settings = settings
+        self.drain = drain or Drain()
         self.redis = redis
         self.hub = hub
         self.jobs = jobs
@@ -59,7 +61,7 @@ LOST_REDIS = "the gateway lost its connection to Redis; retry, or resume the str
 
 class JobRun(EventRelay):
     def __init__(self, gateway: Gateway, job: GenerationJob) -> None:
-        super().__init__(gateway.settings)
+        super().__init__(gateway.settings, gateway.drain)
         self._gateway = gateway
         self.job = job
         self._queue: asyncio.Queue[bytes] | None = None
@@ -85,7 +87,7 @@ class JobRun(EventRelay):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._gateway.hub.unregister(self.job.id)
-        if not self.finished and self.job.on_disconnect == "cancel":
+        if not self.finished and not self.handed_off and self.job.on_disconnect == "cancel":
             with anyio.CancelScope(shield=True):  # the client may be gone: the cancel must still go out
                 await self.cancel()
 
