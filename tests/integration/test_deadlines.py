@@ -42,6 +42,15 @@ def test_no_worker_taking_the_job_ends_the_stream_with_an_error(stack: Stack) ->
     assert 4.5 < took < 9
 
 
+def test_no_worker_taking_a_non_streaming_job_is_a_503(stack: Stack) -> None:
+    body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+    with frozen(stack.worker.pid):
+        response = httpx.post(f"{stack.url}/v1/chat/completions", json=body, headers=auth(), timeout=30)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "no_worker"
+    assert "within 5 s" in response.json()["error"]["message"]
+
+
 def test_a_worker_going_silent_mid_stream_ends_it_with_an_error_event(stack: Stack) -> None:
     stack.fake.push(Reply(tokens=["one", " two", " three"], delay=1.0))
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}

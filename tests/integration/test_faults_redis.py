@@ -6,6 +6,7 @@ import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -99,6 +100,9 @@ async def test_a_frozen_redis_hangs_nothing_and_recovers(faulty: Stack) -> None:
             health = time.monotonic()
             assert (await client.get(f"{faulty.url}/healthz")).status_code == 200
             assert time.monotonic() - health < 0.5
+            # longer than the worker's broker socket timeout (10 s): its consumer's read times out while
+            # Redis is frozen, the case known to leave Celery consumers hanging
+            await asyncio.sleep(max(0.0, 14.0 - (time.monotonic() - frozen)))
         finally:
             faulty.redis.resume()
         took = await _recovers(client, faulty)
@@ -128,3 +132,31 @@ async def test_the_apis_pubsub_connection_cut_mid_stream_loses_and_repeats_nothi
         one.check()
         assert one.error is None
         assert openai_text(one) == "".join(TOKENS)
+
+
+async def test_a_stalled_redis_fails_requests_fast_or_serves_them_after_and_health_stays_quick(faulty: Stack) -> None:
+    sleeper = faulty.redis.client()
+    async with httpx.AsyncClient(timeout=30) as client:
+        stall = asyncio.create_task(asyncio.to_thread(sleeper.execute_command, "DEBUG", "SLEEP", "3"))
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        calls = [client.post(f"{faulty.url}/v1/chat/completions", json={**CHAT, "stream": False}, headers=auth())]
+        calls += [client.get(f"{faulty.url}/healthz") for _ in range(20)]
+        timed = [asyncio.create_task(_timed(call)) for call in calls]
+        results = await asyncio.gather(*timed)
+        await stall
+        recovered = await _recovers(client, faulty)
+    sleeper.close()
+    (generation, took), *health = results
+    assert generation.status_code in {200, 503}
+    assert generation.status_code == 200 or took < 3.0  # failed fast, or was served once Redis woke up
+    assert max(seconds for _, seconds in health) < 0.5
+    assert all(response.status_code == 200 for response, _ in health)
+    assert time.monotonic() - started < 10
+    assert recovered < 10
+
+
+async def _timed(call: "asyncio.Future[httpx.Response] | Any") -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = await call
+    return response, time.monotonic() - started

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fakes.upstream import FakeUpstream, Reply, SplitUtf8, Stall
+from tests.fakes.upstream import DropAfter, FakeUpstream, Garbage, Reply, SplitUtf8, Stall, Truncate
 from tests.harness import WorkerProcess, auth, provider_env
 from tests.stack import Stack, own_stack
 from tests.streams import openai_text, watch
@@ -108,6 +108,28 @@ async def test_a_stalled_provider_fails_the_stream_after_the_read_timeout_and_is
     assert seen.first_content is not None and seen.ended is not None
     assert 1.5 < seen.ended - seen.first_content < 2.0 + 1.5  # read timeout 2 s
     assert faulty.fake.wait_for_disconnect() is not None
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "code"),
+    [
+        (Truncate(after=3), "upstream_incomplete"),
+        (Garbage(after=3), "upstream_error"),
+        (DropAfter(tokens=3), "upstream_incomplete"),
+    ],
+    ids=["no-end-marker", "bad-json", "connection-reset"],
+)
+async def test_a_broken_upstream_stream_is_reported_incomplete_never_as_a_clean_finish(
+    stack: Stack, behaviour: Truncate | Garbage | DropAfter, code: str
+) -> None:
+    stack.fake.push(behaviour)
+    async with httpx.AsyncClient(timeout=30) as client:
+        seen = await watch(client, "POST", f"{stack.url}/v1/chat/completions", json_body=_chat(), headers=auth())
+    seen.check()
+    assert seen.error is not None and seen.error["code"] == code
+    assert not [data for _, data in seen.frames if '"finish_reason":"stop"' in data]
+    assert openai_text(seen)  # the text before the break was relayed
+    assert len([r for r in stack.fake.requests if r.path == "/v1/chat/completions"]) == 1  # never retried
 
 
 async def test_a_character_split_across_reads_arrives_whole(stack: Stack) -> None:
