@@ -8,6 +8,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 
 from services.api import health, openapi, streams
+from services.api.auth.tokens import TokenVerifier
 from services.api.dialects.ai import errors as ai_errors
 from services.api.dialects.ai import routes as ai_routes
 from services.api.dialects.openai import errors as openai_errors
@@ -39,7 +40,9 @@ def create_app(settings: ApiSettings) -> Litestar:
         ),
         openapi_config=openapi.openapi_config(VERSION),
         request_max_body_size=settings.max_body_bytes,
-        state=State({"settings": settings, "catalog": catalog, "drain": Drain()}),
+        state=State(
+            {"settings": settings, "catalog": catalog, "drain": Drain(), "verifier": TokenVerifier(settings.jwt_secret)}
+        ),
         debug=False,
     )
 

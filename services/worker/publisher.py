@@ -3,8 +3,8 @@
 A flush PUBLISHes the pending events as one msgpack array on the reply channel of the API process
 relaying the job (framed with the job id) and appends the same payload to the job's capped replay
 stream, under the entry id ``1-<last seq>`` (``shared.codec.log_entry_id``), so a resume from any event
-is one ``XRANGE``. The first flush also writes the job's ``StreamRecord`` (owner, how to render it);
-both keys get a TTL on the first and the last flush. While a flush is in flight new events pile up,
+is one ``XRANGE``. The first flush also writes the job's ``StreamRecord`` (owner, how to render it)
+with a TTL that outlives the log; the log gets its TTL on the first and the last flush. While a flush is in flight new events pile up,
 so a fast upstream is batched by Redis's own latency; text deltas that pile up merge into one event.
 The flusher also sends a heartbeat when nothing has been published for a while. The first flush can hold
 a lone first event back briefly (``hold_first``), so a job's ``Started`` goes out with its first tokens in
@@ -58,7 +58,7 @@ class Flush(NamedTuple):
     last_seq: int
     #: the job's StreamRecord, on its first flush only
     record: bytes | None = None
-    #: (re)set the TTL of the log and the record (on the first and the last flush, not on every one)
+    #: (re)set the TTL of the log (on the first and the last flush, not on every one)
     expire: bool = False
 
 
@@ -76,9 +76,11 @@ class RedisSink:
 
     MAX_BATCH = 512
 
-    def __init__(self, client: "aioredis.Redis", log_ttl: float) -> None:
+    def __init__(self, client: "aioredis.Redis", log_ttl: float, record_ttl: float = 0.0) -> None:
         self._client = client
         self._ttl = max(1, int(log_ttl))
+        # the record is written once, to outlive the log (a job's longest run plus the log's TTL)
+        self._record_ttl = max(self._ttl, int(record_ttl))
         self._waiting: list[_Waiting] = []
         self._task: asyncio.Task[None] | None = None
         self._busy = False  # a round trip is in flight
@@ -143,11 +145,9 @@ class RedisSink:
                 commands.append(("PUBLISH", reply_to, frame_reply(job_id, payload)))
             commands.append(("XADD", log, "MAXLEN", "~", LOG_MAXLEN, log_entry_id(last_seq), "e", payload))
             if record is not None:
-                commands.append(("SET", keys.job_record(job_id), record, "EX", self._ttl))
+                commands.append(("SET", keys.job_record(job_id), record, "EX", self._record_ttl))
             if expire:
                 commands.append(("EXPIRE", log, self._ttl))
-                if record is None:
-                    commands.append(("EXPIRE", keys.job_record(job_id), self._ttl))
             positions.append(slice(start, len(commands)))
         return commands, positions
 

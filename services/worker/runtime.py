@@ -83,7 +83,7 @@ class WorkerRuntime:
                 keepalive_expiry=30,
             ),
         )
-        self.sink = RedisSink(self.redis, settings.log_ttl)
+        self.sink = RedisSink(self.redis, settings.log_ttl, settings.total_timeout + settings.log_ttl)
         self.context = PipelineContext(
             settings,
             self.catalog,

@@ -3,7 +3,7 @@
 from litestar import Request
 from litestar.datastructures import State
 
-from services.api.auth.tokens import require_paid, verify_token
+from services.api.auth.tokens import TokenVerifier, require_paid
 from shared.errors import AuthError
 from shared.jobs import Principal
 
@@ -24,7 +24,8 @@ def _bearer(request: Request[object, object, State]) -> str:
 
 
 def provide_principal(request: Request[object, object, State]) -> Principal:
-    return verify_token(request.app.state.settings.jwt_secret, _bearer(request))
+    verifier: TokenVerifier = request.app.state.verifier
+    return verifier.verify(_bearer(request))
 
 
 def provide_paid_principal(request: Request[object, object, State]) -> Principal:

@@ -181,3 +181,37 @@ def test_require_paid_returns_paid_principal(tier):
     principal = Principal(user_id="u", tier=tier, key_id="k")
 
     assert require_paid(principal) is principal
+
+
+def test_the_verifier_remembers_accepted_tokens_until_they_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.api.auth import tokens
+
+    verifier = tokens.TokenVerifier(SECRET)
+    token = _sign(_claims(exp=int(time.time()) + 1))
+    calls: list[str] = []
+    real = tokens._verify
+
+    def counting(secret: str, raw: str) -> tuple[Principal, float]:
+        calls.append(raw)
+        return real(secret, raw)
+
+    monkeypatch.setattr(tokens, "_verify", counting)
+    assert verifier.verify(token) == verifier.verify(token) == Principal(user_id="user_1", tier="pro")
+    assert len(calls) == 1
+    time.sleep(1.05)  # past its exp: checked afresh (and still accepted within the leeway)
+    assert verifier.verify(token) == Principal(user_id="user_1", tier="pro")
+    assert len(calls) == 2
+
+
+def test_the_verifier_never_remembers_a_refusal_and_stays_bounded() -> None:
+    from services.api.auth.tokens import TokenVerifier
+
+    verifier = TokenVerifier(SECRET)
+    forged = _sign(_claims(), secret=OTHER_SECRET)
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            verifier.verify(forged)
+    verifier.SIZE = 3
+    for user in range(5):
+        verifier.verify(_sign(_claims(sub=f"u{user}")))
+    assert len(verifier._accepted) == 3
