@@ -4,8 +4,9 @@ A flush PUBLISHes the pending events as one msgpack array on the reply channel o
 relaying the job (framed with the job id) and appends the same payload to the job's capped replay
 stream, under the entry id ``1-<last seq>`` (``shared.codec.log_entry_id``), so a resume from any event
 is one ``XRANGE``. The first flush also writes the job's ``StreamRecord`` (owner, how to render it)
-with a TTL that outlives the log; the log gets its TTL on the first and the last flush. While a flush is in flight new events pile up,
-so a fast upstream is batched by Redis's own latency; text deltas that pile up merge into one event.
+with a TTL that outlives the log; the log gets its TTL on the first and the last flush. While a flush is
+in flight new events pile up, so a fast upstream is batched by Redis's own latency; text deltas that pile
+up merge into one event.
 The flusher also sends a heartbeat when nothing has been published for a while. The first flush can hold
 a lone first event back briefly (``hold_first``), so a job's ``Started`` goes out with its first tokens in
 one round trip instead of taking one of its own just before them.
