@@ -128,6 +128,8 @@ class GenerationJob(_Wire, frozen=True, kw_only=True):
     reply_to: str = ""
     view: StreamView | None = None
     on_disconnect: OnDisconnect = "cancel"
+    #: the client's own name for the job (``x-conduit-job-name``), empty if it gave none
+    name: str = ""
 
 
 class StreamRecord(_Wire, frozen=True, kw_only=True):

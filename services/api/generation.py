@@ -49,7 +49,9 @@ _POLICIES: tuple[str, ...] = get_args(OnDisconnect)
 #: a client's own name for its job, to fetch or resume it by (``GET /v1/streams/{name}``) even if it hung up
 #: before the response told it the job's id
 NAME_HEADER = "x-conduit-job-name"
-NAME_TTL = 3600
+#: how long a name is held for a job no worker has started yet (the worker then keeps it as long as the job's
+#: record), so a job that never ran frees its name by itself
+NAME_GRACE = 60.0
 _NAME = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -82,21 +84,23 @@ async def check_provider(directory: WorkerDirectory, catalog: Catalog, provider:
         )
 
 
-async def _claim_name(request: Request[object, object, State], principal: Principal, job_id: str) -> None:
+async def _claim_name(request: Request[object, object, State], principal: Principal, job_id: str) -> str:
     name = request.headers.get(NAME_HEADER)
     if name is None:
-        return
+        return ""
     if not _NAME.match(name):
         raise InvalidRequestError(f"{NAME_HEADER} must be 1-128 letters, digits or ._:-", param=NAME_HEADER)
     redis: aioredis.Redis = request.app.state.redis
+    hold = int(request.app.state.settings.queue_timeout + NAME_GRACE)
     try:
-        claimed = await redis.set(keys.job_name(principal.user_id, name), job_id, nx=True, ex=NAME_TTL)
+        claimed = await redis.set(keys.job_name(principal.user_id, name), job_id, nx=True, ex=hold)
     except Exception as exc:
         raise UnavailableError("the gateway cannot reach Redis; try again shortly") from exc
     if not claimed:
         raise GatewayError(
             f"you already have a job named {name!r}; fetch it with GET /v1/streams/{name}", code=ErrorCode.CONFLICT
         )
+    return name
 
 
 def _policy(request: Request[object, object, State]) -> OnDisconnect:
@@ -122,7 +126,7 @@ async def prepare_job(
     await check_provider(state.directory, state.catalog, provider)
     now = time.time()
     job_id = uuid.uuid4().hex
-    await _claim_name(request, principal, job_id)
+    name = await _claim_name(request, principal, job_id)
     dialect, prefix, named, include_usage = rendering
     view = StreamView(dialect=dialect, id=prefix + job_id, model=named, created=int(now), include_usage=include_usage)
     job = GenerationJob(
@@ -138,6 +142,7 @@ async def prepare_job(
         deadline=now + state.settings.queue_timeout,
         view=view,
         on_disconnect=policy,
+        name=name,
     )
     return job, view
 

@@ -26,6 +26,7 @@ from services.worker.providers.registry import Streamer
 from services.worker.publisher import EventSink, JobPublisher
 from services.worker.retry import backoff
 from services.worker.settings import WorkerSettings
+from shared import keys
 from shared.catalog import Catalog
 from shared.codec import encode_record
 from shared.errors import ErrorCode, GatewayError
@@ -232,6 +233,7 @@ def _publisher(job: GenerationJob, ctx: PipelineContext, task: "asyncio.Task[obj
         START_HOLD,
         record,
         ctx.settings.orphan_grace,
+        keys.job_name(job.principal.user_id, job.name) if job.name else "",
     )
 
 

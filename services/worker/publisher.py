@@ -59,6 +59,8 @@ class Flush(NamedTuple):
     last_seq: int
     #: the job's StreamRecord, on its first flush only
     record: bytes | None = None
+    #: with the record: the key of the client's name for the job, to keep as long as the record
+    name_key: str = ""
     #: (re)set the TTL of the log (on the first and the last flush, not on every one)
     expire: bool = False
 
@@ -139,7 +141,7 @@ class RedisSink:
         """The commands of every flush, and the slice of each flush's replies (its PUBLISH first)."""
         commands: list[tuple[Any, ...]] = []
         positions: list[slice] = []
-        for job_id, reply_to, payload, last_seq, record, expire in flushes:
+        for job_id, reply_to, payload, last_seq, record, name_key, expire in flushes:
             start = len(commands)
             log = keys.job_log(job_id)
             if reply_to:
@@ -147,6 +149,8 @@ class RedisSink:
             commands.append(("XADD", log, "MAXLEN", "~", LOG_MAXLEN, log_entry_id(last_seq), "e", payload))
             if record is not None:
                 commands.append(("SET", keys.job_record(job_id), record, "EX", self._record_ttl))
+                if name_key:
+                    commands.append(("EXPIRE", name_key, self._record_ttl))
             if expire:
                 commands.append(("EXPIRE", log, self._ttl))
             positions.append(slice(start, len(commands)))
@@ -208,11 +212,13 @@ class JobPublisher:
         hold_first: float = 0.0,
         record: bytes | None = None,
         orphan_grace: float = 0.0,
+        name_key: str = "",
     ) -> None:
         self._sink = sink
         self._hold_first = hold_first
         self._on_gone = on_gone
         self._record = record
+        self._name_key = name_key
         self._orphan_grace = orphan_grace
         self._unheard_since = 0.0  # when flushes started reaching nobody (0: the last one was heard)
         self._job_id = job_id
@@ -291,7 +297,13 @@ class JobPublisher:
                 first = self.receivers == -1
                 record, self._record = self._record, None
                 flush = Flush(
-                    self._job_id, self._reply_to, encode_events(batch), batch[-1].seq, record, first or self._closed
+                    self._job_id,
+                    self._reply_to,
+                    encode_events(batch),
+                    batch[-1].seq,
+                    record,
+                    self._name_key if record is not None else "",
+                    first or self._closed,
                 )
                 self.receivers = await self._sink.send(flush)
                 self.last_flush = time.monotonic()

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared import keys
 from tests.fakes.upstream import FakeUpstream, Reply
 from tests.harness import ApiProcess, FrameReader, auth, sse_frames
 from tests.stack import Stack, own_stack
@@ -99,6 +100,8 @@ def test_a_detached_request_without_streaming_is_fetched_later_by_its_name(stack
     assert answer["object"] == "chat.completion"
     assert answer["choices"][0]["message"]["content"] == "".join(TOKENS[:10])
     assert answer["id"] == f"chatcmpl-{fetched.headers['x-conduit-job-id']}"
+    name_ttl = stack.redis.client().ttl(keys.job_name("tester", "nightly-report-7"))
+    assert name_ttl > 600  # held as long as the job's record once a worker ran it (not the 65 s before)
     again = httpx.post(f"{stack.url}/v1/chat/completions", json=body, headers=headers, timeout=10)
     assert again.status_code == 409
     assert "nightly-report-7" in again.json()["error"]["message"]

@@ -75,8 +75,12 @@ async def test_a_dropped_connection_is_replaced_on_the_next_flush(client: aiored
 async def test_the_first_flush_writes_the_record_and_a_resent_entry_is_not_an_error(client: aioredis.Redis) -> None:
     sink = RedisSink(client, log_ttl=60, record_ttl=900)
     try:
-        assert await sink.send(Flush("job2", "", b"a", 2, record=b"rec", expire=True)) == 1
+        await client.set("conduit:jobname:x", b"job2", ex=5)
+        assert (
+            await sink.send(Flush("job2", "", b"a", 2, record=b"rec", name_key="conduit:jobname:x", expire=True)) == 1
+        )
         assert await client.get(keys.job_record("job2")) == b"rec"
+        assert 60 < await client.ttl("conduit:jobname:x") <= 900  # the client's name for it lives as long
         assert 60 < await client.ttl(keys.job_record("job2")) <= 900  # outlives the log
         assert await sink.send(Flush("job2", "", b"a", 2)) == 1  # the same entry again: after a reconnect
         assert await sink.send(Flush("job2", "", b"b", 5, expire=True)) == 1
