@@ -1,13 +1,17 @@
-"""The ``conduit`` command: ``up`` (the whole stack, for development), ``api``, ``worker``, ``token create``.
+"""The ``conduit`` command: ``up`` (the whole stack, for development), ``api``, ``worker``, ``token create``,
+``keys create|list|revoke`` and ``usage``.
 
 Settings come from the environment, read here once; a bad one stops the command with the variable's name.
 """
 
 import argparse
+import asyncio
 import logging
 import os
 import secrets
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.catalog import CatalogError
@@ -18,6 +22,8 @@ __all__ = ["main"]
 ROOT = Path(__file__).resolve().parent.parent
 DEV_DIR = ROOT / ".conduit"
 DEV_SECRET = DEV_DIR / "dev-secret"
+#: the URL of the Redis a running ``conduit up`` uses (for ``conduit keys`` and ``conduit usage``)
+REDIS_FILE = DEV_DIR / "redis-url"
 
 
 def dev_secret(create: bool) -> str | None:
@@ -46,6 +52,104 @@ def _cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def redis_url() -> str:
+    """REDIS_URL, else the Redis a running ``conduit up`` uses, else the default local one."""
+    url = os.environ.get("REDIS_URL", "").strip()
+    if not url and REDIS_FILE.exists():
+        url = REDIS_FILE.read_text().strip()
+    return url or "redis://127.0.0.1:6379/0"
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_expiry(text: str, now: float) -> float:
+    """``30d``, ``12h``, ``90m``, ``3600`` (seconds) or an ISO date/time (UTC) -> unix time."""
+    text = text.strip()
+    if text and text[-1] in _UNITS and text[:-1].isdigit():
+        return now + int(text[:-1]) * _UNITS[text[-1]]
+    if text.isdigit():
+        return now + int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise SettingsError(f"--expires: {text!r} is neither a duration (30d, 12h) nor an ISO date") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _when(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+
+
+async def _keys(args: argparse.Namespace) -> int:
+    import redis.asyncio as aioredis
+
+    from services.api.auth.keys import KeyStore
+    from services.api.tiers import Limits
+
+    client = aioredis.Redis.from_url(redis_url(), socket_timeout=5, socket_connect_timeout=5)
+    store = KeyStore(client)
+    try:
+        if args.keys_command == "create":
+            limits = Limits(
+                requests_per_minute=args.rpm,
+                tokens_per_minute=args.tpm,
+                concurrent_streams=args.streams,
+                max_tokens=args.max_tokens,
+            )
+            expires = parse_expiry(args.expires, time.time()) if args.expires else 0.0
+            secret, record = await store.create(args.user, args.tier, args.name or "", expires, limits)
+            print(f"conduit: key {record.id} for {record.user} ({record.tier}); shown once:", file=sys.stderr)
+            print(secret)
+        elif args.keys_command == "list":
+            print(f"{'id':<21} {'user':<16} {'tier':<10} {'name':<16} {'created':<20} {'expires':<20} {'state':<8}")
+            now = time.time()
+            for key in await store.list(args.user):
+                state = "revoked" if key.revoked else ("expired" if not key.usable(now) else "active")
+                print(
+                    f"{key.id:<21} {key.user:<16} {key.tier:<10} {key.name or '-':<16} {_when(key.created):<20} "
+                    f"{_when(key.expires):<20} {state:<8}"
+                )
+        else:
+            revoked = await store.revoke(args.key_id)
+            if revoked is None:
+                print(f"conduit keys revoke: no key {args.key_id}", file=sys.stderr)
+                return 1
+            print(f"revoked {revoked.id} ({revoked.user})")
+    finally:
+        await client.aclose()
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    return asyncio.run(_keys(args))
+
+
+async def _usage(args: argparse.Namespace) -> int:
+    import redis.asyncio as aioredis
+
+    from services.api.usage import read_usage
+
+    client = aioredis.Redis.from_url(redis_url(), socket_timeout=5, socket_connect_timeout=5)
+    try:
+        report = await read_usage(client, args.user, args.days)
+    finally:
+        await client.aclose()
+    print(f"{'date':<12} {'provider/model':<40} {'requests':>9} {'prompt':>10} {'completion':>11}")
+    for day in report["days"]:
+        for row in day["models"]:
+            name = f"{row['provider']}/{row['model']}"
+            print(
+                f"{day['date']:<12} {name:<40} {row['requests']:>9} {row['prompt_tokens']:>10} "
+                f"{row['completion_tokens']:>11}"
+            )
+    return 0
+
+
+def _cmd_usage(args: argparse.Namespace) -> int:
+    return asyncio.run(_usage(args))
+
+
 def _cmd_api(args: argparse.Namespace) -> int:
     from services.api.app import create_app
     from services.api.serve import serve
@@ -56,7 +160,7 @@ def _cmd_api(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    serve(create_app(settings), settings, quiet=args.quiet)
+    serve(create_app(settings, os.environ), settings, quiet=args.quiet)
     return 0
 
 
@@ -104,6 +208,28 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--tier", required=True, choices=["free", "pro", "enterprise"])
     create.add_argument("--ttl", type=int, default=86400, help="seconds until it expires (default 86400)")
     create.set_defaults(run=_cmd_token)
+    keys = commands.add_parser("keys", help="API keys (sk-conduit-...), stored in Redis by their SHA-256 only")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    make = keys_commands.add_parser("create", help="print a new key (shown once) on stdout")
+    make.add_argument("--user", required=True)
+    make.add_argument("--tier", required=True, choices=["free", "pro", "enterprise"])
+    make.add_argument("--name", help="a label for it")
+    make.add_argument("--expires", help="30d, 12h, 90m, seconds, or an ISO date (UTC); default never")
+    make.add_argument("--rpm", type=int, help="its own requests per minute (default: the tier's; 0 = unlimited)")
+    make.add_argument("--tpm", type=int, help="its own tokens per minute")
+    make.add_argument("--streams", type=int, help="its own concurrent streams")
+    make.add_argument("--max-tokens", type=int, help="its own max_tokens cap")
+    make.set_defaults(run=_cmd_keys)
+    listing = keys_commands.add_parser("list", help="every key (or one user's), without secrets")
+    listing.add_argument("--user")
+    listing.set_defaults(run=_cmd_keys)
+    revoke = keys_commands.add_parser("revoke", help="refuse a key from now on, on every API replica")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(run=_cmd_keys)
+    usage = commands.add_parser("usage", help="a user's usage per day, provider and model")
+    usage.add_argument("--user", required=True)
+    usage.add_argument("--days", type=int, default=7)
+    usage.set_defaults(run=_cmd_usage)
     return parser
 
 

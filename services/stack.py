@@ -19,7 +19,7 @@ from types import FrameType
 
 import redis
 
-from services.cli import DEV_DIR, DEV_SECRET, dev_secret
+from services.cli import DEV_DIR, DEV_SECRET, REDIS_FILE, dev_secret
 
 __all__ = ["find_redis_server", "run_stack"]
 
@@ -102,7 +102,7 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
     for proc in reversed(procs):
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 20
     for proc in reversed(procs):
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -116,7 +116,8 @@ def run_stack(quiet: bool = False) -> int:
     if not env.get("CONDUIT_JWT_SECRET", "").strip():
         env["CONDUIT_JWT_SECRET"] = dev_secret(create=True) or ""
         _say(f"development mode: tokens are signed with the generated secret in {DEV_SECRET}")
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[subprocess.Popen[bytes]] = []  # the worker and the API
+    redis_procs: list[subprocess.Popen[bytes]] = []  # an embedded Redis, stopped after them
     stopping = False
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -130,10 +131,12 @@ def run_stack(quiet: bool = False) -> int:
         if url and not _reachable(url):
             _say(f"REDIS_URL={url} is not reachable")
             return 1
-        url = url or _start_redis(procs) or ""
+        url = url or _start_redis(redis_procs) or ""
         if not url:
             return 1
         env["REDIS_URL"] = url
+        DEV_DIR.mkdir(exist_ok=True)
+        REDIS_FILE.write_text(url + "\n")
         flags = ["--quiet"] if quiet else []
         procs.extend(
             subprocess.Popen([sys.executable, "-m", "services.cli", command, *flags], env=env)  # noqa: S603
@@ -154,4 +157,6 @@ def run_stack(quiet: bool = False) -> int:
             time.sleep(0.3)
         return 0
     finally:
-        _stop(procs)
+        _stop(procs)  # they finish their streams and withdraw from Redis first
+        _stop(redis_procs)
+        REDIS_FILE.unlink(missing_ok=True)

@@ -67,6 +67,7 @@ class GatewayError(Exception):
         upstream_status: int | None = None,
         param: str | None = None,
         retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -77,6 +78,8 @@ class GatewayError(Exception):
         self.upstream_status = upstream_status
         self.param = param
         self.retry_after = retry_after
+        #: extra response headers (a 429's x-ratelimit-*)
+        self.headers = headers or {}
 
 
 class InvalidRequestError(GatewayError):

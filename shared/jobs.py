@@ -16,6 +16,7 @@ __all__ = [
     "OnDisconnect",
     "Principal",
     "Role",
+    "Admission",
     "SamplingParams",
     "StreamRecord",
     "StreamView",
@@ -112,6 +113,18 @@ class StreamView(_Wire, frozen=True, kw_only=True):
     include_usage: bool = False
 
 
+class Admission(_Wire, frozen=True, kw_only=True):
+    """What the API's admission charged for a job, for the worker to settle with the real usage: the limit
+    subject (``user:<id>`` or ``key:<id>``), the tokens reserved, and the subject's tokens/min (the bucket's
+    size); ``lease``: the job holds one of the subject's concurrent-stream leases (the API renews and
+    releases it)."""
+
+    subject: str
+    reserved: int = 0
+    tokens_per_minute: int = 0
+    lease: bool = False
+
+
 class GenerationJob(_Wire, frozen=True, kw_only=True):
     id: str
     request_id: str
@@ -130,6 +143,7 @@ class GenerationJob(_Wire, frozen=True, kw_only=True):
     on_disconnect: OnDisconnect = "cancel"
     #: the client's own name for the job (``x-conduit-job-name``), empty if it gave none
     name: str = ""
+    admission: Admission | None = None
 
 
 class StreamRecord(_Wire, frozen=True, kw_only=True):

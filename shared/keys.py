@@ -3,15 +3,22 @@
 import hashlib
 
 __all__ = [
+    "API_KEYS",
     "CANCEL_CHANNEL",
     "PREFIX",
     "WORKERS",
+    "api_key",
     "job_cancel",
     "job_log",
     "job_name",
     "job_record",
     "job_watch",
+    "lease",
+    "rate_requests",
+    "rate_tokens",
     "replies",
+    "usage",
+    "job_settled",
     "worker_info",
 ]
 
@@ -22,6 +29,41 @@ CANCEL_CHANNEL = f"{PREFIX}cancel"
 
 #: sorted set: worker name -> last heartbeat (unix seconds)
 WORKERS = f"{PREFIX}workers"
+
+
+#: hash: API key id -> the SHA-256 of its secret (the record's key)
+API_KEYS = f"{PREFIX}apikeys"
+
+
+def api_key(digest: str) -> str:
+    """An API key's record, by the SHA-256 of its secret (the secret itself is never stored)."""
+    return f"{PREFIX}apikey:{digest}"
+
+
+def rate_requests(subject: str) -> str:
+    """GCRA state (theoretical arrival time) of a principal's requests-per-minute limit (has a TTL)."""
+    return f"{PREFIX}rl:{subject}:req"
+
+
+def rate_tokens(subject: str) -> str:
+    """Token bucket of a principal's tokens-per-minute limit: hash ``tokens``, ``ts`` (has a TTL). The API
+    reserves from it at admission; the worker settles the reservation with the real usage."""
+    return f"{PREFIX}rl:{subject}:tok"
+
+
+def lease(subject: str) -> str:
+    """Sorted set of a principal's concurrent-stream leases: job id -> expiry (unix ms)."""
+    return f"{PREFIX}lease:{subject}"
+
+
+def usage(user_id: str, day: str) -> str:
+    """Hash of a user's usage on a UTC day (``YYYY-MM-DD``): ``<provider>/<model>|<counter>`` -> count."""
+    return f"{PREFIX}usage:{user_id}:{day}"
+
+
+def job_settled(job_id: str) -> str:
+    """Set once a job's usage was counted and its token reservation settled (has a TTL)."""
+    return f"{PREFIX}job:{job_id}:settled"
 
 
 def replies(replica: str) -> str:

@@ -153,6 +153,9 @@ class WorkerProcess(_Process):
         self._spawn([sys.executable, "-m", "services.cli", "worker"], self.env)
 
 
+_LIMITS = ("REQUESTS_PER_MINUTE", "TOKENS_PER_MINUTE", "CONCURRENT_STREAMS", "MAX_TOKENS")
+
+
 class ApiProcess(_Process):
     name = "api"
 
@@ -167,6 +170,8 @@ class ApiProcess(_Process):
             "CONDUIT_IDLE_TIMEOUT": "5",
             "CONDUIT_HEARTBEAT_INTERVAL": "2",
             "CONDUIT_COMMIT_TIMEOUT": "2",
+            # the tests' users make far more requests than a real one: limits only where a test sets them
+            **{f"CONDUIT_TIER_{tier}_{limit}": "0" for tier in ("PRO", "ENTERPRISE") for limit in _LIMITS},
         }
         self.env = _service_env(redis_url, {**base, **(env or {})})
         self._spawn([sys.executable, "-m", "services.cli", "api"], self.env)

@@ -2,13 +2,14 @@
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from litestar import Litestar
 from litestar.datastructures import State
 
-from services.api import health, openapi, streams
-from services.api.auth.tokens import TokenVerifier
+from services.api import health, openapi, streams, usage
+from services.api.auth.tokens import JwtConfig, TokenVerifier
 from services.api.dialects.ai import errors as ai_errors
 from services.api.dialects.ai import routes as ai_routes
 from services.api.dialects.openai import errors as openai_errors
@@ -18,20 +19,38 @@ from services.api.lifespan import lifespan
 from services.api.middleware import RequestIdMiddleware
 from services.api.relay.events import Drain
 from services.api.settings import ApiSettings
+from services.api.tiers import DEFAULT_TIERS_PATH, load_tiers
 from shared.catalog import DEFAULT_CATALOG_PATH, load_catalog
-from shared.config import SettingsError, load_settings
+from shared.config import load_settings
 
 __all__ = ["create_app", "create_app_from_environ"]
 
 VERSION = "0.1.0"
 
 
-def create_app(settings: ApiSettings) -> Litestar:
-    if not settings.jwt_secret:
-        raise SettingsError("CONDUIT_JWT_SECRET: required (the HS256 secret that signs bearer tokens)")
+def create_app(settings: ApiSettings, environ: Mapping[str, str] | None = None) -> Litestar:
+    """The app; a missing or malformed setting raises ``SettingsError`` (or ``CatalogError``) naming it.
+
+    ``environ`` holds the tier policy's overrides (``CONDUIT_TIER_<TIER>_<FIELD>``)."""
+    jwt = JwtConfig(
+        secret=settings.jwt_secret,
+        public_key=settings.jwt_public_key,
+        jwks=settings.jwt_jwks,
+        algorithm=settings.jwt_algorithm,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
     catalog = load_catalog(Path(settings.catalog_path) if settings.catalog_path else DEFAULT_CATALOG_PATH)
+    tiers = load_tiers(Path(settings.tiers_path) if settings.tiers_path else DEFAULT_TIERS_PATH, environ or {})
     return Litestar(
-        route_handlers=[*openai_routes.ROUTES, *ai_routes.ROUTES, *streams.ROUTES, *health.ROUTES, *openapi.ROUTES],
+        route_handlers=[
+            *openai_routes.ROUTES,
+            *ai_routes.ROUTES,
+            *streams.ROUTES,
+            *usage.ROUTES,
+            *health.ROUTES,
+            *openapi.ROUTES,
+        ],
         middleware=[RequestIdMiddleware],
         lifespan=[lifespan],
         on_startup=[openapi.add_body_schemas],
@@ -41,7 +60,13 @@ def create_app(settings: ApiSettings) -> Litestar:
         openapi_config=openapi.openapi_config(VERSION),
         request_max_body_size=settings.max_body_bytes,
         state=State(
-            {"settings": settings, "catalog": catalog, "drain": Drain(), "verifier": TokenVerifier(settings.jwt_secret)}
+            {
+                "settings": settings,
+                "catalog": catalog,
+                "tiers": tiers,
+                "drain": Drain(),
+                "verifier": TokenVerifier(jwt),
+            }
         ),
         debug=False,
     )
@@ -50,4 +75,4 @@ def create_app(settings: ApiSettings) -> Litestar:
 def create_app_from_environ() -> Litestar:
     """The ASGI app for servers that import one (``uvicorn --factory services.api.app:create_app_from_environ``)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return create_app(load_settings(ApiSettings, os.environ))
+    return create_app(load_settings(ApiSettings, os.environ), os.environ)

@@ -110,6 +110,8 @@ def exception_handlers(
             headers["retry-after"] = str(max(1, round(problem.retry_after)))
         if isinstance(exc, HTTPException) and exc.headers:
             headers.update(exc.headers)
+        if isinstance(exc, GatewayError):
+            headers.update(exc.headers)
         return Response(render(problem), status_code=problem.status, media_type="application/json", headers=headers)
 
     return {Exception: handle, HTTPException: handle, GatewayError: handle}

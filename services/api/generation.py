@@ -21,18 +21,32 @@ import redis.asyncio as aioredis
 from litestar import Request
 from litestar.datastructures import State
 
+from services.api.auth.deps import api_key_of
+from services.api.ratelimit.limiter import Admitted
 from services.api.relay.run import Gateway, JobRun
 from services.api.sse import FrameEncoder, render
+from services.api.tiers import Limits, TierPolicy
 from services.api.workers import WorkerDirectory
 from shared import keys
 from shared.catalog import Catalog
 from shared.errors import ErrorCode, GatewayError, InvalidRequestError, UnavailableError
 from shared.events import Done, Event, Failed, ReasoningDelta, TextDelta, ToolCallDelta, Usage
-from shared.jobs import ChatMessage, GenerationJob, OnDisconnect, Principal, SamplingParams, StreamView, ToolCall
+from shared.jobs import (
+    ChatMessage,
+    GenerationJob,
+    OnDisconnect,
+    Principal,
+    SamplingParams,
+    StreamView,
+    ToolCall,
+    message_text,
+)
+from shared.tokens import estimate_tokens
 
 __all__ = [
     "Answer",
     "OpenStream",
+    "Prepared",
     "Rendering",
     "collect",
     "failure_error",
@@ -53,6 +67,17 @@ NAME_HEADER = "x-conduit-job-name"
 #: record), so a job that never ran frees its name by itself
 NAME_GRACE = 60.0
 _NAME = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+#: tokens reserved for the answer of a request that names no max_tokens when its tier sets no cap
+DEFAULT_RESERVE = 1024
+
+
+class Prepared(NamedTuple):
+    job: GenerationJob
+    view: StreamView
+    #: the x-ratelimit-* headers of the admission, for the response
+    headers: dict[str, str]
 
 
 class Rendering(NamedTuple):
@@ -119,14 +144,22 @@ async def prepare_job(
     params: SamplingParams,
     stream: bool,
     rendering: Rendering,
-) -> tuple[GenerationJob, StreamView]:
-    """The job, and how its events are rendered (also in the job, for resumes)."""
+) -> Prepared:
+    """The admitted job, how its events are rendered (also in the job, for resumes), and the rate-limit
+    headers for the response; 429 when the principal is over a limit."""
     state = request.app.state
     policy = _policy(request)
     await check_provider(state.directory, state.catalog, provider)
-    now = time.time()
     job_id = uuid.uuid4().hex
     name = await _claim_name(request, principal, job_id)
+    try:
+        params, admitted = await _admit(request, principal, job_id, messages, params)
+    except BaseException:
+        if name:  # the name goes with a job that was not admitted
+            with contextlib.suppress(Exception):
+                await state.redis.delete(keys.job_name(principal.user_id, name))
+        raise
+    now = time.time()
     dialect, prefix, named, include_usage = rendering
     view = StreamView(dialect=dialect, id=prefix + job_id, model=named, created=int(now), include_usage=include_usage)
     job = GenerationJob(
@@ -143,8 +176,39 @@ async def prepare_job(
         view=view,
         on_disconnect=policy,
         name=name,
+        admission=admitted.admission,
     )
-    return job, view
+    return Prepared(job, view, admitted.headers)
+
+
+async def _admit(
+    request: Request[object, object, State],
+    principal: Principal,
+    job_id: str,
+    messages: list[ChatMessage],
+    params: SamplingParams,
+) -> tuple[SamplingParams, Admitted]:
+    """The principal's limits (its tier's, or its key's own), its max_tokens cap applied, and the admission."""
+    state = request.app.state
+    tier: TierPolicy = state.tiers[principal.tier]
+    key = api_key_of(request)
+    own = key is not None and key.limits != Limits()
+    limits = key.limits.over(tier.limits) if key is not None and own else tier.limits
+    cap = limits.max_tokens or 0
+    if cap and params.max_tokens is not None and params.max_tokens > cap:
+        raise InvalidRequestError(f"max_tokens may be at most {cap} for your tier", param="max_tokens")
+    if cap and params.max_tokens is None:
+        params = msgspec.structs.replace(params, max_tokens=cap)
+    cost = sum(estimate_tokens(message_text(message)) for message in messages) + (params.max_tokens or DEFAULT_RESERVE)
+    tpm = limits.tokens_per_minute or 0
+    if tpm and cost > tpm:
+        raise InvalidRequestError(
+            f"the request needs about {cost} tokens (prompt and max_tokens), more than your {tpm} tokens per minute",
+            param="max_tokens",
+        )
+    subject = f"key:{key.id}" if key is not None and own else f"user:{principal.user_id}"
+    gateway: Gateway = state.gateway
+    return params, await gateway.limiter.admit(subject, limits, job_id, cost)
 
 
 def failure_error(failed: Failed) -> GatewayError:

@@ -8,7 +8,9 @@ from litestar import Litestar
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
+from services.api.auth.keys import KeyStore
 from services.api.enqueue import Broker, CeleryBroker, JobQueue, RedisListBroker
+from services.api.ratelimit.limiter import RedisLimiter
 from services.api.relay.hub import PubSubHub
 from services.api.relay.run import Gateway
 from services.api.settings import ApiSettings
@@ -59,7 +61,10 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     await directory.start()
     app.state.redis = redis
     app.state.directory = directory
-    app.state.gateway = Gateway(settings, redis, hub, jobs, blocking, app.state.drain)
+    app.state.api_keys = KeyStore(redis)
+    app.state.gateway = Gateway(
+        settings, redis, hub, jobs, blocking, app.state.drain, RedisLimiter(redis, settings.lease_ttl)
+    )
     settle()  # start-up is over: what the process keeps is frozen out of the collector's way
     try:
         yield

@@ -12,8 +12,20 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
     host: str = "127.0.0.1"
     port: int = 8000
-    #: HS256 secret for bearer JWTs; required (``conduit up`` provides a development one)
+    #: HS256 secret for bearer JWTs (``conduit up`` provides a development one); or, for tokens an identity
+    #: provider signs, a PEM public key (a file or the PEM itself) or a JWKS file
     jwt_secret: str = ""
+    jwt_public_key: str = ""
+    jwt_jwks: str = ""
+    #: the one algorithm tokens are checked with (default: HS256 with a secret, RS256/ES256 by the key's type)
+    jwt_algorithm: str = ""
+    #: checked when set
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    #: the tier policy file (default deploy/tiers.toml; values overridable by CONDUIT_TIER_<TIER>_<FIELD>)
+    tiers_path: str = ""
+    #: a concurrent-stream lease runs out this long after its holder stopped renewing it (a dead API process)
+    lease_ttl: float = 30.0
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: Celery broker; defaults to ``redis_url``. Redis brokers get the fast path (one LPUSH per job)
     broker_url: str = ""

@@ -95,12 +95,17 @@ async def render(
         yield frames(failed.seq, encoder.encode(failed))
 
 
-def sse_response(body: AsyncIterator[bytes], job_id: str, close: Callable[[], Awaitable[None]] | None = None) -> Stream:
+def sse_response(
+    body: AsyncIterator[bytes],
+    job_id: str,
+    close: Callable[[], Awaitable[None]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Stream:
     """The SSE response; ``close`` also runs after it, in case the body was never iterated."""
     return Stream(
         body,
         status_code=200,
         media_type="text/event-stream",
-        headers={**SSE_HEADERS, JOB_HEADER: job_id},
+        headers={**SSE_HEADERS, **(headers or {}), JOB_HEADER: job_id},
         background=BackgroundTask(close) if close is not None else None,
     )

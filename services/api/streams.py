@@ -50,7 +50,7 @@ BODIES: dict[str, Callable[[StreamView, Answer], bytes]] = {
 
 @get(
     "/v1/streams/{job_id:str}",
-    dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
+    dependencies={"principal": Provide(provide_principal)},
     summary="Resume a job's stream after Last-Event-ID (or fetch a detached job's answer)",
     tags=["streams"],
 )

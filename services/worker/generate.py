@@ -62,6 +62,7 @@ class PipelineContext:
         streamers: dict[str, Streamer],
         cancel_requested: Callable[[GenerationJob], Awaitable[bool]] | None = None,
         watched: Callable[[GenerationJob], Awaitable[bool]] | None = None,
+        settle: Callable[[GenerationJob, Usage | None, str, str], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -72,6 +73,8 @@ class PipelineContext:
         self.cancel_requested = cancel_requested
         #: whether an API replica is relaying a resume of the job (its own reply channel may be silent)
         self.watched = watched
+        #: counts a finished job's usage and settles its admission (job, usage, provider, model)
+        self.settle = settle
         #: set when the worker stops: jobs cancelled from then on end ``worker_lost``, not ``cancelled``
         self.shutting_down = False
 
@@ -103,7 +106,8 @@ class _Outcome:
         self.usage: UsagePiece | None = None
         self.finish: FinishPiece | None = None
         self.content = False  # text, reasoning or a tool call was published: never call the upstream again
-        self.model = ""  # the upstream model of the target being streamed
+        self.provider = ""  # the provider and upstream model of the target being streamed
+        self.model = ""
         self.chars = 0  # characters of text, reasoning and tool arguments published (for an estimated usage)
 
 
@@ -131,7 +135,7 @@ async def _stream(
     job: GenerationJob, ctx: PipelineContext, target: Target, publisher: JobPublisher, outcome: _Outcome
 ) -> None:
     streamer = ctx.streamers[target.spec.kind]
-    outcome.model = target.model
+    outcome.provider, outcome.model = target.provider, target.model
     loop = asyncio.get_running_loop()
     turn_ends = 0.0  # the first piece ends the first turn: it goes out before the rest of a burst is parsed
     async with contextlib.aclosing(streamer(ctx.client, job, target)) as pieces:
@@ -274,6 +278,8 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     if usage is not None:
         publisher.emit(usage)
     published = await publisher.close(terminal)
+    if ctx.settle is not None:
+        await ctx.settle(job, usage, outcome.provider or job.provider, outcome.model or job.model)
     if usage is not None and not isinstance(terminal, Done):
         log.info(
             "job %s %s after %d prompt + %d completion tokens%s",

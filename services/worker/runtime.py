@@ -26,6 +26,7 @@ import uvloop
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from services.worker.accounting import Accounting
 from services.worker.generate import PipelineContext, run_job
 from services.worker.http_pool import upstream_client
 from services.worker.providers.registry import build_streamers
@@ -92,6 +93,7 @@ class WorkerRuntime:
             build_streamers(settings.echo_delay),
             self._cancel_requested,
             self._watched,
+            Accounting(self.redis).settle,
         )
         self._tasks = [
             asyncio.create_task(self._listen_for_cancels(), name="cancel-listener"),

@@ -20,6 +20,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from services.api.enqueue import JobQueue
+from services.api.ratelimit.limiter import RedisLimiter
 from services.api.relay.events import Drain, EventRelay, read_log
 from services.api.relay.hub import DOWN, RECONNECTED, PubSubHub
 from services.api.settings import ApiSettings
@@ -46,9 +47,11 @@ class Gateway:
         jobs: JobQueue,
         blocking: "aioredis.Redis | None" = None,
         drain: Drain | None = None,
+        limiter: "RedisLimiter | None" = None,
     ) -> None:
         self.settings = settings
         self.drain = drain or Drain()
+        self.limiter = limiter or RedisLimiter(redis, settings.lease_ttl)
         self.redis = redis
         self.hub = hub
         self.jobs = jobs
@@ -65,6 +68,7 @@ class JobRun(EventRelay):
         self._gateway = gateway
         self.job = job
         self._queue: asyncio.Queue[bytes] | None = None
+        self._lease_renewed = time.monotonic()
 
     async def __aenter__(self) -> "JobRun":
         gateway = self._gateway
@@ -79,6 +83,7 @@ class JobRun(EventRelay):
             raise
         except Exception as exc:
             gateway.hub.unregister(self.job.id)
+            await self._release_lease()
             raise UnavailableError("the gateway could not enqueue the job; try again shortly") from exc
         self._last_activity = self._last_yield = time.monotonic()
         return self
@@ -87,9 +92,30 @@ class JobRun(EventRelay):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._gateway.hub.unregister(self.job.id)
-        if not self.finished and not self.handed_off and self.job.on_disconnect == "cancel":
-            with anyio.CancelScope(shield=True):  # the client may be gone: the cancel must still go out
+        with anyio.CancelScope(shield=True):  # the client may be gone: the cancel must still go out
+            if not self.finished and not self.handed_off and self.job.on_disconnect == "cancel":
                 await self.cancel()
+            await self._release_lease()
+
+    async def _release_lease(self) -> None:
+        admission = self.job.admission
+        if admission is not None and admission.lease:
+            try:
+                await self._gateway.limiter.release(admission, self.job.id)
+            except Exception as exc:  # it runs out by itself
+                log.warning("could not release the stream lease of job %s: %s", self.job.id, exc)
+
+    async def _renew_lease(self) -> None:
+        """Renew the job's concurrent-stream lease a few times per its TTL while the relay runs."""
+        admission = self.job.admission
+        now = time.monotonic()
+        if admission is None or not admission.lease or now - self._lease_renewed < self._settings.lease_ttl / 3:
+            return
+        self._lease_renewed = now
+        try:
+            await self._gateway.limiter.renew(admission, self.job.id)
+        except Exception as exc:
+            log.warning("could not renew the stream lease of job %s: %s", self.job.id, exc)
 
     async def cancel(self) -> None:
         """Tell the workers this job's client is gone: a flag for a job not yet started, a message for one running."""
@@ -112,7 +138,8 @@ class JobRun(EventRelay):
     async def _receive(self, timeout: float) -> None:
         if self._queue is None:
             raise RuntimeError("JobRun used outside its `async with` block")
-        async with asyncio.timeout(timeout):
+        await self._renew_lease()
+        async with asyncio.timeout(min(timeout, self._settings.lease_ttl / 3)):
             first = await self._queue.get()
         payloads = [first]
         while not self._queue.empty():

@@ -6,7 +6,7 @@ from typing import Any
 import jwt
 import pytest
 
-from services.api.auth.tokens import TIERS, issue_token, require_paid, verify_token
+from services.api.auth.tokens import TIERS, issue_token, verify_token
 from shared.errors import AuthError, ErrorCode
 from shared.jobs import Principal
 
@@ -165,35 +165,17 @@ def test_verify_rejects_garbage(token):
     assert _rejected(token).message.startswith("invalid bearer token (")
 
 
-# --- require_paid ----------------------------------------------------------------------------------
-
-
-def test_require_paid_refuses_free_tier():
-    with pytest.raises(AuthError) as info:
-        require_paid(Principal(user_id="u", tier="free"))
-
-    assert info.value.code == ErrorCode.PERMISSION_DENIED
-    assert "Pro or Enterprise" in info.value.message
-
-
-@pytest.mark.parametrize("tier", ["pro", "enterprise"])
-def test_require_paid_returns_paid_principal(tier):
-    principal = Principal(user_id="u", tier=tier, key_id="k")
-
-    assert require_paid(principal) is principal
-
-
 def test_the_verifier_remembers_accepted_tokens_until_they_expire(monkeypatch: pytest.MonkeyPatch) -> None:
     from services.api.auth import tokens
 
-    verifier = tokens.TokenVerifier(SECRET)
+    verifier = tokens.TokenVerifier(tokens.JwtConfig(secret=SECRET))
     token = _sign(_claims(exp=int(time.time()) + 1))
     calls: list[str] = []
     real = tokens._verify
 
-    def counting(secret: str, raw: str) -> tuple[Principal, float]:
+    def counting(config: tokens.JwtConfig, raw: str) -> tuple[Principal, float]:
         calls.append(raw)
-        return real(secret, raw)
+        return real(config, raw)
 
     monkeypatch.setattr(tokens, "_verify", counting)
     assert verifier.verify(token) == verifier.verify(token) == Principal(user_id="user_1", tier="pro")
@@ -204,9 +186,9 @@ def test_the_verifier_remembers_accepted_tokens_until_they_expire(monkeypatch: p
 
 
 def test_the_verifier_never_remembers_a_refusal_and_stays_bounded() -> None:
-    from services.api.auth.tokens import TokenVerifier
+    from services.api.auth.tokens import JwtConfig, TokenVerifier
 
-    verifier = TokenVerifier(SECRET)
+    verifier = TokenVerifier(JwtConfig(secret=SECRET))
     forged = _sign(_claims(), secret=OTHER_SECRET)
     for _ in range(2):
         with pytest.raises(AuthError):

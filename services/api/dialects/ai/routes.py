@@ -28,7 +28,7 @@ ANSWER_FIELDS = {CHAT: "content", COMPLETION: "completion"}
 
 _CHAT = msgspec.json.Decoder(AiChatRequest)
 _COMPLETION = msgspec.json.Decoder(AiCompletionRequest)
-_PAID = {"principal": Provide(provide_paid_principal, sync_to_thread=False)}
+_PAID = {"principal": Provide(provide_paid_principal)}
 
 
 async def _generate(
@@ -38,15 +38,15 @@ async def _generate(
     directory = await state.directory.current()
     provider, model = choose_model(state.catalog, directory.providers, body)
     rendering = Rendering(dialect, "", model)
-    job, _ = await prepare_job(
+    job, _, limits = await prepare_job(
         request, principal, provider, model, to_messages(body), to_params(body), body.stream, rendering
     )
     if body.stream:
         stream = await open_stream(request, job)
-        return sse_response(stream_body(stream, TokenEncoder()), job.id, stream.close)
+        return sse_response(stream_body(stream, TokenEncoder()), job.id, stream.close, limits)
     answer = await collect(request, job)
     body_bytes = answer_body(ANSWER_FIELDS[dialect], model, answer)
-    return Response(body_bytes, media_type="application/json", headers={JOB_HEADER: job.id})
+    return Response(body_bytes, media_type="application/json", headers={**limits, JOB_HEADER: job.id})
 
 
 @post(

@@ -28,8 +28,8 @@ COMPLETION = "openai.completion"
 
 _CHAT = msgspec.json.Decoder(ChatCompletionRequest)
 _COMPLETION = msgspec.json.Decoder(CompletionRequest)
-_PAID = {"principal": Provide(provide_paid_principal, sync_to_thread=False)}
-_ANY = {"principal": Provide(provide_principal, sync_to_thread=False)}
+_PAID = {"principal": Provide(provide_paid_principal)}
+_ANY = {"principal": Provide(provide_principal)}
 _JSON = "application/json"
 
 
@@ -50,12 +50,14 @@ async def chat_completions(request: Request[Any, Any, State], principal: Princip
     provider, model = resolve_model(request.app.state.catalog, body.model)
     rendering = Rendering(CHAT, "chatcmpl-", body.model, _include_usage(body))
     messages, params = to_messages(body.messages), to_params(body)
-    job, view = await prepare_job(request, principal, provider, model, messages, params, bool(body.stream), rendering)
+    job, view, limits = await prepare_job(
+        request, principal, provider, model, messages, params, bool(body.stream), rendering
+    )
     if body.stream:
         stream = await open_stream(request, job)
-        return sse_response(stream_body(stream, ChatChunkEncoder.for_view(view)), job.id, stream.close)
+        return sse_response(stream_body(stream, ChatChunkEncoder.for_view(view)), job.id, stream.close, limits)
     answer = await collect(request, job)
-    return Response(chat_body(view.id, body.model, answer), media_type=_JSON, headers={JOB_HEADER: job.id})
+    return Response(chat_body(view.id, body.model, answer), media_type=_JSON, headers={**limits, JOB_HEADER: job.id})
 
 
 @post(
@@ -72,14 +74,16 @@ async def completions(request: Request[Any, Any, State], principal: Principal) -
     provider, model = resolve_model(request.app.state.catalog, body.model)
     messages = [ChatMessage(role="user", content=prompt)]
     rendering = Rendering(COMPLETION, "cmpl-", body.model, _include_usage(body))
-    job, view = await prepare_job(
+    job, view, limits = await prepare_job(
         request, principal, provider, model, messages, to_params(body), bool(body.stream), rendering
     )
     if body.stream:
         stream = await open_stream(request, job)
-        return sse_response(stream_body(stream, CompletionChunkEncoder.for_view(view)), job.id, stream.close)
+        return sse_response(stream_body(stream, CompletionChunkEncoder.for_view(view)), job.id, stream.close, limits)
     answer = await collect(request, job)
-    return Response(completion_body(view.id, body.model, answer), media_type=_JSON, headers={JOB_HEADER: job.id})
+    return Response(
+        completion_body(view.id, body.model, answer), media_type=_JSON, headers={**limits, JOB_HEADER: job.id}
+    )
 
 
 def _model_object(model_id: str, created: int, owner: str) -> dict[str, Any]:
