@@ -61,6 +61,18 @@ def _rss(reps: list[dict[str, Any]]) -> str:
     return " / ".join(parts) + f" (Σ {sum(max(r['peak_rss_mb'].get(n, 0.0) for r in reps) for n in names):.0f})"
 
 
+def _admission(figures: dict[str, float] | None) -> list[str]:
+    if not figures:
+        return []
+    return [
+        "",
+        "### Admission (the rate-limit Lua call of every generation request)",
+        "",
+        f"- {figures['calls']:.0f} sequential calls: p50 {figures['p50_us']:.0f} µs, p99 {figures['p99_us']:.0f} µs, "
+        f"mean {figures['mean_us']:.0f} µs (every limit on, none reached)",
+    ]
+
+
 def markdown(report: dict[str, Any], scenarios: list[Any]) -> str:
     results: dict[str, dict[str, list[dict[str, Any]]]] = report["results"]
     env = report["environment"]
@@ -146,6 +158,7 @@ def markdown(report: dict[str, Any], scenarios: list[Any]) -> str:
             f"| {s.title} | {_spread(one, key, 0)} {unit} | {_spread(two, key, 0)} {unit} | {ratio} | {_cpu(two)} |"
         )
     idle, after = report.get("idle_rss_mb", {}), report.get("idle_after_rss_mb", {})
+    lines += _admission(report.get("admission"))
     lines += [
         "",
         "### Memory (RSS, MB)",

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import uvloop
 
+from tests.bench.admission import admission_cost
 from tests.bench.load import Run, Target, closed_loop, crowd
 from tests.bench.stack import ROOT, BenchStack, Sampler
 
@@ -52,6 +53,7 @@ class Plan:
     crowd: int
     crowd_tokens: int
     crowd_timeout: float
+    admission_calls: int = 2000
     scenarios: list[Scenario] = field(default_factory=list)
     scale_out: list[Scenario] = field(default_factory=list)
 
@@ -59,7 +61,7 @@ class Plan:
 def _plan() -> Plan:
     quick, smoke = os.environ.get("QUICK") == "1", os.environ.get("SMOKE") == "1"
     if smoke:
-        plan = Plan(reps=1, window=0.3, crowd=20, crowd_tokens=10, crowd_timeout=30)
+        plan = Plan(reps=1, window=0.3, crowd=20, crowd_tokens=10, crowd_timeout=30, admission_calls=50)
     elif quick:
         plan = Plan(reps=2, window=1.5, crowd=500, crowd_tokens=50, crowd_timeout=60)
     else:
@@ -205,6 +207,7 @@ async def _bench(plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
         targets = _targets(stack)
         await asyncio.sleep(1.0)
         report["idle_rss_mb"] = {k: round(v / MB, 1) for k, v in Sampler(stack.gateway_pids()).rss().items()}
+        report["admission"] = await admission_cost(stack.redis_url, plan.admission_calls)
         say("warming up")
         await _warm_up(targets, stack)
         results: Results = {}

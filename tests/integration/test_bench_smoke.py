@@ -55,6 +55,8 @@ def test_bench_smoke_run_writes_a_complete_report_without_errors(tmp_path: Path)
                 assert figures["requests"] > 0, (key, target, figures)
                 assert figures["errors"] == 0, (key, target, figures["error_samples"])
 
+    assert 0 < report["admission"]["p50_us"] <= report["admission"]["p99_us"]
     table = tables[0].read_text()
+    assert "### Admission" in table
     assert "### Non-stream" in table
     assert "### Streaming" in table
