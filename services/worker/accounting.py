@@ -1,14 +1,21 @@
 """When a job ends: its usage counted per user, day, provider and model, and the tokens its admission
-reserved settled with what it really used, in one Lua call (``settle.lua``), once per job whoever asks.
+reserved settled with what it really used.
 
 The worker does this, not the API, because only the worker always sees the end: a client that hung up
 took its API relay with it, and a detached job ends long after. A job that failed before the provider
 reported any usage used nothing: its whole reservation comes back.
+
+The ledger adds jobs up in memory and writes the sums every ``interval`` (0.5 s) in one round trip, so a
+busy worker pays a few Redis commands per user and model each interval, not a script per job: one
+``HINCRBY`` per counter, and one refund per limit subject (``refund.lua``). Stopping writes what is left.
 """
 
+import asyncio
+import contextlib
 import importlib.resources
 import logging
 import time
+from collections import defaultdict
 
 import redis.asyncio as aioredis
 
@@ -16,44 +23,68 @@ from shared import keys
 from shared.events import Usage
 from shared.jobs import GenerationJob
 
-__all__ = ["USAGE_TTL", "Accounting", "usage_field"]
+__all__ = ["USAGE_TTL", "Ledger", "usage_field"]
 
 log = logging.getLogger("conduit.worker")
 
 #: how long a day's usage counters are kept (seconds)
 USAGE_TTL = 400 * 86400
-SETTLED_TTL = 86400
+_COUNTERS = ("requests", "prompt_tokens", "completion_tokens")
 
 
 def usage_field(provider: str, model: str, counter: str) -> str:
     return f"{provider}/{model}|{counter}"
 
 
-def today() -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime())
-
-
-class Accounting:
-    def __init__(self, redis: "aioredis.Redis") -> None:
-        self._script = redis.register_script(
-            importlib.resources.files("services.worker").joinpath("settle.lua").read_text()
+class Ledger:
+    def __init__(self, redis: "aioredis.Redis", interval: float = 0.5) -> None:
+        self._redis = redis
+        self._interval = interval
+        self._refund = redis.register_script(
+            importlib.resources.files("services.worker").joinpath("refund.lua").read_text()
         )
+        self._usage: defaultdict[tuple[str, str], defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._refunds: defaultdict[str, int] = defaultdict(int)
+        self._task: asyncio.Task[None] | None = None
 
-    async def settle(self, job: GenerationJob, usage: Usage | None, provider: str, model: str) -> None:
+    def add(self, job: GenerationJob, usage: Usage | None, provider: str, model: str) -> None:
+        """Count a finished job; written with the next flush."""
         prompt, completion = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+        counters = self._usage[(job.principal.user_id, time.strftime("%Y-%m-%d", time.gmtime()))]
+        counters[usage_field(provider, model, "requests")] += 1
+        counters[usage_field(provider, model, "prompt_tokens")] += prompt
+        counters[usage_field(provider, model, "completion_tokens")] += completion
         admission = job.admission
-        subject_keys = [keys.job_settled(job.id), keys.rate_tokens(admission.subject if admission else "-")]
-        args: list[str | int] = [
-            SETTLED_TTL,
-            admission.tokens_per_minute if admission else 0,
-            admission.reserved if admission else 0,
-            prompt + completion,
-            f"{provider}/{model}",  # the usage_field prefix
-            prompt,
-            completion,
-            USAGE_TTL,
-        ]
+        if admission is not None and admission.tokens_per_minute and admission.reserved != prompt + completion:
+            self._refunds[admission.subject] += admission.reserved - (prompt + completion)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush_soon(), name="usage-ledger")
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self._interval)
+        await self.flush()
+
+    async def flush(self) -> None:
+        usage, self._usage = self._usage, defaultdict(lambda: defaultdict(int))
+        refunds, self._refunds = self._refunds, defaultdict(int)
+        if not usage and not refunds:
+            return
         try:
-            await self._script(keys=[*subject_keys, keys.usage(job.principal.user_id, today())], args=args)
-        except Exception as exc:  # the answer is out already; a lost count is logged, not raised
-            log.warning("could not count the usage of job %s: %s", job.id, exc)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for (user, day), counters in usage.items():
+                    key = keys.usage(user, day)
+                    for field, value in counters.items():
+                        pipe.hincrby(key, field, value)
+                    pipe.expire(key, USAGE_TTL)
+                for subject, tokens in refunds.items():
+                    await self._refund(keys=[keys.rate_tokens(subject)], args=[tokens], client=pipe)
+                await pipe.execute()
+        except Exception as exc:  # the answers are out; lost counts are logged, not raised
+            log.warning("could not write the usage of %d users: %s", len(usage), exc)
+
+    async def aclose(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()

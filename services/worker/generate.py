@@ -62,7 +62,7 @@ class PipelineContext:
         streamers: dict[str, Streamer],
         cancel_requested: Callable[[GenerationJob], Awaitable[bool]] | None = None,
         watched: Callable[[GenerationJob], Awaitable[bool]] | None = None,
-        settle: Callable[[GenerationJob, Usage | None, str, str], Awaitable[None]] | None = None,
+        count: Callable[[GenerationJob, Usage | None, str, str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -73,8 +73,9 @@ class PipelineContext:
         self.cancel_requested = cancel_requested
         #: whether an API replica is relaying a resume of the job (its own reply channel may be silent)
         self.watched = watched
-        #: counts a finished job's usage and settles its admission (job, usage, provider, model)
-        self.settle = settle
+        #: counts a finished job's usage and settles its admission's token reservation (job, usage, provider,
+        #: model); the accounting's ledger
+        self.count = count
         #: set when the worker stops: jobs cancelled from then on end ``worker_lost``, not ``cancelled``
         self.shutting_down = False
 
@@ -277,18 +278,24 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     usage = _usage(job, outcome)
     if usage is not None:
         publisher.emit(usage)
-    published = await publisher.close(terminal)
-    if ctx.settle is not None:
-        await ctx.settle(job, usage, outcome.provider or job.provider, outcome.model or job.model)
-    if usage is not None and not isinstance(terminal, Done):
-        log.info(
-            "job %s %s after %d prompt + %d completion tokens%s",
-            job.id,
-            type(terminal).__name__.lower(),
-            usage.prompt_tokens,
-            usage.completion_tokens,
-            " (estimated)" if usage.estimated else "",
-        )
-    else:
-        log.info("job %s %s", job.id, type(terminal).__name__.lower())
+    provider, model = outcome.provider or job.provider, outcome.model or job.model
+    admission = job.admission
+    release = ("ZREM", keys.lease(admission.subject), job.id) if admission is not None and admission.lease else None
+    published = await publisher.close(terminal, release)  # the stream lease goes with the terminal event
+    if ctx.count is not None:
+        ctx.count(job, usage, provider, model)
+    principal = job.principal
+    tokens = "" if usage is None else f", {usage.prompt_tokens} + {usage.completion_tokens} tokens"
+    log.info(
+        "job %s %s (user %s, tier %s, key %s, %s/%s%s%s)",
+        job.id,
+        type(terminal).__name__.lower(),
+        principal.user_id,
+        principal.tier,
+        principal.key_id or "-",
+        provider,
+        model,
+        tokens,
+        " estimated" if usage is not None and usage.estimated else "",
+    )
     return published

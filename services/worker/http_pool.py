@@ -1,4 +1,4 @@
-"""The worker's httpx client, on a lean HTTP/1.1 transport of its own.
+"""The worker's lean HTTP/1.1 transport for httpx (the client on top: ``http_client.py``).
 
 httpx builds the requests, applies timeouts and maps nothing else; what carries the bytes is ``LeanTransport``
 (an ``httpx.AsyncBaseTransport``), not httpcore. Profiles of a busy worker showed httpcore's machinery as the
@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator
 import httptools
 import httpx
 
-__all__ = ["LeanTransport", "upstream_client"]
+__all__ = ["MAX_BUFFER", "LeanTransport"]
 
 MAX_BUFFER = 256 * 1024  # body bytes buffered before the socket is paused
 _Key = tuple[str, str, int]
@@ -383,8 +383,3 @@ class LeanTransport(httpx.AsyncBaseTransport):
         for stack in stacks.values():
             for connection in stack:
                 self._discard(connection)
-
-
-def upstream_client(timeout: httpx.Timeout, limits: httpx.Limits) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` for provider calls: no proxies from the environment, no redirects."""
-    return httpx.AsyncClient(timeout=timeout, transport=LeanTransport(limits), trust_env=False, follow_redirects=False)

@@ -19,6 +19,7 @@ while the upstream is silent); it decides whether the job stops.
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -38,6 +39,8 @@ __all__ = ["EventSink", "JobPublisher", "RedisSink"]
 
 #: replay-log entries kept per job (a flush each: a paced answer of 10,000 tokens still resumes from its start)
 LOG_MAXLEN = 10_000
+
+log = logging.getLogger("conduit.worker")
 
 E = TypeVar("E", bound=Event)
 T = TypeVar("T", bound=Done | Failed)
@@ -63,6 +66,9 @@ class Flush(NamedTuple):
     name_key: str = ""
     #: (re)set the TTL of the log (on the first and the last flush, not on every one)
     expire: bool = False
+    #: one more command after the flush's own (the job's settlement, with its terminal event); its failure
+    #: is logged, and does not fail the flush
+    after: tuple[Any, ...] | None = None
 
 
 class _Waiting(NamedTuple):
@@ -128,6 +134,10 @@ class RedisSink:
                 raise
             return
         for waiting, position in zip(batch, publishes, strict=True):
+            if waiting.flush.after is not None and isinstance(results[position.stop], Exception):
+                log.warning(
+                    "job %s: %s failed: %s", waiting.flush.job_id, waiting.flush.after[0], results[position.stop]
+                )
             if waiting.done.done():
                 continue
             failed = next((r for r in results[position.start : position.stop] if isinstance(r, Exception)), None)
@@ -138,22 +148,25 @@ class RedisSink:
                 waiting.done.set_result(int(receivers))
 
     def _commands(self, flushes: list[Flush]) -> tuple[list[tuple[Any, ...]], list[slice]]:
-        """The commands of every flush, and the slice of each flush's replies (its PUBLISH first)."""
+        """The commands of every flush, and the slice of each flush's own replies (its PUBLISH first; its
+        ``after`` command's reply right behind them)."""
         commands: list[tuple[Any, ...]] = []
         positions: list[slice] = []
-        for job_id, reply_to, payload, last_seq, record, name_key, expire in flushes:
+        for job_id, reply_to, payload, last_seq, record, name_key, expire, after in flushes:
             start = len(commands)
-            log = keys.job_log(job_id)
+            log_key = keys.job_log(job_id)
             if reply_to:
                 commands.append(("PUBLISH", reply_to, frame_reply(job_id, payload)))
-            commands.append(("XADD", log, "MAXLEN", "~", LOG_MAXLEN, log_entry_id(last_seq), "e", payload))
+            commands.append(("XADD", log_key, "MAXLEN", "~", LOG_MAXLEN, log_entry_id(last_seq), "e", payload))
             if record is not None:
                 commands.append(("SET", keys.job_record(job_id), record, "EX", self._record_ttl))
                 if name_key:
                     commands.append(("EXPIRE", name_key, self._record_ttl))
             if expire:
-                commands.append(("EXPIRE", log, self._ttl))
+                commands.append(("EXPIRE", log_key, self._ttl))
             positions.append(slice(start, len(commands)))
+            if after is not None:
+                commands.append(after)
         return commands, positions
 
     async def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
@@ -219,6 +232,7 @@ class JobPublisher:
         self._on_gone = on_gone
         self._record = record
         self._name_key = name_key
+        self._after: tuple[Any, ...] | None = None
         self._orphan_grace = orphan_grace
         self._unheard_since = 0.0  # when flushes started reaching nobody (0: the last one was heard)
         self._job_id = job_id
@@ -260,10 +274,12 @@ class JobPublisher:
         self._wake.set()
         return numbered
 
-    async def close(self, terminal: T) -> T:
-        """Queue the terminal event, wait until everything is flushed, return it as numbered."""
+    async def close(self, terminal: T, after: tuple[Any, ...] | None = None) -> T:
+        """Queue the terminal event, wait until everything is flushed, return it as numbered; ``after`` is a
+        command sent with it (in the same round trip)."""
         if not is_terminal(terminal):
             raise ValueError(f"close() takes a terminal event, not {type(terminal).__name__}")
+        self._after = after
         numbered = self.emit(terminal)
         self._closed = True
         await asyncio.shield(self._task)  # the flusher may be sending other jobs' events too: never cancel it
@@ -296,6 +312,7 @@ class JobPublisher:
             if batch:
                 first = self.receivers == -1
                 record, self._record = self._record, None
+                after = self._after if is_terminal(batch[-1]) else None
                 flush = Flush(
                     self._job_id,
                     self._reply_to,
@@ -304,6 +321,7 @@ class JobPublisher:
                     record,
                     self._name_key if record is not None else "",
                     first or self._closed,
+                    after,
                 )
                 self.receivers = await self._sink.send(flush)
                 self.last_flush = time.monotonic()

@@ -26,9 +26,9 @@ import uvloop
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from services.worker.accounting import Accounting
+from services.worker.accounting import Ledger
 from services.worker.generate import PipelineContext, run_job
-from services.worker.http_pool import upstream_client
+from services.worker.http_client import upstream_client
 from services.worker.providers.registry import build_streamers
 from services.worker.publisher import RedisSink
 from services.worker.settings import WorkerSettings
@@ -84,6 +84,7 @@ class WorkerRuntime:
                 keepalive_expiry=30,
             ),
         )
+        self.ledger = Ledger(self.redis)
         self.sink = RedisSink(self.redis, settings.log_ttl, settings.total_timeout + settings.log_ttl)
         self.context = PipelineContext(
             settings,
@@ -93,7 +94,7 @@ class WorkerRuntime:
             build_streamers(settings.echo_delay),
             self._cancel_requested,
             self._watched,
-            Accounting(self.redis).settle,
+            self.ledger.add,
         )
         self._tasks = [
             asyncio.create_task(self._listen_for_cancels(), name="cancel-listener"),
@@ -236,6 +237,7 @@ class WorkerRuntime:
         except Exception as exc:
             log.warning("could not withdraw worker presence: %s", exc)
         await self.client.aclose()
+        await self.ledger.aclose()
         await self.sink.aclose()
         await self.redis.aclose()
 

@@ -14,7 +14,7 @@ import pytest
 
 from shared import keys
 from tests.fakes.upstream import FakeUpstream, Reply
-from tests.harness import ROOT, ApiProcess, auth
+from tests.harness import ROOT, ApiProcess, auth, token
 from tests.stack import Stack, own_stack
 from tests.streams import watch
 
@@ -174,7 +174,7 @@ async def test_tokens_per_minute_are_reserved_at_admission_and_settled_with_the_
         assert first.headers["x-ratelimit-limit-tokens"] == "1000"
         reserved_left = int(first.headers["x-ratelimit-remaining-tokens"])
         assert reserved_left <= 1000 - 600
-        await asyncio.sleep(0.3)  # the worker settles after its last flush
+        await asyncio.sleep(0.8)  # the worker settles within its ledger interval (0.5 s)
         again = await client.post(url, json={**CHAT, "max_tokens": 600}, headers=auth(user="tpm"))
         assert again.status_code == 200  # the first job used ~15 tokens, not 600: the rest came back
         used = first.json()["usage"]["total_tokens"]
@@ -248,7 +248,7 @@ def test_usage_is_counted_per_user_day_and_model(two_apis: tuple[Stack, ApiProce
         response = httpx.post(f"{base}/v1/chat/completions", json=CHAT, headers=auth(user="counted"), timeout=30)
         assert response.status_code == 200
         answers.append(response.json()["usage"])
-    time.sleep(0.3)
+    time.sleep(0.8)  # the worker writes its ledger every 0.5 s
     report = httpx.get(f"{second.base_url}/v1/usage", headers=auth(user="counted"), timeout=30).json()
     today = report["days"][0]
     assert report["user"] == "counted"
@@ -289,3 +289,31 @@ def test_the_free_tier_gets_403_on_every_generation_endpoint_and_may_list_models
         assert response.status_code == 403, path
         assert "Pro or Enterprise" in response.text
     assert httpx.get(f"{stack.url}/v1/models", headers=auth("free"), timeout=30).status_code == 200
+
+
+def test_the_principal_reaches_the_job_and_the_logs_but_never_the_credential(
+    two_apis: tuple[Stack, ApiProcess],
+) -> None:
+    stack, second = two_apis
+    secret = _conduit(stack, "keys", "create", "--user", "logged", "--tier", "pro").stdout.strip()
+    bearer = token(user="logged-jwt")
+    for credential in (secret, bearer):
+        answered = httpx.post(
+            f"{stack.url}/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {credential}"}, timeout=30
+        )
+        assert answered.status_code == 200
+    time.sleep(0.8)  # the worker writes its ledger every 0.5 s
+    key_id = next(
+        line.split()[0] for line in _conduit(stack, "keys", "list", "--user", "logged").stdout.splitlines()[1:]
+    )
+    worker_log = stack.worker.log.read_text()
+    assert f"user logged, tier pro, key {key_id}" in worker_log
+    assert "user logged-jwt, tier pro, key -" in worker_log
+    redis = stack.redis.client()
+    stored = b"".join((redis.dump(name) or b"") for name in redis.scan_iter("*") if redis.type(name) != b"none")
+    for place, text in {
+        "worker log": worker_log,
+        "API log": stack.api.log.read_text() + second.log.read_text(),
+    }.items():
+        assert secret not in text and bearer not in text, place
+    assert secret.encode() not in stored and bearer.encode() not in stored

@@ -92,12 +92,18 @@ class JobRun(EventRelay):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._gateway.hub.unregister(self.job.id)
-        with anyio.CancelScope(shield=True):  # the client may be gone: the cancel must still go out
-            if not self.finished and not self.handed_off and self.job.on_disconnect == "cancel":
-                await self.cancel()
-            await self._release_lease()
+        cancel = not self.finished and not self.handed_off and self.job.on_disconnect == "cancel"
+        release = not self.started  # a started job's lease is released by its worker when it ends
+        if cancel or release:
+            with anyio.CancelScope(shield=True):  # the client may be gone: the cancel must still go out
+                if cancel:
+                    await self.cancel()
+                if release:
+                    await self._release_lease()
 
     async def _release_lease(self) -> None:
+        """For a job no worker started (no worker came, or it could not be enqueued); a worker that took it
+        later finds no lease to release."""
         admission = self.job.admission
         if admission is not None and admission.lease:
             try:

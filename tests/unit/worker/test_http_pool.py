@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from services.worker.http_pool import upstream_client
+from services.worker.http_client import upstream_client
 from services.worker.providers.base import FinishPiece, Piece, Target, TextPiece, UsagePiece
 from services.worker.providers.registry import build_streamers
 from shared.catalog import ProviderSpec
@@ -53,6 +53,7 @@ class Upstream:
         self.active = 0
         self.peak_active = 0
         self.requests: list[str] = []
+        self.sent_cookies: list[bool] = []  # per request: did the client send a cookie header?
         self._writers: list[asyncio.StreamWriter] = []
         self._handlers: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
@@ -121,6 +122,7 @@ class Upstream:
         if length:
             await reader.readexactly(length)
         self.requests.append(f"{method} {path}")
+        self.sent_cookies.append(any(line.lower().startswith("cookie:") for line in lines[1:]))
         self.active += 1
         self.peak_active = max(self.peak_active, self.active)
         try:
@@ -134,7 +136,10 @@ class Upstream:
                 if path == "/slow":
                     await asyncio.sleep(SLOW)
                 body = path.encode()
-                head_out = f"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {len(body)}\r\n\r\n"
+                head_out = (
+                    f"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nset-cookie: session=abc; Path=/\r\n"
+                    f"content-length: {len(body)}\r\n\r\n"
+                )
                 writer.write(head_out.encode() + body)
                 await writer.drain()
         finally:
@@ -416,3 +421,11 @@ async def test_openai_compat_stream_whose_body_never_ends_still_completes(upstre
 
         assert upstream.accepted == 2  # that connection could not be reused: closed, a new one opened
         await wait_for(lambda: upstream.open == 0)
+
+
+async def test_cookies_a_provider_sets_are_never_sent_back(upstream):
+    async with _client() as client:
+        for _ in range(2):
+            response = await client.get(f"{upstream.url}/plain")
+            assert response.headers["set-cookie"].startswith("session=")
+    assert upstream.sent_cookies == [False, False]  # one user's cookie never rides on another's call

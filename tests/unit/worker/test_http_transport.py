@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from services.worker.http_pool import MAX_BUFFER, upstream_client
+from services.worker.http_client import upstream_client
+from services.worker.http_pool import MAX_BUFFER
 
 pytestmark = pytest.mark.anyio
 
