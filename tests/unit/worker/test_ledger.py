@@ -1,8 +1,6 @@
 """The worker's usage ledger against a real redis-server: sums per user, day and model, refunds per subject."""
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -11,20 +9,8 @@ from services.worker.accounting import Ledger
 from shared import keys
 from shared.events import Usage
 from shared.jobs import Admission, ChatMessage, GenerationJob, Principal
-from tests.harness import RedisServer
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[aioredis.Redis]:
-    server = RedisServer(tmp_path)
-    redis = aioredis.Redis.from_url(server.url, socket_timeout=5)
-    try:
-        yield redis
-    finally:
-        await redis.aclose()
-        server.stop()
 
 
 def _job(user: str, admission: Admission | None = None) -> GenerationJob:

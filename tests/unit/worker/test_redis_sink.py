@@ -1,8 +1,6 @@
 """The worker's Redis sink against a real redis-server: group commit, replay logs, reconnecting."""
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import cast
 
 import pytest
@@ -11,7 +9,6 @@ import redis.asyncio as aioredis
 from services.worker.publisher import LOG_MAXLEN, Flush, RedisSink
 from shared import keys
 from shared.codec import split_reply
-from tests.harness import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -19,17 +16,6 @@ pytestmark = pytest.mark.anyio
 async def _log(client: aioredis.Redis, job_id: str) -> list[bytes]:
     entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await client.xrange(keys.job_log(job_id)))
     return [fields[b"e"] for _, fields in entries]
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[aioredis.Redis]:
-    server = RedisServer(tmp_path)
-    redis = aioredis.Redis.from_url(server.url, socket_timeout=5)
-    try:
-        yield redis
-    finally:
-        await redis.aclose()
-        server.stop()
 
 
 async def test_flushes_of_many_jobs_reach_the_channel_and_the_replay_logs(client: aioredis.Redis) -> None:
