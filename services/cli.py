@@ -102,13 +102,16 @@ async def _keys(args: argparse.Namespace) -> int:
             print(f"conduit: key {record.id} for {record.user} ({record.tier}); shown once:", file=sys.stderr)
             print(secret)
         elif args.keys_command == "list":
-            print(f"{'id':<21} {'user':<16} {'tier':<10} {'name':<16} {'created':<20} {'expires':<20} {'state':<8}")
+            print(
+                f"{'id':<21} {'user':<16} {'tier':<10} {'name':<16} {'created':<20} {'expires':<20} "
+                f"{'last used':<20} {'state':<8}"
+            )
             now = time.time()
             for key in await store.list(args.user):
                 state = "revoked" if key.revoked else ("expired" if not key.usable(now) else "active")
                 print(
                     f"{key.id:<21} {key.user:<16} {key.tier:<10} {key.name or '-':<16} {_when(key.created):<20} "
-                    f"{_when(key.expires):<20} {state:<8}"
+                    f"{_when(key.expires):<20} {_when(key.last_used):<20} {state:<8}"
                 )
         else:
             revoked = await store.revoke(args.key_id)

@@ -8,6 +8,7 @@ __all__ = [
     "PREFIX",
     "WORKERS",
     "api_key",
+    "api_key_used",
     "job_cancel",
     "job_log",
     "job_name",
@@ -38,6 +39,11 @@ API_KEYS = f"{PREFIX}apikeys"
 def api_key(digest: str) -> str:
     """An API key's record, by the SHA-256 of its secret (the secret itself is never stored)."""
     return f"{PREFIX}apikey:{digest}"
+
+
+def api_key_used(digest: str) -> str:
+    """When an API key was last used (unix time), beside its record."""
+    return f"{PREFIX}apikey:{digest}:used"
 
 
 def rate_requests(subject: str) -> str:

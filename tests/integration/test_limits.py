@@ -201,7 +201,9 @@ def test_api_keys_work_until_revoked_or_expired_on_every_replica(two_apis: tuple
     via_header = httpx.post(f"{stack.url}/v1/chat/completions", json=CHAT, headers={"x-api-key": secret}, timeout=30)
     assert via_header.status_code == 200
     listed = _conduit(stack, "keys", "list", "--user", "keyholder")
-    key_id = listed.stdout.splitlines()[1].split()[0]
+    row = listed.stdout.splitlines()[1]
+    key_id = row.split()[0]
+    assert row.count(" UTC") == 2  # created, and last used (it never expires)
     assert "active" in listed.stdout and "ci" in listed.stdout and secret not in listed.stdout
     assert _conduit(stack, "keys", "revoke", key_id).returncode == 0
     for base in (stack.url, second.base_url):

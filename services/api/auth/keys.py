@@ -1,9 +1,10 @@
 """API keys: ``sk-conduit-…`` secrets shown once; Redis keeps only their SHA-256, with whose key it is.
 
 A key's record (``conduit:apikey:<sha256>``) holds its id, user, tier, name, creation and expiry times,
-revocation time, last use and limits of its own; ``conduit:apikeys`` maps ids to hashes for listing and
-revoking. Every request with a key reads its record, so a revoked or expired key is refused at once, on
-every replica. The last use is written at most once a minute per key, not on every request.
+revocation time and limits of its own; ``conduit:apikeys`` maps ids to hashes for listing and revoking.
+Every request with a key reads its record, so a revoked or expired key is refused at once, on every
+replica. Its last use is a key of its own, written at most once a minute per key and API process (never
+the record: a write racing a revocation must not undo it).
 """
 
 import hashlib
@@ -34,8 +35,9 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     expires: float = 0.0
     #: unix time it was revoked; 0 = not revoked
     revoked: float = 0.0
-    last_used: float = 0.0
     limits: Limits = Limits()
+    #: filled in by ``KeyStore.list`` (kept beside the record)
+    last_used: float = 0.0
 
     def usable(self, now: float) -> bool:
         return not self.revoked and (not self.expires or now < self.expires)
@@ -56,6 +58,7 @@ def key_hash(secret: str) -> str:
 class KeyStore:
     def __init__(self, redis: "aioredis.Redis") -> None:
         self._redis = redis
+        self._touched: dict[str, float] = {}  # key id -> when this process last wrote its last use
 
     async def create(
         self, user: str, tier: str, name: str = "", expires: float = 0.0, limits: Limits | None = None
@@ -83,17 +86,24 @@ class KeyStore:
         return None if raw is None else _DECODE(raw)
 
     async def touch(self, secret: str, record: ApiKey, now: float) -> None:
-        """Record a use, at most once a minute."""
-        if now - record.last_used >= TOUCH_EVERY:
-            updated = msgspec.structs.replace(record, last_used=now)
-            await self._redis.set(keys.api_key(key_hash(secret)), _ENCODE(updated), xx=True)
+        """Record a use, at most once a minute (per API process)."""
+        if now - self._touched.get(record.id, 0.0) >= TOUCH_EVERY:
+            self._touched[record.id] = now
+            if len(self._touched) > 100_000:  # noqa: PLR2004 - bounded: forget the oldest
+                del self._touched[next(iter(self._touched))]
+            await self._redis.set(keys.api_key_used(key_hash(secret)), str(now))
 
     async def list(self, user: str | None = None) -> list[ApiKey]:
-        digests = cast(dict[bytes, bytes], await self._redis.hgetall(keys.API_KEYS))
+        digests = [d.decode() for d in cast(dict[bytes, bytes], await self._redis.hgetall(keys.API_KEYS)).values()]
         if not digests:
             return []
-        raws = cast(list[bytes | None], await self._redis.mget([keys.api_key(d.decode()) for d in digests.values()]))
-        found = [_DECODE(raw) for raw in raws if raw is not None]
+        raws = cast(list[bytes | None], await self._redis.mget([keys.api_key(d) for d in digests]))
+        used = cast(list[bytes | None], await self._redis.mget([keys.api_key_used(d) for d in digests]))
+        found = [
+            msgspec.structs.replace(_DECODE(raw), last_used=float(when or 0))
+            for raw, when in zip(raws, used, strict=True)
+            if raw is not None
+        ]
         return sorted((k for k in found if user is None or k.user == user), key=lambda k: k.created)
 
     async def revoke(self, key_id: str) -> ApiKey | None:
