@@ -71,6 +71,7 @@ def test_many_reconnects_lose_and_repeat_nothing(stack: Stack) -> None:
     whole = sse_frames(_resume(stack.url, job_id, None).text)
     assert got == whole  # no gap, no duplicate, in order
     assert reconnects >= 5
+    print(f"\nresumed {reconnects} times: {len(whole)} frames, 0 gaps, 0 duplicates")
 
 
 def test_a_stream_of_another_user_or_of_no_job_is_a_404_and_a_bad_id_a_400(stack: Stack) -> None:
