@@ -41,6 +41,20 @@ def own_stack(
             process.stop()
 
 
+@contextlib.contextmanager
+def two_api_stack(
+    logs: Path, fake: FakeUpstream, worker_env: dict[str, str] | None = None, api_env: dict[str, str] | None = None
+) -> Iterator[tuple[Stack, ApiProcess]]:
+    """``own_stack`` with a second API process on the same Redis (the same settings): two replicas."""
+    with own_stack(logs, fake, worker_env, api_env) as stack:
+        second = ApiProcess(logs, stack.redis.url, api_env)
+        try:
+            second.wait_ready()
+            yield stack, second
+        finally:
+            second.stop()
+
+
 @pytest.fixture(scope="session")
 def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("stack")

@@ -16,7 +16,7 @@ import pytest
 
 from tests.fakes.upstream import FakeUpstream, Reply
 from tests.harness import ApiProcess, auth, sse_frames
-from tests.stack import Stack, own_stack
+from tests.stack import Stack, own_stack, two_api_stack
 from tests.streams import Seen, openai_text, watch
 
 pytestmark = pytest.mark.anyio
@@ -163,13 +163,8 @@ async def test_a_client_that_stops_reading_holds_no_memory_nor_slows_the_others_
 @pytest.fixture
 def two_apis(tmp_path: Path, fake: FakeUpstream) -> Iterator[tuple[Stack, ApiProcess]]:
     env = {"CONDUIT_SHUTDOWN_GRACE": "1.5", "CONDUIT_HEARTBEAT_INTERVAL": "1"}
-    with own_stack(tmp_path, fake, api_env=env, worker_env={"CONDUIT_ORPHAN_GRACE": "3"}) as stack:
-        second = ApiProcess(tmp_path, stack.redis.url)
-        try:
-            second.wait_ready()
-            yield stack, second
-        finally:
-            second.stop()
+    with two_api_stack(tmp_path, fake, api_env=env, worker_env={"CONDUIT_ORPHAN_GRACE": "3"}) as pair:
+        yield pair
 
 
 async def test_an_api_stopped_with_sigterm_lets_short_streams_finish_and_hands_long_ones_over(

@@ -15,7 +15,7 @@ import pytest
 from shared import keys
 from tests.fakes.upstream import FakeUpstream, Reply
 from tests.harness import ROOT, ApiProcess, auth, token
-from tests.stack import Stack, own_stack
+from tests.stack import Stack, two_api_stack
 from tests.streams import watch
 
 pytestmark = pytest.mark.anyio
@@ -45,13 +45,8 @@ def _conduit(stack: Stack, *argv: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def two_apis(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> Iterator[tuple[Stack, ApiProcess]]:
     logs: Path = tmp_path_factory.mktemp("limits")
-    with own_stack(logs, fake, api_env=LIMITS) as stack:
-        second = ApiProcess(logs, stack.redis.url, LIMITS)
-        try:
-            second.wait_ready()
-            yield stack, second
-        finally:
-            second.stop()
+    with two_api_stack(logs, fake, api_env=LIMITS) as pair:
+        yield pair
 
 
 async def test_two_api_processes_admit_exactly_the_limit_and_forwarded_for_changes_nothing(
@@ -98,13 +93,8 @@ def leased(tmp_path: Path, fake: FakeUpstream) -> Iterator[tuple[Stack, ApiProce
         "CONDUIT_LEASE_TTL": "2",
         "CONDUIT_HEARTBEAT_INTERVAL": "0.5",
     }
-    with own_stack(tmp_path, fake, api_env=env) as stack:
-        second = ApiProcess(tmp_path, stack.redis.url, env)
-        try:
-            second.wait_ready()
-            yield stack, second
-        finally:
-            second.stop()
+    with two_api_stack(tmp_path, fake, api_env=env) as pair:
+        yield pair
 
 
 def _slow(fake: FakeUpstream, count: int = 1, seconds: float = 2.0) -> None:

@@ -12,7 +12,7 @@ import pytest
 from shared import keys
 from tests.fakes.upstream import FakeUpstream, Reply
 from tests.harness import ApiProcess, FrameReader, auth, sse_frames
-from tests.stack import Stack, own_stack
+from tests.stack import Stack, two_api_stack
 
 TOKENS = [f" w{i}" for i in range(40)]
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "count"}], "stream": True}
@@ -131,13 +131,8 @@ def test_an_invalid_disconnect_policy_is_a_400(stack: Stack) -> None:
 @pytest.fixture(scope="module")
 def two_apis(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> Iterator[tuple[Stack, ApiProcess]]:
     logs: Path = tmp_path_factory.mktemp("two-apis")
-    with own_stack(logs, fake, worker_env={"CONDUIT_ORPHAN_GRACE": "1"}) as stack:
-        second = ApiProcess(logs, stack.redis.url)
-        try:
-            second.wait_ready()
-            yield stack, second
-        finally:
-            second.stop()
+    with two_api_stack(logs, fake, worker_env={"CONDUIT_ORPHAN_GRACE": "1"}) as pair:
+        yield pair
 
 
 def test_a_stream_whose_api_process_was_killed_finishes_on_another_replica(
