@@ -4,6 +4,7 @@ import hashlib
 
 __all__ = [
     "API_KEYS",
+    "USAGE_COUNTERS",
     "CANCEL_CHANNEL",
     "PREFIX",
     "WORKERS",
@@ -19,7 +20,7 @@ __all__ = [
     "rate_tokens",
     "replies",
     "usage",
-    "job_settled",
+    "usage_field",
     "worker_info",
 ]
 
@@ -62,14 +63,18 @@ def lease(subject: str) -> str:
     return f"{PREFIX}lease:{subject}"
 
 
+#: the counters of a usage hash, per provider and model
+USAGE_COUNTERS = ("requests", "prompt_tokens", "completion_tokens")
+
+
 def usage(user_id: str, day: str) -> str:
-    """Hash of a user's usage on a UTC day (``YYYY-MM-DD``): ``<provider>/<model>|<counter>`` -> count."""
+    """Hash of a user's usage on a UTC day (``YYYY-MM-DD``): ``usage_field(...)`` -> count."""
     return f"{PREFIX}usage:{user_id}:{day}"
 
 
-def job_settled(job_id: str) -> str:
-    """Set once a job's usage was counted and its token reservation settled (has a TTL)."""
-    return f"{PREFIX}job:{job_id}:settled"
+def usage_field(provider: str, model: str, counter: str) -> str:
+    """A field of a usage hash: the worker counts into it, the API reads it back (split at the last ``|``)."""
+    return f"{provider}/{model}|{counter}"
 
 
 def replies(replica: str) -> str:

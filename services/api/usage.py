@@ -22,8 +22,6 @@ from shared.jobs import Principal
 
 __all__ = ["ROUTES", "read_usage"]
 
-_COUNTERS = ("requests", "prompt_tokens", "completion_tokens")
-
 
 def _days(count: int, now: float) -> list[str]:
     return [time.strftime("%Y-%m-%d", time.gmtime(now - 86400 * back)) for back in range(count)]
@@ -42,10 +40,12 @@ async def read_usage(redis: "aioredis.Redis", user_id: str, days: int = 7) -> di
         for field, value in fields.items():
             name, _, counter = field.decode().rpartition("|")
             provider, _, model = name.partition("/")
-            entry = models.setdefault(name, {"provider": provider, "model": model, **dict.fromkeys(_COUNTERS, 0)})
+            entry = models.setdefault(
+                name, {"provider": provider, "model": model, **dict.fromkeys(keys.USAGE_COUNTERS, 0)}
+            )
             entry[counter] = int(value)
         rows = sorted(models.values(), key=lambda row: (row["provider"], row["model"]))
-        totals = {counter: sum(row[counter] for row in rows) for counter in _COUNTERS}
+        totals = {counter: sum(row[counter] for row in rows) for counter in keys.USAGE_COUNTERS}
         out.append({"date": date, **totals, "models": rows})
     return {"object": "usage", "user": user_id, "days": out}
 

@@ -23,17 +23,12 @@ from shared import keys
 from shared.events import Usage
 from shared.jobs import GenerationJob
 
-__all__ = ["USAGE_TTL", "Ledger", "usage_field"]
+__all__ = ["USAGE_TTL", "Ledger"]
 
 log = logging.getLogger("conduit.worker")
 
 #: how long a day's usage counters are kept (seconds)
 USAGE_TTL = 400 * 86400
-_COUNTERS = ("requests", "prompt_tokens", "completion_tokens")
-
-
-def usage_field(provider: str, model: str, counter: str) -> str:
-    return f"{provider}/{model}|{counter}"
 
 
 class Ledger:
@@ -51,9 +46,8 @@ class Ledger:
         """Count a finished job; written with the next flush."""
         prompt, completion = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
         counters = self._usage[(job.principal.user_id, time.strftime("%Y-%m-%d", time.gmtime()))]
-        counters[usage_field(provider, model, "requests")] += 1
-        counters[usage_field(provider, model, "prompt_tokens")] += prompt
-        counters[usage_field(provider, model, "completion_tokens")] += completion
+        for counter, value in zip(keys.USAGE_COUNTERS, (1, prompt, completion), strict=True):
+            counters[keys.usage_field(provider, model, counter)] += value
         admission = job.admission
         if admission is not None and admission.tokens_per_minute and admission.reserved != prompt + completion:
             self._refunds[admission.subject] += admission.reserved - (prompt + completion)

@@ -45,9 +45,9 @@ async def read_log(redis: "aioredis.Redis", job_id: str, after_seq: int) -> list
 
 
 class EventRelay:
-    def __init__(self, settings: ApiSettings, drain: Drain | None = None) -> None:
+    def __init__(self, settings: ApiSettings, drain: Drain) -> None:
         self._settings = settings
-        self._drain = drain or Drain()
+        self._drain = drain
         #: ended by the shutdown: the job goes on, for a resume elsewhere
         self.handed_off = False
         self._ready: collections.deque[Event] = collections.deque()

@@ -45,18 +45,18 @@ class Gateway:
         redis: "aioredis.Redis",
         hub: PubSubHub,
         jobs: JobQueue,
-        blocking: "aioredis.Redis | None" = None,
-        drain: Drain | None = None,
-        limiter: "RedisLimiter | None" = None,
+        blocking: "aioredis.Redis",
+        drain: Drain,
+        limiter: RedisLimiter,
     ) -> None:
         self.settings = settings
-        self.drain = drain or Drain()
-        self.limiter = limiter or RedisLimiter(redis, settings.lease_ttl)
+        self.drain = drain
+        self.limiter = limiter
         self.redis = redis
         self.hub = hub
         self.jobs = jobs
         #: for blocking reads (XREAD BLOCK of resumed streams): a pool of its own, no read timeout
-        self.blocking = blocking or redis
+        self.blocking = blocking
 
 
 LOST_REDIS = "the gateway lost its connection to Redis; retry, or resume the stream with Last-Event-ID"
