@@ -30,7 +30,11 @@ log = logging.getLogger("conduit.api")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 #: the response header naming the job, for ``GET /v1/streams/{job_id}``
 JOB_HEADER = "x-conduit-job-id"
-PING = b": ping\n\n"
+#: a keep-alive: a comment line with no blank line after it. A comment followed by a blank line ends an event
+#: block, and decoders that keep the last event id across events (openai-python's, as the SSE spec says)
+#: dispatch that block as an event with empty data once an ``id:`` was seen, which the SDK then fails to
+#: parse as JSON. Without the blank line the comment joins the next frame's block, where it is ignored.
+PING = b": ping\n"
 _ID = re.compile(r"^(\d{1,18})(?:\.(\d{1,6}))?$")
 
 

@@ -8,7 +8,6 @@ a cancelled job. ``conduit usage --user ID`` prints the same for any user.
 import time
 from typing import Annotated, Any, cast
 
-import msgspec
 import redis.asyncio as aioredis
 from litestar import Request, Response, get
 from litestar.datastructures import State
@@ -16,6 +15,7 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from services.api.auth.deps import provide_principal
+from services.api.wire import encode_json
 from shared import keys
 from shared.errors import UnavailableError
 from shared.jobs import Principal
@@ -63,7 +63,7 @@ async def usage(
         body = await read_usage(request.app.state.redis, principal.user_id, days)
     except Exception as exc:
         raise UnavailableError("the gateway cannot reach Redis; try again shortly") from exc
-    return Response(msgspec.json.encode(body), media_type="application/json")
+    return Response(encode_json(body), media_type="application/json")
 
 
 ROUTES = [usage]

@@ -68,7 +68,8 @@ def test_token_stream_frames_are_lf_terminated_id_and_data_lines(name):
 
 
 def test_text_delta_encodes_one_token_payload():
-    assert TokenEncoder().encode(TextDelta(seq=1, text="a\u2028b")) == ['{"token":"a\u2028b"}'.encode()]
+    assert TokenEncoder().encode(TextDelta(seq=1, text="a b")) == [b'{"token":"a b"}']
+    assert TokenEncoder().encode(TextDelta(seq=1, text="a\u2028b")) == [b'{"token":"a\\u2028b"}']  # escaped
 
 
 def test_done_encodes_only_done_marker():

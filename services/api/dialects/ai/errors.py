@@ -1,8 +1,7 @@
 """The simple AI API's error body: ``{"detail": message, "code": code}`` (plus ``param`` for bad input)."""
 
-import msgspec
-
 from services.api.errors import GatewayProblem
+from services.api.wire import encode_json
 
 __all__ = ["error_object", "render_error"]
 
@@ -15,4 +14,4 @@ def error_object(code: str, message: str, param: str | None = None) -> dict[str,
 
 
 def render_error(problem: GatewayProblem) -> bytes:
-    return msgspec.json.encode(error_object(problem.code, problem.message, problem.param))
+    return encode_json(error_object(problem.code, problem.message, problem.param))

@@ -3,9 +3,8 @@
 The encoder gives each event's ``data`` payloads; ``services.api.sse`` frames them (with their ``id:``).
 """
 
-import msgspec
-
 from services.api.dialects.ai.errors import error_object
+from services.api.wire import encode_json
 from shared.events import Done, Event, Failed, TextDelta
 from shared.jobs import StreamView
 
@@ -22,10 +21,10 @@ class TokenEncoder:
     def encode(self, event: Event) -> list[bytes]:
         match event:
             case TextDelta(text=text):
-                return [b'{"token":' + msgspec.json.encode(text) + b"}"]
+                return [b'{"token":' + encode_json(text) + b"}"]
             case Done():
                 return [DONE]
             case Failed(code=code, message=message):
-                return [msgspec.json.encode({"error": error_object(code, message)}), DONE]
+                return [encode_json({"error": error_object(code, message)}), DONE]
             case _:
                 return []

@@ -2,10 +2,9 @@
 
 from typing import Any
 
-import msgspec
-
 from services.api.dialects.ai.schemas import AiChatRequest, AiCompletionRequest
 from services.api.generation import Answer
+from services.api.wire import encode_json
 from shared.catalog import Catalog, resolve_model
 from shared.jobs import ChatMessage, SamplingParams
 
@@ -44,4 +43,4 @@ def answer_body(field: str, model: str, answer: Answer) -> bytes:
         "model": answer.model or model,
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
     }
-    return msgspec.json.encode(body)
+    return encode_json(body)

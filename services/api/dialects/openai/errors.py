@@ -1,8 +1,7 @@
 """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}`` (all four keys, always)."""
 
-import msgspec
-
 from services.api.errors import GatewayProblem
+from services.api.wire import encode_json
 from shared.errors import ErrorCode
 
 __all__ = ["error_object", "render_error"]
@@ -38,4 +37,4 @@ def error_object(status: int, code: str, message: str, param: str | None = None)
 
 
 def render_error(problem: GatewayProblem) -> bytes:
-    return msgspec.json.encode({"error": error_object(problem.status, problem.code, problem.message, problem.param)})
+    return encode_json({"error": error_object(problem.status, problem.code, problem.message, problem.param)})

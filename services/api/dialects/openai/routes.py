@@ -16,6 +16,7 @@ from services.api.dialects.openai.translate import chat_body, completion_body, t
 from services.api.generation import Rendering, collect, open_stream, prepare_job, stream_body
 from services.api.openapi import documented_body
 from services.api.sse import JOB_HEADER, sse_response
+from services.api.wire import encode_json
 from shared.catalog import Catalog, resolve_model
 from shared.errors import ErrorCode, InvalidRequestError
 from shared.jobs import ChatMessage, Principal
@@ -104,7 +105,7 @@ async def _listed(request: Request[Any, Any, State]) -> list[dict[str, Any]]:
 
 @get("/v1/models", dependencies=_ANY, summary="List the models this gateway can serve now", tags=["openai"])
 async def list_models(request: Request[Any, Any, State], principal: Principal) -> Response[bytes]:
-    return Response(msgspec.json.encode({"object": "list", "data": await _listed(request)}), media_type=_JSON)
+    return Response(encode_json({"object": "list", "data": await _listed(request)}), media_type=_JSON)
 
 
 @get("/v1/models/{model_id:path}", dependencies=_ANY, summary="Retrieve a model", tags=["openai"])
@@ -112,7 +113,7 @@ async def retrieve_model(request: Request[Any, Any, State], principal: Principal
     wanted = model_id.lstrip("/")
     for model in await _listed(request):
         if model["id"] == wanted:
-            return Response(msgspec.json.encode(model), media_type=_JSON)
+            return Response(encode_json(model), media_type=_JSON)
     raise InvalidRequestError(
         f"The model `{wanted}` does not exist or you do not have access to it.",
         code=ErrorCode.MODEL_NOT_FOUND,

@@ -7,18 +7,17 @@ Each chunk's constant head (id, object, created, model) is encoded once per stre
 
 from typing import Any
 
-import msgspec
-
 from services.api.dialects.openai.errors import error_object
 from services.api.dialects.openai.translate import usage_object
 from services.api.errors import status_for
+from services.api.wire import encode_json
 from shared.events import Done, Event, Failed, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from shared.jobs import StreamView
 
 __all__ = ["DONE", "ChatChunkEncoder", "CompletionChunkEncoder"]
 
 DONE = b"[DONE]"
-_encode = msgspec.json.encode
+_encode = encode_json
 
 
 def _error_frames(event: Failed) -> list[bytes]:

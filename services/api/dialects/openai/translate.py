@@ -3,8 +3,6 @@
 import time
 from typing import Any
 
-import msgspec
-
 from services.api.dialects.openai.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -13,6 +11,7 @@ from services.api.dialects.openai.schemas import (
     RefusalContent,
 )
 from services.api.generation import Answer
+from services.api.wire import encode_json
 from shared.errors import InvalidRequestError
 from shared.events import Usage
 from shared.jobs import ChatMessage, ContentPart, ImagePart, SamplingParams, TextPart, ToolCall, ToolSpec
@@ -115,7 +114,7 @@ def chat_body(completion_id: str, model: str, answer: Answer) -> bytes:
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
             for c in answer.tool_calls
         ]
-    return msgspec.json.encode(
+    return encode_json(
         {
             "id": completion_id,
             "object": "chat.completion",
@@ -129,7 +128,7 @@ def chat_body(completion_id: str, model: str, answer: Answer) -> bytes:
 
 
 def completion_body(completion_id: str, model: str, answer: Answer) -> bytes:
-    return msgspec.json.encode(
+    return encode_json(
         {
             "id": completion_id,
             "object": "text_completion",
