@@ -73,6 +73,20 @@ class Catalog(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     def route(self, model_id: str) -> ModelRoute | None:
         return next((route for route in self.models if route.id == model_id), None)
 
+    def listed_name(self, route: ModelRoute) -> str:
+        """The name clients are shown for a catalog model: ``provider/id``, valid whatever the prefixes say."""
+        return f"{route.provider}/{route.id}"
+
+    def created(self, requested: str) -> int:
+        """The catalog's ``created`` time of a model named by its id or ``provider/id`` (0 when not listed)."""
+        route = self.route(requested)
+        if route is None:
+            provider, _, rest = requested.partition("/")
+            route = self.route(rest)
+            if route is not None and route.provider != provider:
+                route = None
+        return route.created if route is not None else 0
+
     def fallbacks_for(self, provider: str, model: str) -> list[tuple[str, str]]:
         """The (provider, model) pairs to try after ``provider``/``model``, in order, without itself."""
         names = self.fallbacks.get(f"{provider}/{model}", self.fallbacks.get(f"{provider}/*", []))
@@ -137,6 +151,9 @@ def resolve_model(catalog: Catalog, requested: str, default_provider: str | None
     if slash and provider in catalog.providers:
         if not rest:
             return provider, catalog.providers[provider].default_model
+        route = catalog.route(rest)  # `provider/<catalog id>`, the name GET /v1/models lists
+        if route is not None and route.provider == provider:
+            return provider, route.upstream_model
         return provider, rest
     found = _by_prefix(catalog, requested)
     if found is not None:

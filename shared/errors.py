@@ -35,6 +35,8 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict"
     MODEL_NOT_FOUND = "model_not_found"
     PROVIDER_NOT_CONFIGURED = "provider_not_configured"
+    #: a request field the chosen provider cannot honour (OpenAI's own code for such a 400)
+    UNSUPPORTED_PARAMETER = "unsupported_parameter"
     REQUEST_TOO_LARGE = "request_too_large"
     RATE_LIMITED = "rate_limited"
     UPSTREAM_BAD_REQUEST = "upstream_bad_request"

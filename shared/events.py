@@ -4,6 +4,8 @@ Every event carries ``seq``, a number increasing by one per event of a job, star
 Each job ends with exactly one terminal event: ``Done`` or ``Failed``.
 """
 
+from typing import Any
+
 import msgspec
 
 __all__ = [
@@ -11,6 +13,7 @@ __all__ = [
     "Event",
     "Failed",
     "Heartbeat",
+    "ModelInfo",
     "ReasoningDelta",
     "Started",
     "TextDelta",
@@ -32,6 +35,8 @@ class Started(EventBase, tag="started", frozen=True, kw_only=True):
 
 class TextDelta(EventBase, tag="text_delta", frozen=True, kw_only=True):
     text: str
+    #: the upstream's logprobs object for this text, in OpenAI's shape, when the client asked for them
+    logprobs: dict[str, Any] | None = None
 
 
 class ReasoningDelta(EventBase, tag="reasoning_delta", frozen=True, kw_only=True):
@@ -58,6 +63,15 @@ class Usage(EventBase, tag="usage", frozen=True, kw_only=True):
     estimated: bool = False
 
 
+class ModelInfo(EventBase, tag="model_info", frozen=True, kw_only=True):
+    """The model answering, as the upstream names it (after a fallback: the fallback's), and the upstream's
+    ``system_fingerprint`` where it sends one. Published once, just before the answer's first content (or
+    its end), so every frame of a stream can carry the same model."""
+
+    model: str
+    system_fingerprint: str = ""
+
+
 class Heartbeat(EventBase, tag="heartbeat", frozen=True, kw_only=True):
     """The worker is alive but the upstream is silent; keeps the relay's idle deadline from firing."""
 
@@ -76,9 +90,11 @@ class Failed(EventBase, tag="failed", frozen=True, kw_only=True):
     message: str
     retryable: bool = False
     upstream_status: int | None = None
+    #: the request field at fault, where there is one (an unsupported field, say)
+    param: str | None = None
 
 
-Event = Started | TextDelta | ReasoningDelta | ToolCallDelta | Usage | Heartbeat | Done | Failed
+Event = Started | ModelInfo | TextDelta | ReasoningDelta | ToolCallDelta | Usage | Heartbeat | Done | Failed
 
 
 def is_terminal(event: Event) -> bool:

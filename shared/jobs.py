@@ -81,6 +81,13 @@ class ToolSpec(_Wire, frozen=True, kw_only=True):
 
 
 class SamplingParams(_Wire, frozen=True, kw_only=True):
+    """What shapes the answer, in OpenAI's terms (each adapter maps it to its provider's, or refuses it).
+
+    ``extra`` holds the client's other request fields, by their OpenAI names and as sent (``logit_bias``,
+    ``metadata``, ``store``, ``service_tier``, a server's own extensions, ...): an OpenAI-compatible upstream
+    gets them unchanged; other providers map the ones with a documented mapping and refuse the rest.
+    """
+
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
@@ -92,6 +99,13 @@ class SamplingParams(_Wire, frozen=True, kw_only=True):
     tools: list[ToolSpec] = []
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    #: the end user's id, for the provider's abuse monitoring
+    user: str | None = None
+    reasoning_effort: str | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    extra: dict[str, Any] = {}
 
 
 class UpstreamOverride(_Wire, frozen=True, kw_only=True):
@@ -144,6 +158,9 @@ class GenerationJob(_Wire, frozen=True, kw_only=True):
     #: the client's own name for the job (``x-conduit-job-name``), empty if it gave none
     name: str = ""
     admission: Admission | None = None
+    #: a legacy completion's prompt (``/v1/completions``): an OpenAI-compatible upstream gets it as is, at its
+    #: own completions endpoint; other providers answer it as the one user message ``messages`` holds
+    prompt: str | None = None
 
 
 class StreamRecord(_Wire, frozen=True, kw_only=True):

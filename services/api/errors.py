@@ -27,6 +27,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.CONFLICT: 409,
     ErrorCode.MODEL_NOT_FOUND: 404,
     ErrorCode.PROVIDER_NOT_CONFIGURED: 400,
+    ErrorCode.UNSUPPORTED_PARAMETER: 400,
     ErrorCode.REQUEST_TOO_LARGE: 413,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.UPSTREAM_BAD_REQUEST: 400,

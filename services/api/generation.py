@@ -14,7 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import NamedTuple, get_args
+from typing import Any, NamedTuple, get_args
 
 import msgspec
 import redis.asyncio as aioredis
@@ -30,7 +30,7 @@ from services.api.workers import WorkerDirectory
 from shared import keys
 from shared.catalog import Catalog
 from shared.errors import ErrorCode, GatewayError, InvalidRequestError, UnavailableError
-from shared.events import Done, Event, Failed, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from shared.events import Done, Event, Failed, ModelInfo, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from shared.jobs import (
     ChatMessage,
     GenerationJob,
@@ -144,9 +144,10 @@ async def prepare_job(
     params: SamplingParams,
     stream: bool,
     rendering: Rendering,
+    prompt: str | None = None,
 ) -> Prepared:
     """The admitted job, how its events are rendered (also in the job, for resumes), and the rate-limit
-    headers for the response; 429 when the principal is over a limit."""
+    headers for the response; 429 when the principal is over a limit. ``prompt``: a legacy completion's."""
     state = request.app.state
     policy = _policy(request)
     await check_provider(state.directory, state.catalog, provider)
@@ -177,6 +178,7 @@ async def prepare_job(
         on_disconnect=policy,
         name=name,
         admission=admitted.admission,
+        prompt=prompt,
     )
     return Prepared(job, view, admitted.headers)
 
@@ -216,7 +218,13 @@ def failure_error(failed: Failed) -> GatewayError:
         code = ErrorCode(failed.code)
     except ValueError:
         code = ErrorCode.INTERNAL
-    return GatewayError(failed.message, code=code, retryable=failed.retryable, upstream_status=failed.upstream_status)
+    return GatewayError(
+        failed.message,
+        code=code,
+        retryable=failed.retryable,
+        upstream_status=failed.upstream_status,
+        param=failed.param,
+    )
 
 
 class OpenStream:
@@ -291,12 +299,29 @@ class Answer(msgspec.Struct, kw_only=True):
     usage: Usage | None = None
     finish_reason: str = "stop"
     model: str = ""
+    system_fingerprint: str = ""
+    #: the upstream's logprobs objects of the whole text, their lists joined (when the client asked for them)
+    logprobs: dict[str, Any] | None = None
+
+
+def _join_logprobs(answer: Answer, logprobs: dict[str, Any]) -> None:
+    if answer.logprobs is None:
+        answer.logprobs = {}
+    for key, value in logprobs.items():
+        if isinstance(value, list) and isinstance(answer.logprobs.get(key), list):
+            answer.logprobs[key] = answer.logprobs[key] + value
+        elif value is not None or key not in answer.logprobs:
+            answer.logprobs[key] = value
 
 
 def _add(answer: Answer, event: Event, parts: list[str], calls: dict[int, list[str]]) -> None:
     match event:
-        case TextDelta(text=text):
+        case TextDelta(text=text, logprobs=logprobs):
             parts.append(text)
+            if logprobs is not None:
+                _join_logprobs(answer, logprobs)
+        case ModelInfo(model=model, system_fingerprint=fingerprint):
+            answer.model, answer.system_fingerprint = model or answer.model, fingerprint
         case ReasoningDelta(text=text):
             answer.reasoning += text
         case ToolCallDelta(index=index, id=call_id, name=name, arguments=arguments):
@@ -307,7 +332,7 @@ def _add(answer: Answer, event: Event, parts: list[str], calls: dict[int, list[s
         case Usage():
             answer.usage = event
         case Done(finish_reason=reason, model=model):
-            answer.finish_reason, answer.model = reason, model
+            answer.finish_reason, answer.model = reason, model or answer.model
         case Failed():
             raise failure_error(event)
 

@@ -15,6 +15,7 @@ import httpx
 
 from services.worker.providers.base import (
     FinishPiece,
+    ModelPiece,
     Piece,
     ReasoningPiece,
     Target,
@@ -30,7 +31,7 @@ from shared import keys
 from shared.catalog import Catalog
 from shared.codec import encode_record
 from shared.errors import ErrorCode, GatewayError
-from shared.events import Done, Failed, ReasoningDelta, Started, ToolCallDelta, Usage
+from shared.events import Done, Failed, ModelInfo, ReasoningDelta, Started, TextDelta, ToolCallDelta, Usage
 from shared.jobs import GenerationJob, StreamRecord, message_text
 from shared.tokens import estimate_tokens, tokens_for_chars
 
@@ -110,19 +111,38 @@ class _Outcome:
         self.provider = ""  # the provider and upstream model of the target being streamed
         self.model = ""
         self.chars = 0  # characters of text, reasoning and tool arguments published (for an estimated usage)
+        self.meta: ModelPiece | None = None  # what the upstream being streamed said of its model
+        self.announced = False  # ModelInfo was published
+
+
+def _announce(publisher: JobPublisher, outcome: _Outcome) -> None:
+    """ModelInfo, once, just before the first content (or the end): in the same flush as what follows it."""
+    if not outcome.announced:
+        outcome.announced = True
+        meta = outcome.meta or ModelPiece("")
+        publisher.emit(ModelInfo(seq=0, model=meta.model or outcome.model, system_fingerprint=meta.system_fingerprint))
 
 
 def _publish_piece(piece: Piece, publisher: JobPublisher, outcome: _Outcome) -> None:
     match piece:
-        case TextPiece(text=text):
-            publisher.emit_text(text)
-            outcome.content = outcome.content or bool(text)
-            outcome.chars += len(text)
+        case TextPiece(text=text, logprobs=logprobs):
+            if text:
+                _announce(publisher, outcome)
+                if logprobs is None:
+                    publisher.emit_text(text)
+                else:  # its own event: the logprobs belong to this text alone
+                    publisher.emit(TextDelta(seq=0, text=text, logprobs=logprobs))
+                outcome.content = True
+                outcome.chars += len(text)
+        case ModelPiece():
+            outcome.meta = piece
         case ReasoningPiece(text=text):
+            _announce(publisher, outcome)
             publisher.emit(ReasoningDelta(seq=0, text=text))
             outcome.content = True
             outcome.chars += len(text)
         case ToolCallPiece(index=index, id=call_id, name=name, arguments=arguments):
+            _announce(publisher, outcome)
             publisher.emit(ToolCallDelta(seq=0, index=index, id=call_id, name=name, arguments=arguments))
             outcome.content = True
             outcome.chars += len(arguments) + len(name or "")
@@ -152,35 +172,45 @@ async def _stream(
 
 async def _generate(job: GenerationJob, ctx: PipelineContext, publisher: JobPublisher, outcome: _Outcome) -> None:
     """Stream the first target that answers: retryable failures before the first token are retried after a
-    backoff, then the next fallback is tried; the last failure is raised."""
+    backoff, then the next fallback is tried; the last failure is raised. A fallback that cannot take the
+    request's fields (``unsupported_parameter``) is passed over: the failure reported stays the one before."""
     settings = ctx.settings
     targets = _targets(job, ctx)
+    failure: GatewayError | None = None
     for index, target in enumerate(targets):
         for attempt in range(settings.upstream_retries + 1):
             try:
                 await _stream(job, ctx, target, publisher, outcome)
                 return
             except GatewayError as exc:
-                last = index == len(targets) - 1
+                if index and exc.code == ErrorCode.UNSUPPORTED_PARAMETER and failure is not None:
+                    log.warning("job %s: fallback %s passed over: %s", job.id, target.provider, exc.message)
+                    break
                 if not exc.retryable or outcome.content:
                     raise
-                outcome.usage = outcome.finish = None
+                failure = exc
+                outcome.usage = outcome.finish = outcome.meta = None
                 wait = None
                 if attempt < settings.upstream_retries:
                     wait = backoff(attempt, settings.retry_base_delay, settings.retry_max_delay, exc.retry_after)
                 if wait is None:
-                    if last:
-                        raise
-                    log.warning("job %s: %s; falling back to %s", job.id, exc.message, targets[index + 1].provider)
+                    if index < len(targets) - 1:
+                        log.warning("job %s: %s; falling back to %s", job.id, exc.message, targets[index + 1].provider)
                     break
                 log.info("job %s: %s; retrying in %.2f s", job.id, exc.message, wait)
                 await asyncio.sleep(wait)
+    raise failure or GatewayError("no provider could take the job", code=ErrorCode.INTERNAL)
 
 
 def _failure(exc: BaseException, job: GenerationJob, total: float) -> Failed:
     if isinstance(exc, GatewayError):
         return Failed(
-            seq=0, code=exc.code, message=exc.message, retryable=exc.retryable, upstream_status=exc.upstream_status
+            seq=0,
+            code=exc.code,
+            message=exc.message,
+            retryable=exc.retryable,
+            upstream_status=exc.upstream_status,
+            param=exc.param,
         )
     if isinstance(exc, JobCancelledError):
         return Failed(seq=0, code=ErrorCode.CANCELLED, message="the client cancelled the request")
@@ -261,6 +291,7 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
         async with asyncio.timeout(ctx.settings.total_timeout):
             await _generate(job, ctx, publisher, outcome)
         finish = outcome.finish or FinishPiece("stop")  # _stream raised if the upstream never finished
+        _announce(publisher, outcome)
         terminal = Done(seq=0, finish_reason=finish.reason, model=finish.model or outcome.model or job.model)
     except asyncio.CancelledError:
         if task is not None:

@@ -259,7 +259,7 @@ class JobPublisher:
         if not text:
             return
         last = self._pending[-1] if self._pending else None
-        if isinstance(last, TextDelta):
+        if isinstance(last, TextDelta) and last.logprobs is None:
             self._pending[-1] = TextDelta(seq=last.seq, text=last.text + text)
         else:
             self._seq += 1

@@ -6,7 +6,7 @@ sends the request, so adapters are tested with recorded bytes alone.
 """
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 import msgspec
@@ -17,6 +17,7 @@ from shared.jobs import GenerationJob
 
 __all__ = [
     "FinishPiece",
+    "ModelPiece",
     "Piece",
     "ProviderAdapter",
     "ReasoningPiece",
@@ -37,8 +38,18 @@ class Target(msgspec.Struct, frozen=True, kw_only=True):
     model: str
 
 
+class ModelPiece(msgspec.Struct, gc=False):
+    """The model answering as the upstream names it, and its ``system_fingerprint`` (if it sends one); yielded
+    when first seen, before the content it precedes."""
+
+    model: str
+    system_fingerprint: str = ""
+
+
 class TextPiece(msgspec.Struct, gc=False):
     text: str
+    #: the upstream's logprobs object for this text, as sent (OpenAI-compatible upstreams, when asked for)
+    logprobs: dict[str, Any] | None = None
 
 
 class ReasoningPiece(msgspec.Struct, gc=False):
@@ -68,7 +79,7 @@ class FinishPiece(msgspec.Struct, gc=False):
     model: str = ""
 
 
-Piece = TextPiece | ReasoningPiece | ToolCallPiece | UsagePiece | FinishPiece
+Piece = ModelPiece | TextPiece | ReasoningPiece | ToolCallPiece | UsagePiece | FinishPiece
 
 
 class ProviderAdapter(Protocol):

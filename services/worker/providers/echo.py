@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator
 
 import httpx
 
-from services.worker.providers.base import FinishPiece, Piece, Target, TextPiece, UsagePiece
+from services.worker.providers.base import FinishPiece, ModelPiece, Piece, Target, TextPiece, UsagePiece
 from shared.jobs import GenerationJob, message_text
 
 __all__ = ["count_tokens", "echo_tokens", "stream_echo"]
@@ -49,6 +49,7 @@ async def stream_echo(
 ) -> AsyncGenerator[Piece, None]:
     tokens, reason = _answer(job)
     prompt = sum(count_tokens(message_text(m)) for m in job.messages)
+    yield ModelPiece(target.model)
     for index, token in enumerate(tokens):
         if delay and index:
             await asyncio.sleep(delay)

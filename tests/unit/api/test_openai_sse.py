@@ -14,6 +14,7 @@ from shared.events import (
     Event,
     Failed,
     Heartbeat,
+    ModelInfo,
     ReasoningDelta,
     Started,
     TextDelta,
@@ -28,16 +29,20 @@ CHAT_MODEL = "gpt-4o-mini"
 COMPLETION_ID = "cmpl-test123"
 COMPLETION_MODEL = "gpt-3.5-turbo-instruct"
 
+LOGPROB_HI = {"token": "Hi", "logprob": -0.01, "bytes": [72, 105], "top_logprobs": []}
+LOGPROB_BANG = {"token": "!", "logprob": -0.2, "bytes": [33], "top_logprobs": []}
+
 CHAT_STREAMS: dict[str, tuple[bool, list[Event]]] = {
     "chat_text_usage": (
         True,
         [
             Started(seq=1, worker="w"),
-            TextDelta(seq=2, text="Hel"),
-            Heartbeat(seq=3),
-            TextDelta(seq=4, text='lo ☕ "quoted"\n'),
-            Usage(seq=5, prompt_tokens=19, completion_tokens=2, cached_tokens=3),
-            Done(seq=6, finish_reason="stop", model="gpt-4o-mini-2024-07-18"),
+            ModelInfo(seq=2, model="gpt-4o-mini-2024-07-18", system_fingerprint="fp_44709d6fcb"),
+            TextDelta(seq=3, text="Hel"),
+            Heartbeat(seq=4),
+            TextDelta(seq=5, text='lo ☕ "quoted"\n'),
+            Usage(seq=6, prompt_tokens=19, completion_tokens=2, cached_tokens=3),
+            Done(seq=7, finish_reason="stop", model="gpt-4o-mini-2024-07-18"),
         ],
     ),
     "chat_tool_calls": (
@@ -74,7 +79,17 @@ CHAT_STREAMS: dict[str, tuple[bool, list[Event]]] = {
             ),
         ],
     ),
-    "chat_done_no_text": (True, [Started(seq=1), Done(seq=2)]),
+    "chat_done_no_text": (True, [Started(seq=1), ModelInfo(seq=2, model="claude-haiku-4-5-20251001"), Done(seq=3)]),
+    "chat_logprobs": (
+        False,
+        [
+            Started(seq=1),
+            ModelInfo(seq=2, model="gpt-4o-mini-2024-07-18", system_fingerprint="fp_44709d6fcb"),
+            TextDelta(seq=3, text="Hi", logprobs={"content": [LOGPROB_HI], "refusal": None}),
+            TextDelta(seq=4, text="!", logprobs={"content": [LOGPROB_BANG], "refusal": None}),
+            Done(seq=5),
+        ],
+    ),
 }
 
 COMPLETION_STREAMS: dict[str, tuple[bool, list[Event]]] = {
@@ -82,10 +97,11 @@ COMPLETION_STREAMS: dict[str, tuple[bool, list[Event]]] = {
         True,
         [
             Started(seq=1),
-            TextDelta(seq=2, text="Hello"),
-            TextDelta(seq=3, text=" world"),
-            Usage(seq=4, prompt_tokens=5, completion_tokens=2),
-            Done(seq=5, finish_reason="length"),
+            ModelInfo(seq=2, model="gpt-3.5-turbo-instruct:20230824-v2"),
+            TextDelta(seq=3, text="Hello"),
+            TextDelta(seq=4, text=" world"),
+            Usage(seq=5, prompt_tokens=5, completion_tokens=2),
+            Done(seq=6, finish_reason="length"),
         ],
     ),
     "completion_failed": (
@@ -222,7 +238,8 @@ def test_completion_stream_parses_with_openai_sdk(name):
             {"id", "object", "created", "model", "choices"},
             {"id", "object", "created", "model", "choices", "usage"},
         )
-        assert (chunk["id"], chunk["object"], chunk["model"]) == (COMPLETION_ID, "text_completion", COMPLETION_MODEL)
+        assert (chunk["id"], chunk["object"]) == (COMPLETION_ID, "text_completion")
+        assert chunk["model"] in (COMPLETION_MODEL, "gpt-3.5-turbo-instruct:20230824-v2")
         for choice in chunk["choices"]:
             assert set(choice) == {"text", "index", "logprobs", "finish_reason"}
         if chunk["choices"] and chunk["choices"][0]["finish_reason"] is not None:

@@ -10,6 +10,7 @@ import pytest
 from services.worker.providers.anthropic import AnthropicAdapter
 from services.worker.providers.base import (
     FinishPiece,
+    ModelPiece,
     Piece,
     ReasoningPiece,
     Target,
@@ -274,6 +275,7 @@ async def test_build_request_drops_params_the_catalog_lists() -> None:
 @pytest.mark.anyio
 async def test_iter_pieces_parses_text_stream_with_cache_usage() -> None:
     assert await _pieces(_golden("text.sse")) == [
+        ModelPiece(MODEL),
         TextPiece("Un café"),
         TextPiece(", s'il vous plaît"),
         TextPiece(" ☕"),
@@ -285,6 +287,7 @@ async def test_iter_pieces_parses_text_stream_with_cache_usage() -> None:
 @pytest.mark.anyio
 async def test_iter_pieces_numbers_tool_calls_by_ordinal_not_block_index() -> None:
     assert await _pieces(_golden("tool_use.sse")) == [
+        ModelPiece(MODEL),
         ReasoningPiece("The user wants the weather and the time."),
         TextPiece("Je vérifie."),
         ToolCallPiece(0, "toolu_01NRLabsLyVHZPKxbKvkfSMn", "get_weather", ""),
@@ -302,7 +305,7 @@ async def test_iter_pieces_raises_mid_stream_error_after_earlier_text() -> None:
     seen: list[Piece] = []
     with pytest.raises(GatewayError) as caught:
         await _pieces(_golden("error_midstream.sse"), seen)
-    assert seen == [TextPiece("Un café")]
+    assert seen == [ModelPiece(MODEL), TextPiece("Un café")]
     assert caught.value.code == ErrorCode.UPSTREAM_OVERLOADED
     assert caught.value.retryable is True
     assert caught.value.message == "anthropic reported an error mid-stream: Overloaded"
@@ -330,7 +333,7 @@ async def test_iter_pieces_raises_incomplete_without_message_stop() -> None:
     seen: list[Piece] = []
     with pytest.raises(GatewayError) as caught:
         await _pieces(_golden("no_message_stop.sse"), seen)
-    assert seen == [TextPiece("Un café"), TextPiece(" ☕")]
+    assert seen == [ModelPiece(MODEL), TextPiece("Un café"), TextPiece(" ☕")]
     assert caught.value.code == ErrorCode.UPSTREAM_INCOMPLETE
     assert caught.value.retryable is True
     assert "message_stop" in caught.value.message
@@ -368,6 +371,7 @@ async def test_iter_pieces_takes_latest_usage_and_ignores_unknown_events() -> No
         "end_turn", {"input_tokens": 9, "cache_read_input_tokens": 4, "output_tokens": 30}
     )
     assert await _pieces(raw) == [
+        ModelPiece(MODEL),
         UsagePiece(prompt_tokens=13, completion_tokens=30, cached_tokens=4),
         FinishPiece("stop", MODEL),
     ]

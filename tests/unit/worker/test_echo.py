@@ -1,7 +1,7 @@
 import httpx
 import pytest
 
-from services.worker.providers.base import FinishPiece, Piece, Target, TextPiece, UsagePiece
+from services.worker.providers.base import FinishPiece, ModelPiece, Piece, Target, TextPiece, UsagePiece
 from services.worker.providers.echo import count_tokens, echo_tokens, stream_echo
 from shared.catalog import ProviderSpec
 from shared.jobs import ChatMessage, GenerationJob, Principal, SamplingParams, TextPart
@@ -88,6 +88,7 @@ async def test_stream_echo_answers_last_user_message_then_usage_and_finish():
     )
 
     assert await _pieces(job) == [
+        ModelPiece("echo"),
         TextPiece("say"),
         TextPiece(" it"),
         TextPiece(" back"),
@@ -146,6 +147,7 @@ async def test_stream_echo_truncates_at_max_tokens_with_length():
     job = _job([ChatMessage(role="user", content="one two three four")], SamplingParams(max_tokens=2))
 
     assert await _pieces(job) == [
+        ModelPiece("echo"),
         TextPiece("one"),
         TextPiece(" two"),
         UsagePiece(prompt_tokens=4, completion_tokens=2),

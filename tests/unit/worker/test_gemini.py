@@ -9,6 +9,7 @@ import pytest
 
 from services.worker.providers.base import (
     FinishPiece,
+    ModelPiece,
     Piece,
     ReasoningPiece,
     Target,
@@ -279,6 +280,7 @@ async def test_build_request_drops_params_the_catalog_lists() -> None:
 @pytest.mark.anyio
 async def test_iter_pieces_parses_text_stream_with_latest_usage() -> None:
     assert await _pieces(_golden("text.sse")) == [
+        ModelPiece(MODEL),
         TextPiece("Un café"),
         TextPiece(", s'il vous plaît"),
         TextPiece(" ☕"),
@@ -295,6 +297,7 @@ async def test_iter_pieces_emits_whole_function_calls_and_tool_calls_finish() ->
     assert all(call_id.startswith("call_") for call_id in ids)
     assert len(set(ids)) == 2
     assert pieces == [
+        ModelPiece(MODEL),
         ReasoningPiece("Je vérifie la météo."),
         ToolCallPiece(0, ids[0], "get_weather", '{"city":"Orléans"}'),
         ToolCallPiece(1, ids[1], "get_time", "{}"),
@@ -307,14 +310,15 @@ async def test_iter_pieces_emits_whole_function_calls_and_tool_calls_finish() ->
 async def test_iter_pieces_mints_new_call_ids_per_stream() -> None:
     first = await _pieces(_golden("function_call.sse"))
     second = await _pieces(_golden("function_call.sse"))
-    assert isinstance(first[1], ToolCallPiece)
-    assert isinstance(second[1], ToolCallPiece)
-    assert first[1].id != second[1].id
+    assert isinstance(first[2], ToolCallPiece)
+    assert isinstance(second[2], ToolCallPiece)
+    assert first[2].id != second[2].id
 
 
 @pytest.mark.anyio
 async def test_iter_pieces_finishes_blocked_prompt_as_content_filter() -> None:
     assert await _pieces(_golden("blocked.sse")) == [
+        ModelPiece(MODEL),
         UsagePiece(prompt_tokens=9, completion_tokens=0),
         FinishPiece("content_filter", MODEL),
     ]
@@ -325,7 +329,7 @@ async def test_iter_pieces_raises_incomplete_without_finish_reason() -> None:
     seen: list[Piece] = []
     with pytest.raises(GatewayError) as caught:
         await _pieces(_golden("no_finish.sse"), seen)
-    assert seen == [TextPiece("Il était"), TextPiece(" une fois")]
+    assert seen == [ModelPiece(MODEL), TextPiece("Il était"), TextPiece(" une fois")]
     assert caught.value.code == ErrorCode.UPSTREAM_INCOMPLETE
     assert caught.value.retryable is True
 

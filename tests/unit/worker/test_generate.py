@@ -15,7 +15,18 @@ from services.worker.settings import Credentials, WorkerSettings
 from shared.catalog import Catalog, load_catalog
 from shared.codec import decode_events, decode_record
 from shared.errors import ErrorCode, GatewayError
-from shared.events import Done, Event, Failed, Heartbeat, Started, TextDelta, ToolCallDelta, Usage, is_terminal
+from shared.events import (
+    Done,
+    Event,
+    Failed,
+    Heartbeat,
+    ModelInfo,
+    Started,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    is_terminal,
+)
 from shared.jobs import ChatMessage, GenerationJob, Principal, SamplingParams, StreamRecord, StreamView
 
 pytestmark = pytest.mark.anyio
@@ -184,7 +195,8 @@ async def test_openai_text_stream_publishes_started_text_usage_done(catalog, chu
 
     _assert_well_formed(events, terminal)
     assert events[0] == Started(seq=1, worker=WORKER)
-    assert _kinds(events) == [Started, TextDelta, Usage, Done]
+    assert _kinds(events) == [Started, ModelInfo, TextDelta, Usage, Done]
+    assert events[1] == ModelInfo(seq=2, model="gpt-4o-mini-2024-07-18", system_fingerprint="fp_06737a9306")
     assert _text(events) == "Un café, s'il vous plaît ☕"
     assert events[-2] == Usage(seq=len(events) - 1, prompt_tokens=21, completion_tokens=9)
     assert events[-1] == Done(seq=len(events), finish_reason="stop", model="gpt-4o-mini-2024-07-18")
@@ -219,7 +231,8 @@ async def test_anthropic_text_stream_publishes_started_text_usage_done(catalog):
     terminal, events = await _run(_job("anthropic", "claude-haiku-4-5"), catalog, _sse(stream, requests))
 
     _assert_well_formed(events, terminal)
-    assert _kinds(events) == [Started, TextDelta, Usage, Done]
+    assert _kinds(events) == [Started, ModelInfo, TextDelta, Usage, Done]
+    assert events[1] == ModelInfo(seq=2, model="claude-haiku-4-5-20251001")
     assert _text(events) == "Un café, s'il vous plaît ☕"
     assert events[-2] == Usage(seq=len(events) - 1, prompt_tokens=2125, completion_tokens=12, cached_tokens=2000)
     assert events[-1] == Done(seq=len(events), finish_reason="stop", model="claude-haiku-4-5-20251001")

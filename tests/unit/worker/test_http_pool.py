@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from services.worker.http_client import upstream_client
-from services.worker.providers.base import FinishPiece, Piece, Target, TextPiece, UsagePiece
+from services.worker.providers.base import FinishPiece, ModelPiece, Piece, Target, TextPiece, UsagePiece
 from services.worker.providers.registry import build_streamers
 from shared.catalog import ProviderSpec
 from shared.jobs import ChatMessage, GenerationJob, Principal
@@ -393,6 +393,7 @@ async def _stream(client: httpx.AsyncClient, target: Target) -> list[Piece]:
 
 
 EXPECTED_PIECES: list[Piece] = [
+    ModelPiece("m-1"),
     TextPiece("Hel"),
     TextPiece("lo"),
     UsagePiece(prompt_tokens=3, completion_tokens=2),

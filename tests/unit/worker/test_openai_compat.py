@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.worker.providers.base import FinishPiece, Piece, Target, TextPiece, ToolCallPiece, UsagePiece
+from services.worker.providers.base import FinishPiece, ModelPiece, Piece, Target, TextPiece, ToolCallPiece, UsagePiece
 from services.worker.providers.openai_compat import OpenAICompatAdapter
 from shared.catalog import ProviderSpec
 from shared.errors import ErrorCode, GatewayError
@@ -16,6 +16,7 @@ from shared.jobs import ChatMessage, GenerationJob, ImagePart, Principal, Sampli
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "upstream" / "openai"
 KEY = "sk-proj-testKEYdoNotLeak0123456789"
 MODEL = "gpt-4o-mini-2024-07-18"
+FINGERPRINT = "fp_06737a9306"
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 SPEC = ProviderSpec(kind="openai_compat", base_url="https://api.openai.com/v1", default_model="gpt-4o-mini")
 TARGET = Target(provider="openai", spec=SPEC, base_url="https://api.openai.com/v1/", api_key=KEY, model="gpt-4o-mini")
@@ -163,6 +164,7 @@ async def test_build_request_uses_catalog_max_tokens_field_and_drop_params() -> 
 @pytest.mark.anyio
 async def test_iter_pieces_parses_text_stream() -> None:
     assert await _pieces((GOLDEN / "text.sse").read_bytes()) == [
+        ModelPiece(MODEL, FINGERPRINT),
         TextPiece("Un café"),
         TextPiece(", s'il vous plaît"),
         TextPiece(" ☕"),
@@ -174,6 +176,7 @@ async def test_iter_pieces_parses_text_stream() -> None:
 @pytest.mark.anyio
 async def test_iter_pieces_parses_parallel_tool_call_fragments() -> None:
     assert await _pieces((GOLDEN / "tool_call.sse").read_bytes()) == [
+        ModelPiece(MODEL, FINGERPRINT),
         ToolCallPiece(0, "call_c91SqDXlYFuETYv8mUHzz6pp", "get_weather", ""),
         ToolCallPiece(0, arguments='{"'),
         ToolCallPiece(0, arguments='city": "Orl'),
@@ -190,7 +193,7 @@ async def test_iter_pieces_raises_incomplete_without_finish_reason() -> None:
     seen: list[Piece] = []
     with pytest.raises(GatewayError) as caught:
         await _pieces((GOLDEN / "no_finish.sse").read_bytes(), seen)
-    assert seen == [TextPiece("Il était"), TextPiece(" une fois")]
+    assert seen == [ModelPiece(MODEL, FINGERPRINT), TextPiece("Il était"), TextPiece(" une fois")]
     assert caught.value.code == ErrorCode.UPSTREAM_INCOMPLETE
     assert caught.value.retryable is True
 

@@ -10,6 +10,7 @@ import pytest
 from services.worker.retry import backoff
 from shared.catalog import Catalog, load_catalog
 from shared.events import Done, Failed, TextDelta
+from shared.jobs import SamplingParams
 from tests.unit.worker.test_generate import UpstreamStream, _golden, _job, _run
 
 pytestmark = pytest.mark.anyio
@@ -141,3 +142,28 @@ async def test_a_failure_after_the_first_token_is_never_retried(catalog):
     assert terminal.code == "upstream_incomplete"
     assert len(script.requests) == 1
     assert any(isinstance(e, TextDelta) for e in events)
+
+
+async def test_a_fallback_that_cannot_take_the_fields_is_passed_over(catalog):
+    # logit_bias has no Anthropic or Gemini equivalent: neither fallback may get the job (none is called)
+    params = SamplingParams(extra={"logit_bias": {"50256": -100}})
+    script = Script(_error(503, OPENAI_500), _error(503, OPENAI_500))
+
+    terminal, _ = await _run(_job(params=params), catalog, script, retries=1)
+
+    assert isinstance(terminal, Failed)
+    assert terminal.code == "upstream_overloaded" or terminal.code.startswith("upstream")
+    assert script.hosts == ["api.openai.test", "api.openai.test"]
+    assert msgspec.json.decode(script.requests[0][1].content)["logit_bias"] == {"50256": -100}
+
+
+async def test_the_primary_refusing_a_field_fails_at_once_naming_it(catalog):
+    params = SamplingParams(seed=7)
+    script = Script()
+
+    terminal, _ = await _run(_job("anthropic", "claude-haiku-4-5", params=params), catalog, script)
+
+    assert isinstance(terminal, Failed)
+    assert (terminal.code, terminal.param) == ("unsupported_parameter", "seed")
+    assert "anthropic" in terminal.message
+    assert script.requests == []

@@ -10,9 +10,20 @@ from litestar.response import Stream
 
 from services.api.auth.deps import provide_paid_principal, provide_principal
 from services.api.body import decode_body
-from services.api.dialects.openai.schemas import ChatCompletionRequest, CompletionRequest
+from services.api.dialects.openai.schemas import (
+    CHAT_FIELDS,
+    COMPLETION_FIELDS,
+    ChatCompletionRequest,
+    CompletionRequest,
+)
 from services.api.dialects.openai.sse import ChatChunkEncoder, CompletionChunkEncoder
-from services.api.dialects.openai.translate import chat_body, completion_body, to_messages, to_params
+from services.api.dialects.openai.translate import (
+    chat_body,
+    completion_body,
+    extra_fields,
+    to_messages,
+    to_params,
+)
 from services.api.generation import Rendering, collect, open_stream, prepare_job, stream_body
 from services.api.openapi import documented_body
 from services.api.sse import JOB_HEADER, sse_response
@@ -47,10 +58,11 @@ def _include_usage(body: ChatCompletionRequest | CompletionRequest) -> bool:
     tags=["openai"],
 )
 async def chat_completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
-    body = decode_body(_CHAT, await request.body())
+    raw = await request.body()
+    body = decode_body(_CHAT, raw)
     provider, model = resolve_model(request.app.state.catalog, body.model)
     rendering = Rendering(CHAT, "chatcmpl-", body.model, _include_usage(body))
-    messages, params = to_messages(body.messages), to_params(body)
+    messages, params = to_messages(body.messages), to_params(body, extra_fields(raw, CHAT_FIELDS))
     job, view, limits = await prepare_job(
         request, principal, provider, model, messages, params, bool(body.stream), rendering
     )
@@ -70,13 +82,15 @@ async def chat_completions(request: Request[Any, Any, State], principal: Princip
     tags=["openai"],
 )
 async def completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
-    body = decode_body(_COMPLETION, await request.body())
+    raw = await request.body()
+    body = decode_body(_COMPLETION, raw)
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
     provider, model = resolve_model(request.app.state.catalog, body.model)
     messages = [ChatMessage(role="user", content=prompt)]
+    params = to_params(body, extra_fields(raw, COMPLETION_FIELDS))
     rendering = Rendering(COMPLETION, "cmpl-", body.model, _include_usage(body))
     job, view, limits = await prepare_job(
-        request, principal, provider, model, messages, to_params(body), bool(body.stream), rendering
+        request, principal, provider, model, messages, params, bool(body.stream), rendering, prompt
     )
     if body.stream:
         stream = await open_stream(request, job)
@@ -92,13 +106,16 @@ def _model_object(model_id: str, created: int, owner: str) -> dict[str, Any]:
 
 
 async def _listed(request: Request[Any, Any, State]) -> list[dict[str, Any]]:
+    """The models of the providers live workers serve, by the names to use: ``provider/model``."""
     catalog: Catalog = request.app.state.catalog
     providers = (await request.app.state.directory.current()).providers
-    listed = [_model_object(r.id, r.created, r.provider) for r in catalog.models if r.provider in providers]
+    listed = [
+        _model_object(catalog.listed_name(r), r.created, r.provider) for r in catalog.models if r.provider in providers
+    ]
     known = {m["id"] for m in listed}
     for name in sorted(providers):
         spec = catalog.providers.get(name)
-        if spec is not None and spec.default_model not in known:
+        if spec is not None and f"{name}/{spec.default_model}" not in known:
             listed.append(_model_object(f"{name}/{spec.default_model}", 0, name))
     return listed
 
@@ -110,15 +127,21 @@ async def list_models(request: Request[Any, Any, State], principal: Principal) -
 
 @get("/v1/models/{model_id:path}", dependencies=_ANY, summary="Retrieve a model", tags=["openai"])
 async def retrieve_model(request: Request[Any, Any, State], principal: Principal, model_id: str) -> Response[bytes]:
+    """Any name the chat endpoint takes now: ``provider/model``, a catalog id, or a bare name by prefix."""
     wanted = model_id.lstrip("/")
-    for model in await _listed(request):
-        if model["id"] == wanted:
-            return Response(encode_json(model), media_type=_JSON)
-    raise InvalidRequestError(
+    catalog: Catalog = request.app.state.catalog
+    missing = InvalidRequestError(
         f"The model `{wanted}` does not exist or you do not have access to it.",
         code=ErrorCode.MODEL_NOT_FOUND,
         param="model",
     )
+    try:
+        provider, _ = resolve_model(catalog, wanted)
+    except InvalidRequestError:
+        raise missing from None
+    if not wanted or provider not in (await request.app.state.directory.current()).providers:
+        raise missing
+    return Response(encode_json(_model_object(wanted, catalog.created(wanted), provider)), media_type=_JSON)
 
 
 ROUTES = [chat_completions, completions, list_models, retrieve_model]

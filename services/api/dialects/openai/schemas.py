@@ -6,6 +6,8 @@ import msgspec
 from msgspec import Meta
 
 __all__ = [
+    "CHAT_FIELDS",
+    "COMPLETION_FIELDS",
     "ChatCompletionRequest",
     "CompletionRequest",
     "Message",
@@ -99,9 +101,22 @@ class ChatCompletionRequest(_Sampling, kw_only=True):
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    reasoning_effort: str | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
 
 
 class CompletionRequest(_Sampling, kw_only=True):
     prompt: str | Annotated[list[str], Meta(min_length=1, max_length=1)]
     echo: bool | None = None
     suffix: str | None = None
+    logprobs: Annotated[int, Meta(ge=0, le=5)] | None = None
+    best_of: Annotated[int, Meta(ge=0, le=20)] | None = None
+    logit_bias: dict[str, int] | None = None
+
+
+#: the fields a chat request's canonical job holds in typed slots; any other field the client sends travels
+#: in ``SamplingParams.extra`` under its own name (``stream`` and ``stream_options`` are the gateway's own)
+CHAT_FIELDS = frozenset(ChatCompletionRequest.__struct_fields__)
+#: likewise for a legacy completion: its own fields (``echo``, ``suffix``, ``logprobs``, ...) go as sent
+COMPLETION_FIELDS = frozenset(_Sampling.__struct_fields__) | {"prompt"}

@@ -1,8 +1,10 @@
 """OpenAI stream payloads: a ``chat.completion.chunk`` (or ``text_completion``) per ``data:`` frame, then
 ``[DONE]``, byte for byte; ``services.api.sse`` frames them (with their ``id:``).
 
-Each chunk's constant head (id, object, created, model) is encoded once per stream, from the job's
-``StreamView``, so that a resume on any replica renders the same bytes.
+Each chunk's constant head (id, object, created, model, system_fingerprint) is encoded once per stream, from
+the job's ``StreamView`` and its ``ModelInfo`` event (the model that answers, as the upstream names it, and its
+fingerprint: both come before the first content), so every chunk names the same model as the non-streaming
+body would, and a resume on any replica renders the same bytes.
 """
 
 from typing import Any
@@ -11,7 +13,7 @@ from services.api.dialects.openai.errors import error_object
 from services.api.dialects.openai.translate import usage_object
 from services.api.errors import status_for
 from services.api.wire import encode_json
-from shared.events import Done, Event, Failed, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from shared.events import Done, Event, Failed, ModelInfo, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from shared.jobs import StreamView
 
 __all__ = ["DONE", "ChatChunkEncoder", "CompletionChunkEncoder"]
@@ -29,19 +31,22 @@ def _usage_chunk(head: bytes, usage: Usage | None) -> bytes:
     return head + b',"choices":[],"usage":' + _encode(usage_object(usage)) + b"}"
 
 
+def _head(completion_id: str, kind: str, created: int, model: str, fingerprint: str) -> bytes:
+    """A chunk's opening fields, without the closing brace; ``system_fingerprint`` only where there is one."""
+    head: dict[str, object] = {"id": completion_id, "object": kind, "created": created, "model": model}
+    if fingerprint:
+        head["system_fingerprint"] = fingerprint
+    return _encode(head)[:-1]
+
+
+def _logprobs_json(logprobs: dict[str, Any] | None) -> bytes:
+    return b"null" if logprobs is None else _encode(logprobs)
+
+
 class ChatChunkEncoder:
     def __init__(self, completion_id: str, model: str, include_usage: bool, created: int) -> None:
-        head = _encode(
-            {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "system_fingerprint": None,
-            }
-        )
-        self._head = head[:-1]
-        self._prefix = self._head + b',"choices":[{"index":0,"delta":'
+        self._id, self._created = completion_id, created
+        self._model(model, "")
         self._include_usage = include_usage
         self._usage: Usage | None = None
         self._started = False
@@ -51,9 +56,14 @@ class ChatChunkEncoder:
     def for_view(cls, view: StreamView) -> "ChatChunkEncoder":
         return cls(view.id, view.model, view.include_usage, view.created)
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def _model(self, model: str, fingerprint: str) -> None:
+        self._head = _head(self._id, "chat.completion.chunk", self._created, model, fingerprint)
+        self._prefix = self._head + b',"choices":[{"index":0,"delta":'
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None, logprobs: dict[str, Any] | None = None) -> bytes:
         finish_json = b"null" if finish is None else _encode(finish)
-        return self._prefix + _encode(delta) + b',"logprobs":null,"finish_reason":' + finish_json + b"}]}"
+        tail = b',"logprobs":' + _logprobs_json(logprobs) + b',"finish_reason":' + finish_json + b"}]}"
+        return self._prefix + _encode(delta) + tail
 
     def _role(self, content: str | None) -> dict[str, Any]:
         if self._started:
@@ -63,9 +73,14 @@ class ChatChunkEncoder:
 
     def encode(self, event: Event) -> list[bytes]:
         match event:
-            case TextDelta(text=text):
+            case TextDelta(text=text, logprobs=logprobs):
                 role = self._role("")
-                return [self._chunk(role), self._chunk({"content": text})] if role else [self._chunk({"content": text})]
+                chunk = self._chunk({"content": text}, logprobs=logprobs)
+                return [self._chunk(role), chunk] if role else [chunk]
+            case ModelInfo(model=model, system_fingerprint=fingerprint):
+                if not self._started and model:  # it comes first: every chunk carries the same head
+                    self._model(model, fingerprint)
+                return []
             case ReasoningDelta(text=text):
                 return [self._chunk({**self._role(None), "reasoning_content": text})]
             case ToolCallDelta():
@@ -101,24 +116,34 @@ class CompletionChunkEncoder:
     """Legacy ``text_completion`` chunks: each a whole completion object holding the new text only."""
 
     def __init__(self, completion_id: str, model: str, include_usage: bool, created: int) -> None:
-        head = _encode({"id": completion_id, "object": "text_completion", "created": created, "model": model})
-        self._head = head[:-1]
-        self._prefix = self._head + b',"choices":[{"text":'
+        self._id, self._created = completion_id, created
+        self._model(model, "")
         self._include_usage = include_usage
         self._usage: Usage | None = None
+        self._started = False
 
     @classmethod
     def for_view(cls, view: StreamView) -> "CompletionChunkEncoder":
         return cls(view.id, view.model, view.include_usage, view.created)
 
-    def _chunk(self, text: str, finish: str | None = None) -> bytes:
+    def _model(self, model: str, fingerprint: str) -> None:
+        self._head = _head(self._id, "text_completion", self._created, model, fingerprint)
+        self._prefix = self._head + b',"choices":[{"text":'
+
+    def _chunk(self, text: str, finish: str | None = None, logprobs: dict[str, Any] | None = None) -> bytes:
+        self._started = True
         finish_json = b"null" if finish is None else _encode(finish)
-        return self._prefix + _encode(text) + b',"index":0,"logprobs":null,"finish_reason":' + finish_json + b"}]}"
+        tail = b',"index":0,"logprobs":' + _logprobs_json(logprobs) + b',"finish_reason":' + finish_json + b"}]}"
+        return self._prefix + _encode(text) + tail
 
     def encode(self, event: Event) -> list[bytes]:
         match event:
-            case TextDelta(text=text):
-                return [self._chunk(text)]
+            case TextDelta(text=text, logprobs=logprobs):
+                return [self._chunk(text, logprobs=logprobs)]
+            case ModelInfo(model=model, system_fingerprint=fingerprint):
+                if not self._started and model:
+                    self._model(model, fingerprint)
+                return []
             case Usage():
                 self._usage = event
                 return []

@@ -3,6 +3,8 @@
 import time
 from typing import Any
 
+import msgspec
+
 from services.api.dialects.openai.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -55,7 +57,18 @@ def to_messages(messages: list[Message]) -> list[ChatMessage]:
     return result
 
 
-def to_params(body: ChatCompletionRequest | CompletionRequest) -> SamplingParams:
+def extra_fields(raw: bytes, typed: frozenset[str]) -> dict[str, Any]:
+    """The request's fields outside ``typed`` (already checked JSON), as sent; a null one means unset."""
+    fields = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
+    return {
+        name: msgspec.json.decode(value)
+        for name, value in fields.items()
+        if name not in typed and bytes(value) != b"null"
+    }
+
+
+def to_params(body: ChatCompletionRequest | CompletionRequest, extra: dict[str, Any] | None = None) -> SamplingParams:
+    """The canonical params; ``extra`` holds the client's other fields, for the upstream (``extra_fields``)."""
     if body.n not in (None, 1):
         raise InvalidRequestError("n > 1 is not supported by this gateway", param="n")
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or ())
@@ -63,6 +76,7 @@ def to_params(body: ChatCompletionRequest | CompletionRequest) -> SamplingParams
     tools: list[ToolSpec] = []
     tool_choice: str | dict[str, Any] | None = None
     response_format = None
+    chat: dict[str, Any] = {}
     if isinstance(body, ChatCompletionRequest):
         max_tokens = body.max_completion_tokens or max_tokens
         tools = [
@@ -70,9 +84,18 @@ def to_params(body: ChatCompletionRequest | CompletionRequest) -> SamplingParams
             for t in body.tools or ()
         ]
         tool_choice, response_format = body.tool_choice, body.response_format
+        chat = {
+            "parallel_tool_calls": body.parallel_tool_calls,
+            "reasoning_effort": body.reasoning_effort,
+            "logprobs": body.logprobs,
+            "top_logprobs": body.top_logprobs,
+        }
     elif max_tokens is None:
         max_tokens = 16  # the legacy endpoint's documented default
     return SamplingParams(
+        **chat,
+        user=body.user,
+        extra=extra or {},
         temperature=body.temperature,
         top_p=body.top_p,
         max_tokens=max_tokens,
@@ -100,6 +123,13 @@ def usage_object(usage: Usage | None) -> dict[str, Any]:
     return result
 
 
+def _tail(answer: Answer, model: str) -> tuple[str, dict[str, Any]]:
+    """The model that answered (as the stream's chunks name it too) and the ``system_fingerprint`` field,
+    present only when the upstream sent one."""
+    fingerprint = {"system_fingerprint": answer.system_fingerprint} if answer.system_fingerprint else {}
+    return answer.model or model, fingerprint
+
+
 def chat_body(completion_id: str, model: str, answer: Answer) -> bytes:
     message: dict[str, Any] = {
         "role": "assistant",
@@ -114,27 +144,32 @@ def chat_body(completion_id: str, model: str, answer: Answer) -> bytes:
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
             for c in answer.tool_calls
         ]
+    answered, fingerprint = _tail(answer, model)
+    choice = {"index": 0, "message": message, "logprobs": answer.logprobs, "finish_reason": answer.finish_reason}
     return encode_json(
         {
             "id": completion_id,
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": answer.model or model,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": answer.finish_reason}],
+            "model": answered,
+            "choices": [choice],
             "usage": usage_object(answer.usage),
-            "system_fingerprint": None,
+            **fingerprint,
         }
     )
 
 
 def completion_body(completion_id: str, model: str, answer: Answer) -> bytes:
+    answered, fingerprint = _tail(answer, model)
+    choice = {"text": answer.text, "index": 0, "logprobs": answer.logprobs, "finish_reason": answer.finish_reason}
     return encode_json(
         {
             "id": completion_id,
             "object": "text_completion",
             "created": int(time.time()),
-            "model": answer.model or model,
-            "choices": [{"text": answer.text, "index": 0, "logprobs": None, "finish_reason": answer.finish_reason}],
+            "model": answered,
+            "choices": [choice],
             "usage": usage_object(answer.usage),
+            **fingerprint,
         }
     )

@@ -5,6 +5,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from services.worker.providers._fields import check_fields
 from services.worker.providers.base import Target
 from shared.errors import InvalidRequestError
 from shared.jobs import ChatMessage, GenerationJob, ImagePart, SamplingParams, ToolCall, message_text
@@ -14,6 +15,11 @@ __all__ = ["build_request", "to_anthropic_messages", "to_anthropic_params"]
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI-shaped callers often omit it
 _NAMED_CHOICES = {"auto": "auto", "required": "any", "none": "none"}
+#: the OpenAI fields with an Anthropic equivalent (the others are refused: ``_fields``); temperature is capped at
+#: 1, as Anthropic's own OpenAI compatibility layer documents
+MAPPED = frozenset(
+    {"temperature", "top_p", "max_tokens", "stop", "tools", "tool_choice", "parallel_tool_calls", "user"}
+)
 
 
 def _image(part: ImagePart) -> dict[str, Any]:
@@ -116,12 +122,18 @@ def to_anthropic_params(params: SamplingParams) -> dict[str, Any]:
             }
             for tool in params.tools
         ]
-        if params.tool_choice is not None:  # Anthropic rejects tool_choice without tools
-            body["tool_choice"] = _tool_choice(params.tool_choice)
+        choice = _tool_choice(params.tool_choice) if params.tool_choice is not None else None
+        if params.parallel_tool_calls is False and (choice or {}).get("type") != "none":
+            choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
+        if choice is not None:  # Anthropic rejects tool_choice without tools
+            body["tool_choice"] = choice
+    if params.user:
+        body["metadata"] = {"user_id": params.user}
     return body
 
 
 def build_request(client: httpx.AsyncClient, job: GenerationJob, target: Target) -> httpx.Request:
+    check_fields(job.params, target.provider, MAPPED, target.spec.drop_params)
     system, messages = to_anthropic_messages(job.messages)
     body: dict[str, Any] = {"model": target.model, "messages": messages, "stream": True}
     if system:

@@ -10,6 +10,7 @@ from services.worker.providers._sse import iter_sse
 from services.worker.providers._status import redact
 from services.worker.providers.base import (
     FinishPiece,
+    ModelPiece,
     Piece,
     ReasoningPiece,
     Target,
@@ -145,8 +146,10 @@ def _error(event: _Event, target: Target) -> UpstreamError:
 def _pieces(event: _Event, state: _State, target: Target) -> list[Piece]:
     """Apply one event to ``state``; the pieces it yields right away."""
     if event.type == "message_start" and event.message is not None:
-        state.model = event.message.model or state.model
         state.take_usage(event.message.usage)
+        if event.message.model and event.message.model != state.model:
+            state.model = event.message.model
+            return [ModelPiece(state.model)]
     elif event.type == "content_block_start":
         return _block_start(event, state)
     elif event.type == "content_block_delta":

@@ -6,6 +6,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 import msgspec
 
+from services.worker.providers._fields import check_fields, unsupported
 from services.worker.providers.base import Target
 from shared.errors import InvalidRequestError
 from shared.jobs import ChatMessage, GenerationJob, ImagePart, SamplingParams, ToolCall, message_text
@@ -16,6 +17,26 @@ _MIME_BY_SUFFIX = {"jpg": "image/jpeg", "pdf": "application/pdf"} | {
     s: f"image/{s}" for s in ("jpeg", "png", "gif", "webp")
 }
 _MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
+#: reasoning_effort -> thinking budget, as Google documents for its OpenAI compatibility ("none" disables
+#: thinking; "minimal" takes the smallest budget)
+_THINKING_BUDGETS = {"none": 0, "minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
+#: the OpenAI fields with a Gemini equivalent (the others are refused: ``_fields``)
+MAPPED = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "stop",
+        "seed",
+        "n",
+        "presence_penalty",
+        "frequency_penalty",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "reasoning_effort",
+    }
+)
 
 
 def _image(part: ImagePart) -> dict[str, Any]:
@@ -112,6 +133,13 @@ def _generation_config(params: SamplingParams) -> dict[str, Any]:
     if response_format.get("type") in ("json_object", "json_schema"):
         config["responseMimeType"] = "application/json"
         config["responseJsonSchema"] = (response_format.get("json_schema") or {}).get("schema")
+    if params.reasoning_effort is not None:
+        budget = _THINKING_BUDGETS.get(params.reasoning_effort)
+        if budget is None:
+            raise unsupported(
+                "reasoning_effort", "gemini", f"{params.reasoning_effort!r} has no thinking budget (none…high)"
+            )
+        config["thinkingConfig"] = {"thinkingBudget": budget}
     return _compact(config)
 
 
@@ -139,6 +167,7 @@ def _tools(params: SamplingParams) -> dict[str, Any]:
 
 
 def build_request(client: httpx.AsyncClient, job: GenerationJob, target: Target) -> httpx.Request:
+    check_fields(job.params, target.provider, MAPPED, target.spec.drop_params)
     system, contents = to_gemini_contents(job.messages)
     drop = set(target.spec.drop_params)  # wire names, at the top level or inside generationConfig
     config = {key: value for key, value in _generation_config(job.params).items() if key not in drop}

@@ -15,6 +15,7 @@ from services.worker.providers._sse import iter_sse
 from services.worker.providers._status import redact
 from services.worker.providers.base import (
     FinishPiece,
+    ModelPiece,
     Piece,
     ReasoningPiece,
     Target,
@@ -118,16 +119,20 @@ def _part_pieces(part: _Part, state: _State) -> list[Piece]:
 
 def _pieces(chunk: _Chunk, state: _State) -> list[Piece]:
     """Apply one chunk to ``state``; the pieces it yields right away."""
-    state.model = chunk.model_version.removeprefix("models/") or state.model
+    pieces: list[Piece] = []
+    model = chunk.model_version.removeprefix("models/")
+    if model and model != state.model:
+        state.model = model
+        pieces.append(ModelPiece(model))
     state.usage = chunk.usage_metadata or state.usage
     if chunk.prompt_feedback is not None and chunk.prompt_feedback.block_reason and not chunk.candidates:
         state.blocked = True
     candidate = next((c for c in chunk.candidates if c.index == 0), None)  # n > 1 is refused before enqueue
     if candidate is None:
-        return []
+        return pieces
     state.finish = candidate.finish_reason or state.finish
     parts = candidate.content.parts if candidate.content else []
-    return [piece for part in parts for piece in _part_pieces(part, state)]
+    return pieces + [piece for part in parts for piece in _part_pieces(part, state)]
 
 
 def _error(error: _ApiError, target: Target) -> UpstreamError:

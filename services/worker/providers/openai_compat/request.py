@@ -1,8 +1,11 @@
-"""Canonical job -> ``POST {base_url}/chat/completions`` with ``stream: true``."""
+"""Canonical job -> ``POST {base_url}/chat/completions`` (or ``/completions`` for a legacy completion) with
+``stream: true``. Every field the client sent goes upstream unchanged; the gateway's own (``model``, ``stream``,
+``stream_options``) are set here, and the catalog's ``drop_params`` are left out."""
 
 from typing import Any
 
 import httpx
+import msgspec
 
 from services.worker.providers.base import Target
 from shared.jobs import ChatMessage, GenerationJob, ImagePart, SamplingParams
@@ -42,9 +45,24 @@ def to_openai_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     return result
 
 
+_SCALARS = (
+    "temperature",
+    "top_p",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+    "parallel_tool_calls",
+    "user",
+    "reasoning_effort",
+    "logprobs",
+    "top_logprobs",
+)
+
+
 def to_openai_params(params: SamplingParams, max_tokens_field: str) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty", "response_format"):
+    body: dict[str, Any] = dict(params.extra)
+    for name in _SCALARS:
         value = getattr(params, name)
         if value is not None:
             body[name] = value
@@ -66,22 +84,23 @@ def to_openai_params(params: SamplingParams, max_tokens_field: str) -> dict[str,
             }
             for t in params.tools
         ]
-    if params.tool_choice is not None and params.tools:
+    if params.tool_choice is not None:
         body["tool_choice"] = params.tool_choice
     return body
 
 
 def build_request(client: httpx.AsyncClient, job: GenerationJob, target: Target) -> httpx.Request:
-    body: dict[str, Any] = {
-        "model": target.model,
-        "messages": to_openai_messages(job.messages),
-        **to_openai_params(job.params, target.spec.max_tokens_field),
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+    if job.prompt is None:
+        path, head = "chat/completions", {"model": target.model, "messages": to_openai_messages(job.messages)}
+        params = to_openai_params(job.params, target.spec.max_tokens_field)
+    else:  # the legacy endpoint knows max_tokens only
+        path, head = "completions", {"model": target.model, "prompt": job.prompt}
+        params = to_openai_params(job.params, "max_tokens")
+    body = {**head, **params, "stream": True, "stream_options": {"include_usage": True}}
     for name in target.spec.drop_params:
         body.pop(name, None)
-    headers = {"accept": "text/event-stream", "x-request-id": job.request_id}
+    headers = {"content-type": "application/json", "accept": "text/event-stream", "x-request-id": job.request_id}
     if target.api_key:
         headers["authorization"] = f"Bearer {target.api_key}"
-    return client.build_request("POST", f"{target.base_url.rstrip('/')}/chat/completions", json=body, headers=headers)
+    url = f"{target.base_url.rstrip('/')}/{path}"
+    return client.build_request("POST", url, content=msgspec.json.encode(body), headers=headers)

@@ -11,6 +11,7 @@ from services.worker.providers._sse import iter_sse
 from services.worker.providers._status import redact
 from services.worker.providers.base import (
     FinishPiece,
+    ModelPiece,
     Piece,
     ReasoningPiece,
     Target,
@@ -44,7 +45,9 @@ class _Delta(msgspec.Struct, gc=False):
 class _Choice(msgspec.Struct, gc=False):
     index: int = 0
     delta: _Delta | None = None
+    text: str | None = None  # a legacy completion's chunk
     finish_reason: str | None = None
+    logprobs: dict[str, Any] | None = None
 
 
 class _Details(msgspec.Struct, gc=False):
@@ -61,6 +64,7 @@ class _Usage(msgspec.Struct, gc=False):
 
 class _Chunk(msgspec.Struct, gc=False):
     model: str = ""
+    system_fingerprint: str | None = None
     choices: list[_Choice] = []
     usage: _Usage | None = None
     error: dict[str, Any] | str | None = None
@@ -79,14 +83,20 @@ def _usage(usage: _Usage) -> UsagePiece:
     )
 
 
-def _delta_pieces(delta: _Delta) -> list[Piece]:
+def _choice_pieces(choice: _Choice) -> list[Piece]:
+    """A choice's text (with its logprobs, when the client asked for them), reasoning and tool calls."""
+    if choice.text:
+        return [TextPiece(choice.text, choice.logprobs)]
+    delta = choice.delta
+    if delta is None:
+        return []
     pieces: list[Piece] = []
     if delta.reasoning_content:
         pieces.append(ReasoningPiece(delta.reasoning_content))
     if delta.content:
-        pieces.append(TextPiece(delta.content))
+        pieces.append(TextPiece(delta.content, choice.logprobs))
     if delta.refusal:
-        pieces.append(TextPiece(delta.refusal))
+        pieces.append(TextPiece(delta.refusal, choice.logprobs))
     for call in delta.tool_calls or ():
         function = call.function or _Function()
         pieces.append(ToolCallPiece(call.index, call.id, function.name, function.arguments or ""))
@@ -112,7 +122,7 @@ def _midstream_error(error: dict[str, Any] | str, target: Target) -> UpstreamErr
 
 
 async def iter_pieces(response: httpx.Response, target: Target) -> AsyncIterator[Piece]:
-    model, finish = "", None
+    model, fingerprint, finish = "", "", None
     chunks = response.aiter_bytes()
     async for sse in iter_sse(chunks):
         if sse.data.startswith("[DONE]"):
@@ -124,13 +134,14 @@ async def iter_pieces(response: httpx.Response, target: Target) -> AsyncIterator
             raise UpstreamError(f"{target.provider} sent a malformed stream chunk", retryable=False) from exc
         if chunk.error is not None:
             raise _midstream_error(chunk.error, target)
-        model = chunk.model or model
+        if (chunk.model and chunk.model != model) or (chunk.system_fingerprint or fingerprint) != fingerprint:
+            model, fingerprint = chunk.model or model, chunk.system_fingerprint or fingerprint
+            yield ModelPiece(model, fingerprint)
         for choice in chunk.choices:
             if choice.index != 0:
                 continue  # n > 1 is refused before enqueue; ignore stray choices
-            if choice.delta is not None:
-                for piece in _delta_pieces(choice.delta):
-                    yield piece
+            for piece in _choice_pieces(choice):
+                yield piece
             if choice.finish_reason:
                 finish = choice.finish_reason
         if chunk.usage is not None:
