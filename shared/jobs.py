@@ -93,7 +93,7 @@ class SamplingParams(_Wire, frozen=True, kw_only=True):
     max_tokens: int | None = None
     stop: list[str] = []
     seed: int | None = None
-    n: int = 1
+    n: int | None = None  # None: not sent
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     tools: list[ToolSpec] = []

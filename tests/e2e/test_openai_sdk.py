@@ -85,8 +85,10 @@ def test_tool_calls_round_trip(client: openai.OpenAI, stack: Stack) -> None:
 
 def test_models(client: openai.OpenAI) -> None:
     ids = {model.id for model in client.models.list()}
-    assert {"gpt-4o-mini", "claude-haiku-4-5", "echo"} <= ids
+    assert {"openai/gpt-4o-mini", "anthropic/claude-haiku-4-5", "echo/echo"} <= ids
     assert client.models.retrieve("echo").owned_by == "echo"
+    assert client.models.retrieve("anthropic/claude-sonnet-4-5").owned_by == "anthropic"
+    assert client.models.retrieve("gemini/gemini-2.5-flash").owned_by == "gemini"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("no-such-model")
 

@@ -432,8 +432,14 @@ class FakeUpstream:
         if isinstance(limit, int) and limit < len(tokens):
             tokens, finish, tool_calls, stop = tokens[:limit], "length", [], None
         prompt = fmt.prompt_words(provider, body, legacy) + 3 if reply.prompt_tokens is None else reply.prompt_tokens
+        model = ex.model or str(body.get("model", ""))
+        logprobs, offset, prompt_text = None, 0, body.get("prompt") if isinstance(body.get("prompt"), str) else ""
+        if provider == "openai" and legacy and isinstance(body.get("logprobs"), int):
+            logprobs, offset = body["logprobs"], len(prompt_text)
+        elif provider == "openai" and body.get("logprobs") is True:
+            logprobs = body.get("top_logprobs") or 0
         return Plan(
-            model=ex.model or str(body.get("model", "")),
+            model=fmt.SNAPSHOTS.get(model, model) if provider == "openai" else model,
             ident=f"fake{ex.seq:08d}",
             created=int(time.time()) if self.created is None else self.created,
             tokens=tokens,
@@ -442,6 +448,9 @@ class FakeUpstream:
             stop_sequence=stop,
             prompt_tokens=prompt,
             include_usage=fmt.include_usage(body),
+            logprobs=logprobs,
+            echo_offset=offset,
+            echo=prompt_text if legacy and body.get("echo") is True else "",
         )
 
     @staticmethod

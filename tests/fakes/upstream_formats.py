@@ -71,6 +71,11 @@ class Plan(msgspec.Struct, kw_only=True):
     stop_sequence: str | None
     prompt_tokens: int
     include_usage: bool = False
+    #: OpenAI chat: `top_logprobs` alternatives per token when `logprobs: true` (None: not asked); legacy
+    #: completions: the `logprobs` integer
+    logprobs: int | None = None
+    echo_offset: int = 0  # legacy completions: where the completion starts in `text_offset` (the prompt's length)
+    echo: str = ""  # legacy completions with `echo: true`: the prompt, sent before the completion (no logprobs)
 
     @property
     def text(self) -> str:
@@ -176,6 +181,42 @@ def _template(build: Callable[[str], bytes]) -> Callable[[str], bytes]:
 
 # -- OpenAI -----------------------------------------------------------------------------------------------------
 
+#: what OpenAI answers in `model` for an alias: the dated snapshot that served it
+SNAPSHOTS = {"gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4o": "gpt-4o-2024-08-06"}
+
+
+def _logprob(i: int) -> float:
+    return -round(0.0125 * (i % 7 + 1) ** 2, 6)
+
+
+def _chat_logprob(p: Plan, i: int, token: str) -> dict[str, Any]:
+    """One entry of a chat choice's `logprobs.content`, with `p.logprobs` alternatives (the token first)."""
+    alternatives = [(token, _logprob(i))] + [(f"{token.strip() or '_'}#{k}", _logprob(i) - k) for k in range(1, 21)]
+    top = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in alternatives[: p.logprobs or 0]]
+    return {"token": token, "logprob": _logprob(i), "bytes": list(token.encode()), "top_logprobs": top}
+
+
+def _chat_logprobs(p: Plan, tokens: list[tuple[int, str]]) -> dict[str, Any] | None:
+    if p.logprobs is None:
+        return None
+    return {"content": [_chat_logprob(p, i, t) for i, t in tokens], "refusal": None}
+
+
+def _text_logprobs(p: Plan, tokens: list[tuple[int, str]]) -> dict[str, Any] | None:
+    """A legacy completion choice's `logprobs` (tokens, token_logprobs, top_logprobs, text_offset)."""
+    if p.logprobs is None:
+        return None
+    offsets = [p.echo_offset + sum(len(t) for t in p.tokens[:i]) for i, _ in tokens]
+    top = [
+        {t: _logprob(i)} | {f"{t.strip() or '_'}#{k}": _logprob(i) - k for k in range(1, p.logprobs)} for i, t in tokens
+    ]
+    return {
+        "tokens": [t for _, t in tokens],
+        "token_logprobs": [_logprob(i) for i, _ in tokens],
+        "top_logprobs": top if p.logprobs else None,
+        "text_offset": offsets,
+    }
+
 
 def _openai_base(p: Plan, kind: str) -> dict[str, Any]:
     prefix = "cmpl" if kind == "text_completion" else "chatcmpl"
@@ -200,7 +241,8 @@ def openai_chat_body(p: Plan) -> bytes:
     if p.tool_calls:
         message["tool_calls"] = _openai_calls(p)
     message |= {"refusal": None, "annotations": []}
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": p.finish}
+    logprobs = _chat_logprobs(p, list(enumerate(p.tokens)))
+    choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": p.finish}
     body = {
         "choices": [choice],
         "usage": _openai_usage(p),
@@ -213,14 +255,17 @@ def openai_chat_body(p: Plan) -> bytes:
 def openai_chat_stream(p: Plan) -> Stream:
     base = _openai_base(p, "chat.completion.chunk") | {"service_tier": "default", "system_fingerprint": FINGERPRINT}
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        data = base | {"choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: dict[str, Any] | None = None) -> bytes:
+        data = base | {"choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]}
         if p.include_usage:
             data["usage"] = None
         return b"data: " + _encode(data) + b"\n\n"
 
-    content = _template(lambda t: chunk({"content": t}))
-    steps = [content(t) for t in p.tokens]
+    if p.logprobs is None:
+        content = _template(lambda t: chunk({"content": t}))
+        steps = [content(t) for t in p.tokens]
+    else:
+        steps = [chunk({"content": t}, logprobs=_chat_logprobs(p, [(i, t)])) for i, t in enumerate(p.tokens)]
     intros = [{"index": i, **c, "function": c["function"] | {"arguments": ""}} for i, c in enumerate(_openai_calls(p))]
     if p.tokens or not p.tool_calls:
         head = chunk({"role": "assistant", "content": "", "refusal": None})
@@ -237,22 +282,29 @@ def openai_chat_stream(p: Plan) -> Stream:
 
 
 def openai_text_body(p: Plan) -> bytes:
-    choice = {"text": p.text, "index": 0, "logprobs": None, "finish_reason": p.finish}
+    logprobs = _text_logprobs(p, list(enumerate(p.tokens)))
+    choice = {"text": p.echo + p.text, "index": 0, "logprobs": logprobs, "finish_reason": p.finish}
     return _encode(_openai_base(p, "text_completion") | {"choices": [choice], "usage": _openai_usage(p, False)})
 
 
 def openai_text_stream(p: Plan) -> Stream:
     base = _openai_base(p, "text_completion")
 
-    def chunk(text: str, finish: str | None = None) -> bytes:
-        choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+    def chunk(text: str, finish: str | None = None, logprobs: dict[str, Any] | None = None) -> bytes:
+        choice = {"text": text, "index": 0, "logprobs": logprobs, "finish_reason": finish}
         return b"data: " + _encode(base | {"choices": [choice]}) + b"\n\n"
 
-    text = _template(chunk)
+    if p.logprobs is None:
+        text = _template(chunk)
+        steps = [text(t) for t in p.tokens]
+    else:
+        steps = [chunk(t, logprobs=_text_logprobs(p, [(i, t)])) for i, t in enumerate(p.tokens)]
+    if p.echo:
+        steps.insert(0, chunk(p.echo))
     tail = chunk("", p.finish)
     if p.include_usage:
         tail += b"data: " + _encode(base | {"choices": [], "usage": _openai_usage(p, details=False)}) + b"\n\n"
-    return Stream(b"", [text(t) for t in p.tokens], tail + b"data: [DONE]\n\n")
+    return Stream(b"", steps, tail + b"data: [DONE]\n\n")
 
 
 # -- Anthropic --------------------------------------------------------------------------------------------------

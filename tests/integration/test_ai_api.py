@@ -46,7 +46,7 @@ def test_chat_defaults_to_openai_with_temperature_and_max_tokens(stack: Stack) -
     response = post(stack, CHAT, body)
     assert response.status_code == 200, response.text
     assert response.json()["content"] == "Paris is the capital."
-    assert response.json()["model"] == "gpt-4o-mini"
+    assert response.json()["model"] == "gpt-4o-mini-2024-07-18"  # the model that answered
     sent = stack.fake.requests[-1]
     assert sent.provider == "openai"
     assert sent.headers["authorization"] == f"Bearer {stack.fake.keys['openai']}"

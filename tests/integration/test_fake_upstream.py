@@ -20,6 +20,7 @@ from tests.fakes.upstream import (
     Stall,
     Truncate,
 )
+from tests.openai_schema import assert_valid
 
 CREATED = 1700000000
 PROVIDERS: list[Provider] = ["openai", "anthropic", "gemini"]
@@ -92,7 +93,9 @@ def test_openai_stream_default_reply_is_byte_exact(fake: FakeUpstream, client: h
     assert response.headers["x-request-id"].startswith("req_")
     ident = data(frames(response.content)[0])["id"].removeprefix("chatcmpl-")
     head = (
-        '{"id":"chatcmpl-' + ident + '","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini",'
+        '{"id":"chatcmpl-'
+        + ident
+        + '","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini-2024-07-18",'
         '"service_tier":"default","system_fingerprint":"fp_c0ndu1t0fake","choices":[{"index":0,"delta":'
     )
     deltas = [
@@ -121,7 +124,7 @@ def test_openai_non_stream_default_reply(fake: FakeUpstream, client: httpx.Clien
     body = client.request(**request("openai", stream=False)).json()
     assert body["object"] == "chat.completion"
     assert body["id"].startswith("chatcmpl-")
-    assert body["model"] == "gpt-4o-mini"
+    assert body["model"] == "gpt-4o-mini-2024-07-18"  # OpenAI answers with the snapshot that served the alias
     assert body["created"] == CREATED
     assert body["choices"] == [
         {
@@ -154,6 +157,33 @@ def test_openai_legacy_completions_stream_and_not(fake: FakeUpstream, client: ht
     assert all(c["object"] == "text_completion" for c in chunks)
     assert "".join(c["choices"][0]["text"] for c in chunks) == "Hello from the fake openai!"
     assert [c["choices"][0]["finish_reason"] for c in chunks][-2:] == [None, "stop"]
+
+
+def test_openai_logprobs_in_chat_and_legacy_completions_match_openais_schemas(
+    fake: FakeUpstream, client: httpx.Client
+) -> None:
+    asked = {"logprobs": True, "top_logprobs": 2}
+    body = client.request(**request("openai", stream=False, **asked)).json()
+    assert_valid(body, "CreateChatCompletionResponse")
+    content = body["choices"][0]["logprobs"]["content"]
+    assert [entry["token"] for entry in content] == ["Hello", " from", " the", " fake", " openai", "!"]
+    assert all(
+        len(entry["top_logprobs"]) == 2 and entry["top_logprobs"][0]["token"] == entry["token"] for entry in content
+    )
+    chunks = [data(e) for e in frames(client.request(**request("openai", stream=True, **asked)).content)[:-1]]
+    for chunk in chunks:
+        assert_valid(chunk, "CreateChatCompletionStreamResponse")
+    streamed = [c["choices"][0]["logprobs"] for c in chunks]
+    assert [lp["content"][0] for lp in streamed if lp] == content
+    args: dict[str, Any] = {"method": "POST", "url": "/v1/completions", "headers": AUTH["openai"]}
+    legacy = {"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi", "max_tokens": 2, "logprobs": 3}
+    text = client.request(**args, json=legacy).json()
+    assert_valid(text, "CreateCompletionResponse")
+    assert text["choices"][0]["logprobs"]["tokens"] == ["Hello", " from"]
+    assert text["choices"][0]["logprobs"]["text_offset"] == [6, 11]
+    assert [len(top) for top in text["choices"][0]["logprobs"]["top_logprobs"]] == [3, 3]
+    echoed = client.request(**args, json={**legacy, "logprobs": None, "echo": True}).json()
+    assert echoed["choices"][0]["text"] == "Say hiHello from"
 
 
 def test_openai_models_list(fake: FakeUpstream, client: httpx.Client) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from tests.fakes.upstream import MidStreamError, Reply
 from tests.harness import auth, sse_events
+from tests.openai_schema import assert_valid
 from tests.stack import Stack
 
 
@@ -22,7 +23,8 @@ def test_chat_completion_has_the_openai_shape(stack: Stack) -> None:
     assert body["id"].startswith("chatcmpl-")
     assert body["object"] == "chat.completion"
     assert isinstance(body["created"], int)
-    assert body["model"] == "gpt-4o-mini"
+    assert body["model"] == "gpt-4o-mini-2024-07-18"  # the upstream's resolved model, as OpenAI answers
+    assert body["system_fingerprint"] == "fp_c0ndu1t0fake"
     assert body["choices"] == [
         {
             "index": 0,
@@ -55,7 +57,8 @@ def test_stream_frames_are_role_content_finish_usage_done(stack: Stack) -> None:
     assert frames[-1] == "[DONE]"
     chunks = [json.loads(f) for f in frames[:-1]]
     assert {c["id"] for c in chunks} == {chunks[0]["id"]}
-    assert all(c["object"] == "chat.completion.chunk" and c["model"] == "openai/gpt-4o" for c in chunks)
+    assert all(c["object"] == "chat.completion.chunk" and c["model"] == "gpt-4o-2024-08-06" for c in chunks)
+    assert all(c["system_fingerprint"] == "fp_c0ndu1t0fake" for c in chunks)
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "", "refusal": None}
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text == "Hello"
@@ -116,15 +119,29 @@ def test_legacy_completions(stack: Stack) -> None:
     assert "".join(json.loads(f)["choices"][0]["text"] for f in frames[:-1]) == "alpha beta"
 
 
-def test_models_list_and_retrieve(stack: Stack) -> None:
+def test_models_list_the_names_to_use_and_every_accepted_name_is_retrievable(stack: Stack) -> None:
     listed = httpx.get(f"{stack.url}/v1/models", headers=auth("free"), timeout=10).json()
+    assert_valid(listed, "ListModelsResponse")
     ids = {m["id"] for m in listed["data"]}
-    assert {"gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash", "echo"} <= ids
-    one = httpx.get(f"{stack.url}/v1/models/gpt-4o-mini", headers=auth(), timeout=10)
-    assert one.json() == {"id": "gpt-4o-mini", "object": "model", "created": 1721172741, "owned_by": "openai"}
-    missing = httpx.get(f"{stack.url}/v1/models/nope", headers=auth(), timeout=10)
-    assert missing.status_code == 404
-    assert missing.json()["error"]["code"] == "model_not_found"
+    assert {"openai/gpt-4o-mini", "anthropic/claude-haiku-4-5", "gemini/gemini-2.5-flash", "echo/echo"} <= ids
+    for name in sorted(ids):  # each listed name is a model the chat endpoint serves
+        answer = chat(stack, {"model": name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+        assert answer.status_code == 200, (name, answer.text)
+    one = httpx.get(f"{stack.url}/v1/models/openai/gpt-4o-mini", headers=auth(), timeout=10)
+    assert one.json() == {"id": "openai/gpt-4o-mini", "object": "model", "created": 1721172741, "owned_by": "openai"}
+    accepted = ["gpt-4o-mini", "anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-flash", "claude-opus-4-1", "o3"]
+    for name in accepted:
+        retrieved = httpx.get(f"{stack.url}/v1/models/{name}", headers=auth(), timeout=10)
+        assert retrieved.status_code == 200, (name, retrieved.text)
+        assert_valid(retrieved.json(), "Model")
+        assert retrieved.json()["id"] == name
+    for name in ("nope", "mistral/large", "llama-3-70b"):
+        missing = httpx.get(f"{stack.url}/v1/models/{name}", headers=auth(), timeout=10)
+        assert missing.status_code == 404, name
+        assert_valid(missing.json(), "ErrorResponse")
+        assert missing.json()["error"]["code"] == "model_not_found"
+        refused = chat(stack, {"model": name, "messages": [{"role": "user", "content": "hi"}]})
+        assert refused.status_code in {400, 404}, name  # the chat endpoint does not take it either
 
 
 def test_health_readiness_and_docs(stack: Stack) -> None:

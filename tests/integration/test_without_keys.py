@@ -60,4 +60,4 @@ def test_a_provider_without_a_key_is_refused_before_enqueueing(keyless: tuple[st
 def test_models_lists_only_what_can_be_served(keyless: tuple[str, RedisServer]) -> None:
     url, _ = keyless
     models = httpx.get(f"{url}/v1/models", headers=auth(), timeout=10).json()["data"]
-    assert [m["id"] for m in models] == ["echo"]
+    assert [m["id"] for m in models] == ["echo/echo"]

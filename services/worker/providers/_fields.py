@@ -49,7 +49,7 @@ _TYPED = (
     "logprobs",
     "top_logprobs",
 )
-_UNSET: dict[str, Any] = {"stop": [], "tools": [], "n": 1}
+_UNSET: dict[str, Any] = {"stop": [], "tools": []}
 
 
 def set_fields(params: SamplingParams) -> dict[str, Any]:

@@ -127,7 +127,7 @@ def _generation_config(params: SamplingParams) -> dict[str, Any]:
         "seed": params.seed,
         "presencePenalty": params.presence_penalty,
         "frequencyPenalty": params.frequency_penalty,
-        "candidateCount": params.n if params.n != 1 else None,
+        "candidateCount": params.n if params.n not in (None, 1) else None,
     }
     response_format = params.response_format or {}
     if response_format.get("type") in ("json_object", "json_schema"):

@@ -70,7 +70,7 @@ def to_openai_params(params: SamplingParams, max_tokens_field: str) -> dict[str,
         body[max_tokens_field] = params.max_tokens
     if params.stop:
         body["stop"] = list(params.stop)
-    if params.n != 1:
+    if params.n is not None:
         body["n"] = params.n
     if params.tools:
         body["tools"] = [
