@@ -1,0 +1,84 @@
+"""The README's examples run as written, in bash and in zsh, against a stack with `make up`'s settings.
+
+Every ```bash block that calls the API (it has a `curl`) and every ```python block runs with the stack's URL in
+place of http://127.0.0.1:8000; each must exit 0 without an error body in its output."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.upstream import FakeUpstream
+from tests.harness import JWT_SECRET, ROOT
+from tests.stack import Stack, own_stack
+
+README = ROOT / "README.md"
+_BLOCK = re.compile(r"^```(bash|python)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+SHELLS = ["bash", "zsh"]
+
+
+def _blocks(language: str) -> list[str]:
+    found = [body for lang, body in _BLOCK.findall(README.read_text()) if lang == language]
+    return [body for body in found if language == "python" or "curl " in body]
+
+
+@pytest.fixture(scope="module")
+def readme_stack(logs: Path, fake: FakeUpstream) -> Iterator[Stack]:
+    # make up's defaults: the echo provider paced as it is there, the tiers' real limits
+    with own_stack(logs, fake, worker_env={"CONDUIT_ECHO_DELAY": "0.02"}) as stack:
+        yield stack
+
+
+def _env(stack: Stack, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUIT_") and k != "TOKEN"}
+    return env | {
+        "CONDUIT_JWT_SECRET": JWT_SECRET,
+        "REDIS_URL": stack.redis.url,
+        "HOME": str(tmp_path),  # zsh reads no user start-up files from here
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    }
+
+
+def _run(argv: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert '"error"' not in done.stdout, output
+    return done.stdout
+
+
+def test_the_readme_has_the_examples_this_test_runs() -> None:
+    assert len(_blocks("bash")) >= 4
+    assert len(_blocks("python")) >= 1
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("shell", SHELLS)
+def test_every_curl_example_runs_as_written(readme_stack: Stack, shell: str, tmp_path: Path) -> None:
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed here")
+    env = _env(readme_stack, tmp_path)
+    before = set(os.listdir(ROOT))
+    token = _run(["bash", "-c", ".venv/bin/conduit token create --user me --tier pro"], env).strip()
+    for block in _blocks("bash"):
+        script = block.replace("http://127.0.0.1:8000", readme_stack.url)
+        script = "set -e -o pipefail\nexport TOKEN=" + token + "\n" + script
+        output = _run([shell, "-c", script], env)
+        if "x-conduit-job-name: my-report" in block:
+            assert '"content":' in output, output  # the named job fetched after its client gave up
+        if "Last-Event-ID" in block:  # the stream, then its resume: only the frames after 3.1, to the end
+            assert output.count("data: [DONE]") == 2 and output.count("id: 3.1\n") == 1, output
+    assert set(os.listdir(ROOT)) == before, "an example wrote into the checkout"
+
+
+def test_the_python_example_runs(readme_stack: Stack, tmp_path: Path) -> None:
+    env = _env(readme_stack, tmp_path)
+    env["TOKEN"] = _run(["bash", "-c", ".venv/bin/conduit token create --user me --tier pro"], env).strip()
+    for block in _blocks("python"):
+        output = _run([sys.executable, "-c", block.replace("http://127.0.0.1:8000", readme_stack.url)], env)
+        assert output.strip(), block
