@@ -8,7 +8,6 @@ RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
-COPY deploy/providers.toml ./deploy/providers.toml
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . && useradd --system conduit
 USER conduit
 ENV CONDUIT_HOST=0.0.0.0 CONDUIT_PORT=8000

@@ -2,40 +2,27 @@
 ``keys create|list|revoke`` and ``usage``.
 
 Settings come from the environment, read here once; a bad one stops the command with the variable's name.
+The command's own state (the development secret, the record of a running ``conduit up``) is in the directory
+``services.devstate`` describes; ``keys`` and ``usage`` say on stderr which Redis they use, and why.
 """
 
 import argparse
 import asyncio
 import logging
 import os
-import secrets
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
+from services.devstate import DevState, RedisChoice, StackStartingError, choose_redis, state_dir
 from shared.catalog import CatalogError
 from shared.config import SettingsError
 
 __all__ = ["main"]
 
-ROOT = Path(__file__).resolve().parent.parent
-DEV_DIR = ROOT / ".conduit"
-DEV_SECRET = DEV_DIR / "dev-secret"
-#: the URL of the Redis a running ``conduit up`` uses (for ``conduit keys`` and ``conduit usage``)
-REDIS_FILE = DEV_DIR / "redis-url"
 
-
-def dev_secret(create: bool) -> str | None:
-    """The development JWT secret kept in the checkout (ignored by git), made on first use."""
-    if DEV_SECRET.exists():
-        return DEV_SECRET.read_text().strip()
-    if not create:
-        return None
-    DEV_DIR.mkdir(exist_ok=True)
-    DEV_SECRET.write_text(secrets.token_urlsafe(48) + "\n")
-    DEV_SECRET.chmod(0o600)
-    return DEV_SECRET.read_text().strip()
+def _state() -> DevState:
+    return DevState(state_dir(os.environ))
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
@@ -43,21 +30,21 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
     secret = os.environ.get("CONDUIT_JWT_SECRET", "").strip()
     if not secret:
-        secret = dev_secret(create=True) or ""
+        state = _state()
+        secret = state.dev_secret(create=True) or ""
         print(
-            f"conduit: CONDUIT_JWT_SECRET is not set; signed with the development secret in {DEV_SECRET}",
+            f"conduit: CONDUIT_JWT_SECRET is not set; signed with the development secret in {state.secret_file}",
             file=sys.stderr,
         )
     print(issue_token(secret, args.user, args.tier, args.ttl))
     return 0
 
 
-def redis_url() -> str:
-    """REDIS_URL, else the Redis a running ``conduit up`` uses, else the default local one."""
-    url = os.environ.get("REDIS_URL", "").strip()
-    if not url and REDIS_FILE.exists():
-        url = REDIS_FILE.read_text().strip()
-    return url or "redis://127.0.0.1:6379/0"
+def redis_for(command: str) -> RedisChoice:
+    """The Redis ``conduit keys`` / ``conduit usage`` use, announced on stderr with the reason."""
+    choice = choose_redis(os.environ, _state())
+    print(f"conduit {command}: using Redis {choice.url} ({choice.reason})", file=sys.stderr)
+    return choice
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -87,7 +74,7 @@ async def _keys(args: argparse.Namespace) -> int:
     from services.api.auth.keys import KeyStore
     from services.api.tiers import Limits
 
-    client = aioredis.Redis.from_url(redis_url(), socket_timeout=5, socket_connect_timeout=5)
+    client = aioredis.Redis.from_url(redis_for("keys").url, socket_timeout=5, socket_connect_timeout=5)
     store = KeyStore(client)
     try:
         if args.keys_command == "create":
@@ -133,7 +120,7 @@ async def _usage(args: argparse.Namespace) -> int:
 
     from services.api.usage import read_usage
 
-    client = aioredis.Redis.from_url(redis_url(), socket_timeout=5, socket_connect_timeout=5)
+    client = aioredis.Redis.from_url(redis_for("usage").url, socket_timeout=5, socket_connect_timeout=5)
     try:
         report = await read_usage(client, args.user, args.days)
     finally:
@@ -189,13 +176,16 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_up(args: argparse.Namespace) -> int:
     from services.stack import run_stack
 
-    return run_stack(quiet=args.quiet)
+    return run_stack(_state(), quiet=args.quiet)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conduit", description="Conduit, an LLM gateway.")
     commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="run Redis (embedded if needed), a worker and the API in the foreground")
+    up = commands.add_parser(
+        "up",
+        help="run Redis (embedded if needed), a worker and the API in the foreground (one per state directory)",
+    )
     up.add_argument("--quiet", action="store_true", help="only warnings from the services")
     up.set_defaults(run=_cmd_up)
     api = commands.add_parser("api", help="run the API server (needs CONDUIT_JWT_SECRET)")
@@ -240,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         result: int = args.run(args)
-    except (SettingsError, CatalogError) as exc:
+    except (SettingsError, CatalogError, StackStartingError) as exc:
         print(f"conduit {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

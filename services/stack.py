@@ -1,7 +1,9 @@
 """``conduit up``: Redis (REDIS_URL if set, else an embedded redis-server), one worker and the API.
 
 All three run in the foreground as children; Ctrl-C (or SIGTERM) stops every one of them, and so does
-any one of them exiting.
+any one of them exiting. One ``conduit up`` runs per state directory (``services.devstate``): a second one
+exits at once naming the first; the running one publishes its Redis for ``conduit keys`` and ``conduit usage``
+and withdraws it when it stops.
 """
 
 import contextlib
@@ -19,7 +21,7 @@ from types import FrameType
 
 import redis
 
-from services.cli import DEV_DIR, DEV_SECRET, REDIS_FILE, dev_secret
+from services.devstate import AlreadyRunningError, DevState, StackRecord, UpLock
 
 __all__ = ["find_redis_server", "run_stack"]
 
@@ -55,13 +57,12 @@ def _reachable(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def _start_redis(procs: list[subprocess.Popen[bytes]]) -> str | None:
+def _start_redis(procs: list[subprocess.Popen[bytes]], data: Path) -> str | None:
     binary = find_redis_server()
     if binary is None:
         _say("no redis-server on PATH and the embedded one is missing (run `make install`)")
         return None
     port = _free_port()
-    data = DEV_DIR / "redis"
     data.mkdir(parents=True, exist_ok=True)
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(data)]
     procs.append(subprocess.Popen([*argv, "--loglevel", "warning"]))  # noqa: S603 - fixed argv
@@ -111,11 +112,27 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-def run_stack(quiet: bool = False) -> int:
+def run_stack(state: DevState, quiet: bool = False) -> int:
+    lock = UpLock(state)
+    try:
+        lock.acquire()
+    except AlreadyRunningError as exc:
+        print(f"conduit up: {exc}", file=sys.stderr, flush=True)
+        return 1
+    try:
+        return _run(state, lock, quiet)
+    finally:
+        lock.release()
+
+
+def _run(state: DevState, lock: UpLock, quiet: bool) -> int:
     env = dict(os.environ)
     if not env.get("CONDUIT_JWT_SECRET", "").strip():
-        env["CONDUIT_JWT_SECRET"] = dev_secret(create=True) or ""
-        _say(f"development mode: tokens are signed with the generated secret in {DEV_SECRET}")
+        env["CONDUIT_JWT_SECRET"] = state.dev_secret(create=True) or ""
+        _say(f"development mode: tokens are signed with the generated secret in {state.secret_file}")
+    host = env.get("CONDUIT_HOST", "127.0.0.1") or "127.0.0.1"
+    base = f"http://{host}:{env.get('CONDUIT_PORT', '8000') or '8000'}"
+    lock.publish(StackRecord(pid=os.getpid(), api_url=base))
     procs: list[subprocess.Popen[bytes]] = []  # the worker and the API
     redis_procs: list[subprocess.Popen[bytes]] = []  # an embedded Redis, stopped after them
     stopping = False
@@ -131,19 +148,16 @@ def run_stack(quiet: bool = False) -> int:
         if url and not _reachable(url):
             _say(f"REDIS_URL={url} is not reachable")
             return 1
-        url = url or _start_redis(redis_procs) or ""
+        url = url or _start_redis(redis_procs, state.redis_dir) or ""
         if not url:
             return 1
         env["REDIS_URL"] = url
-        DEV_DIR.mkdir(exist_ok=True)
-        REDIS_FILE.write_text(url + "\n")
+        lock.publish(StackRecord(pid=os.getpid(), api_url=base, redis_url=url))
         flags = ["--quiet"] if quiet else []
         procs.extend(
             subprocess.Popen([sys.executable, "-m", "services.cli", command, *flags], env=env)  # noqa: S603
             for command in ("worker", "api")
         )
-        host = env.get("CONDUIT_HOST", "127.0.0.1") or "127.0.0.1"
-        base = f"http://{host}:{env.get('CONDUIT_PORT', '8000') or '8000'}"
         announced = False
         while not stopping:
             if any(proc.poll() is not None for proc in procs):
@@ -159,4 +173,3 @@ def run_stack(quiet: bool = False) -> int:
     finally:
         _stop(procs)  # they finish their streams and withdraw from Redis first
         _stop(redis_procs)
-        REDIS_FILE.unlink(missing_ok=True)

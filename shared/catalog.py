@@ -1,4 +1,7 @@
-"""The model catalog (``deploy/providers.toml``) and model-name resolution.
+"""The model catalog and model-name resolution.
+
+The default catalog ships inside the package, next to this module (``shared/providers.toml``, also reached as
+``deploy/providers.toml`` in a checkout); ``CONDUIT_CATALOG_PATH`` names another file.
 
 Adding an OpenAI-compatible provider is one ``[providers.NAME]`` table with ``kind = "openai_compat"``;
 a model alias is one ``[[models]]`` row. Bare model names not in the catalog go by prefix. ``[fallbacks]``
@@ -23,7 +26,8 @@ __all__ = [
     "resolve_model",
 ]
 
-DEFAULT_CATALOG_PATH = Path(__file__).resolve().parent.parent / "deploy" / "providers.toml"
+#: package data, so an installed wheel has it too (pip always unpacks wheels, so this is a real file)
+DEFAULT_CATALOG_PATH = Path(__file__).resolve().with_name("providers.toml")
 
 ProviderKind = Literal["openai_compat", "anthropic", "gemini", "echo"]
 

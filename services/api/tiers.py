@@ -1,4 +1,7 @@
-"""The tier policy (``deploy/tiers.toml``): whether a tier may generate, and its limits.
+"""The tier policy: whether a tier may generate, and its limits.
+
+The default policy ships inside the package, next to this module (``services/api/tiers.toml``, also reached as
+``deploy/tiers.toml`` in a checkout); ``CONDUIT_TIERS_PATH`` names another file.
 
 Every value can be overridden from the environment as ``CONDUIT_TIER_<TIER>_<FIELD>``; a bad file or value
 stops the API at start-up with the file's or the variable's name. A key made with limits of its own
@@ -15,7 +18,8 @@ from shared.config import SettingsError
 
 __all__ = ["DEFAULT_TIERS_PATH", "Limits", "TierPolicy", "load_tiers"]
 
-DEFAULT_TIERS_PATH = Path(__file__).resolve().parents[2] / "deploy" / "tiers.toml"
+#: package data, so an installed wheel has it too
+DEFAULT_TIERS_PATH = Path(__file__).resolve().with_name("tiers.toml")
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):

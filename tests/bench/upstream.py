@@ -14,6 +14,11 @@ whole ticks.) Streams due in the same millisecond share one timer, so thousands 
 timer per millisecond.
 
 It is a bare asyncio protocol on httptools: the point is to cost the load far less than any gateway does.
+Every token's text is different (``"tok 0 "``, ``"tok 1 "``, ...): a gateway that guards against a model
+repeating itself (LiteLLM aborts a stream whose last 100 chunks are identical) must see an ordinary answer.
+Each text holds ``TOKEN`` exactly once, which is what the load generator counts. The frames are encoded once
+per model and length, so varying them costs nothing per request.
+
 Run it with ``python -m tests.bench.upstream --port N``.
 """
 
@@ -49,7 +54,13 @@ class _Request(msgspec.Struct):
 _decode_request = msgspec.json.Decoder(_Request).decode
 _encode = msgspec.json.encode
 CREATED = 1_700_000_000
+#: the marker every token's text holds exactly once (the load generator counts it)
 TOKEN = "tok "
+
+
+def token_text(index: int) -> str:
+    """The text of the answer's token ``index``: no two tokens of an answer are the same."""
+    return f"{TOKEN}{index} "
 
 
 def _chunk(model: str, delta: dict[str, Any], finish: str | None, usage: dict[str, int] | None = None) -> bytes:
@@ -73,7 +84,8 @@ class _Frames:
     def __init__(self, model: str, tokens: int) -> None:
         usage = {"prompt_tokens": 12, "completion_tokens": tokens, "total_tokens": 12 + tokens}
         self.first = _chunk(model, {"role": "assistant", "content": ""}, None)
-        self.token = _chunk(model, {"content": TOKEN}, None)
+        self.tokens = [_chunk(model, {"content": token_text(index)}, None) for index in range(tokens)]
+        self.text = "".join(token_text(index) for index in range(tokens))  # the non-stream answer's content
         self.stop = _chunk(model, {}, "stop")
         self.usage = _chunk(model, {}, None, usage)
         self.done = b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"
@@ -90,12 +102,12 @@ RESOLUTION = 0.001
 
 
 class _Paced:
-    __slots__ = ("delay", "due", "frames", "left", "transport", "usage")
+    __slots__ = ("delay", "due", "frames", "sent", "transport", "usage")
 
-    def __init__(self, transport: asyncio.Transport, frames: _Frames, tokens: int, usage: bool, delay: float) -> None:
+    def __init__(self, transport: asyncio.Transport, frames: _Frames, usage: bool, delay: float) -> None:
         self.transport = transport
         self.frames = frames
-        self.left = tokens
+        self.sent = 0
         self.usage = usage
         self.delay = delay
         self.due = asyncio.get_running_loop().time() + delay
@@ -142,6 +154,7 @@ class Upstream:
 
     def _completion(self, model: str) -> bytes:
         tokens = self.config.tokens
+        text = self.frames(model).text
         body = {
             "id": "chatcmpl-bench",
             "object": "chat.completion",
@@ -151,7 +164,7 @@ class Upstream:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": TOKEN * tokens, "refusal": None},
+                    "message": {"role": "assistant", "content": text, "refusal": None},
                     "logprobs": None,
                     "finish_reason": "stop",
                 }
@@ -164,11 +177,11 @@ class Upstream:
         frames = self.frames(request.model)
         usage = bool(request.stream_options and request.stream_options.include_usage)
         transport.write(SSE_HEAD + frames.first)
-        if self.config.delay > 0:
-            self._schedule(_Paced(transport, frames, self.config.tokens, usage, self.config.delay))
+        if self.config.delay > 0 and frames.tokens:
+            self._schedule(_Paced(transport, frames, usage, self.config.delay))
             return
-        for _ in range(self.config.tokens):  # one write per token, as a real server sends them
-            transport.write(frames.token)
+        for token in frames.tokens:  # one write per token, as a real server sends them
+            transport.write(token)
         _finish(transport, frames, usage)
 
     def _schedule(self, paced: _Paced) -> None:
@@ -186,9 +199,9 @@ class Upstream:
         for paced in self._slots.pop(tick, []):
             if paced.transport.is_closing():
                 continue
-            paced.transport.write(paced.frames.token)
-            paced.left -= 1
-            if paced.left > 0:
+            paced.transport.write(paced.frames.tokens[paced.sent])
+            paced.sent += 1
+            if paced.sent < len(paced.frames.tokens):
                 paced.due += paced.delay
                 self._schedule(paced)
             else:
