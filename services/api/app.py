@@ -10,13 +10,15 @@ from litestar.datastructures import State
 
 from services.api import health, openapi, streams, usage
 from services.api.auth.tokens import JwtConfig, TokenVerifier
+from services.api.compression import GzipMiddleware
+from services.api.cors import CorsMiddleware, parse_origins
 from services.api.dialects.ai import errors as ai_errors
 from services.api.dialects.ai import routes as ai_routes
 from services.api.dialects.openai import errors as openai_errors
 from services.api.dialects.openai import routes as openai_routes
 from services.api.errors import exception_handlers
 from services.api.lifespan import lifespan
-from services.api.middleware import RequestIdMiddleware
+from services.api.middleware import HeadMiddleware, RequestIdMiddleware
 from services.api.relay.events import Drain
 from services.api.settings import ApiSettings
 from services.api.tiers import DEFAULT_TIERS_PATH, load_tiers
@@ -42,7 +44,8 @@ def create_app(settings: ApiSettings, environ: Mapping[str, str] | None = None) 
     )
     catalog = load_catalog(Path(settings.catalog_path) if settings.catalog_path else DEFAULT_CATALOG_PATH)
     tiers = load_tiers(Path(settings.tiers_path) if settings.tiers_path else DEFAULT_TIERS_PATH, environ or {})
-    return Litestar(
+    cors_origins = parse_origins(settings.cors_origins)
+    app = Litestar(
         route_handlers=[
             *openai_routes.ROUTES,
             *ai_routes.ROUTES,
@@ -70,6 +73,16 @@ def create_app(settings: ApiSettings, environ: Mapping[str, str] | None = None) 
         ),
         debug=False,
     )
+    _wrap_before_routing(app, cors_origins)
+    return app
+
+
+def _wrap_before_routing(app: Litestar, cors_origins: frozenset[str]) -> None:
+    """CORS, HEAD and gzip wrap the app's ASGI handler: Litestar's ``middleware`` runs only once a route matched
+    the path and method, but a preflight must be answered on any path without auth, a ``HEAD`` is routed as
+    ``GET``, and CORS headers belong on 404s too."""
+    handler = HeadMiddleware(GzipMiddleware(app.asgi_handler))
+    app.asgi_handler = CorsMiddleware(handler, cors_origins) if cors_origins else handler
 
 
 def create_app_from_environ() -> Litestar:

@@ -44,6 +44,9 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     shutdown_grace: float = 10.0
     #: live messages kept per stream whose client is not reading (beyond it, they are re-read from the log)
     relay_queue: int = 512
+    #: browser origins that may call the API (CORS), comma-separated exact origins such as
+    #: ``https://app.example.com,http://localhost:5173``, or ``*`` for any; none by default (no CORS headers)
+    cors_origins: str = ""
 
     @property
     def broker(self) -> str:
