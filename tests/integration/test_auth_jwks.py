@@ -42,6 +42,9 @@ def test_tokens_of_the_identity_provider_are_accepted_and_nothing_else(idp_stack
         "our own HS256 token": token(),
         "another issuer": _signed(iss="https://evil.test"),
         "expired": _signed(exp=int(time.time()) - 600),
+        "exp as a numeric string": _signed(exp=str(int(time.time()) + 300)),
+        "iat as a numeric string": _signed(iat=str(int(time.time()))),
+        "nbf as a numeric string": _signed(nbf=str(int(time.time()) - 5)),
     }.items():
         refused = httpx.post(url, json=CHAT, headers={"authorization": f"Bearer {bad}"}, timeout=30)
         assert refused.status_code == 401, name

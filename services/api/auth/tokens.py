@@ -113,6 +113,9 @@ def _read(variable: str, path: str) -> str:
         raise SettingsError(f"{variable}: {exc}") from exc
 
 
+_NUMERIC_DATES = ("exp", "nbf", "iat")
+
+
 def verify_token(config: JwtConfig | str, token: str) -> Principal:
     """The principal of a valid token; ``AuthError`` for anything else (never another exception)."""
     return _verify(config if isinstance(config, JwtConfig) else JwtConfig(secret=config), token)[0]
@@ -134,6 +137,10 @@ def _verify(config: JwtConfig, token: str) -> tuple[Principal, float]:
         raise AuthError("the bearer token has expired") from exc
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise AuthError(f"invalid bearer token ({exc})") from exc
+    for name in _NUMERIC_DATES:  # RFC 7519 NumericDate is a JSON number; PyJWT would take "1700000000" too
+        value = claims.get(name)
+        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise AuthError(f"invalid bearer token (the {name} claim must be a number, a NumericDate)")
     tier = claims.get("tier")
     subject = claims.get("sub")
     if tier not in TIERS:

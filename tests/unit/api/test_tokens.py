@@ -197,3 +197,18 @@ def test_the_verifier_never_remembers_a_refusal_and_stays_bounded() -> None:
     for user in range(5):
         verifier.verify(_sign(_claims(sub=f"u{user}")))
     assert len(verifier._accepted) == 3
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", ["{}", True, [1]])
+def test_verify_rejects_a_numeric_date_that_is_not_a_json_number(claim, value):
+    now = int(time.time())
+    given = str(now + 3600 if claim == "exp" else now - 10) if value == "{}" else value
+
+    error = _rejected(_sign(_claims(**{claim: given})))
+
+    assert claim in error.message
+
+
+def test_verify_takes_a_fractional_numeric_date():
+    assert verify_token(SECRET, _sign(_claims(exp=time.time() + 60.5))) == Principal(user_id="user_1", tier="pro")
