@@ -519,7 +519,7 @@ async def test_silent_upstream_gets_heartbeats(catalog):
     head, *_ = _frames(_golden("openai", "text.sse"))
     stream = UpstreamStream([head], stall=True)
 
-    terminal, events = await _run(_job(), catalog, _sse(stream), total_timeout=0.3, heartbeat_interval=0.05)
+    terminal, events = await _run(_job(), catalog, _sse(stream), total_timeout=1.0, heartbeat_interval=0.05)
 
     _assert_well_formed(events, terminal)
     assert any(isinstance(e, Heartbeat) for e in events)
