@@ -19,16 +19,22 @@ from litestar.di import Provide
 from litestar.response import Stream
 
 from services.api.auth.deps import provide_principal
+from services.api.dialects.ai import docs as ai_docs
 from services.api.dialects.ai import routes as ai
 from services.api.dialects.ai.sse import TokenEncoder
 from services.api.dialects.ai.translate import answer_body
+from services.api.dialects.openai import docs as openai_docs
+from services.api.dialects.openai import responses as openai_responses
 from services.api.dialects.openai import routes as openai
+from services.api.dialects.openai.errors import render_error
 from services.api.dialects.openai.sse import ChatChunkEncoder, CompletionChunkEncoder
 from services.api.dialects.openai.translate import chat_body, completion_body
 from services.api.generation import Answer, gather_answer
+from services.api.openapi_doc import JOB_ID, EventStream, Header, Reply, documented
+from services.api.openapi_parts import RESUME_OPERATION, ErrorCase, error_replies
 from services.api.relay.resume import LogRelay, find_record
 from services.api.relay.run import Gateway
-from services.api.sse import JOB_HEADER, FrameEncoder, parse_last_event_id, render, sse_response
+from services.api.sse import JOB_HEADER, FrameEncoder, FrameId, parse_last_event_id, render, sse_response
 from shared.errors import ErrorCode, InvalidRequestError
 from shared.jobs import Principal, StreamView
 
@@ -48,11 +54,70 @@ BODIES: dict[str, Callable[[StreamView, Answer], bytes]] = {
 }
 
 
+_FRAME_ID = {"type": "string", "pattern": "^\\s*([0-9]{1,18}(\\.[0-9]{1,6})?)?\\s*$"}
+_LAST_EVENT_ID = "The `id:` of the last frame you have (`12` or `12.1`); absent or empty: from the first frame."
+_PARAMETERS = (
+    Header("last-event-id", _LAST_EVENT_ID, schema=_FRAME_ID, example="3.1"),
+    Header("last_event_id", f"{_LAST_EVENT_ID} For clients that cannot set headers.", schema=_FRAME_ID, where="query"),
+)
+_BODIES = (
+    openai_responses.CreateChatCompletionResponse,
+    openai_responses.CreateCompletionResponse,
+    ai_docs.AiChatResponse,
+    ai_docs.AiCompletionResponse,
+)
+_STREAM = EventStream(
+    "A streamed job: the frames after `Last-Event-ID`, byte for byte as the first response sent them (same "
+    "dialect, same ids), then the live rest, then `[DONE]`.",
+    {"a chat completion stream, after frame 3.1": openai_docs.resumed_chat_stream(FrameId(3, 1))},
+    (
+        openai_responses.CreateChatCompletionStreamResponse,
+        openai_responses.CreateCompletionStreamResponse,
+        openai_responses.ErrorResponse,
+        ai_docs.AiToken,
+        ai_docs.AiStreamError,
+    ),
+)
+_REPLIES = {
+    200: Reply(
+        "The job's answer in its own dialect: the rest of its stream, or (a job requested without streaming) its "
+        "whole body once it is done.",
+        _BODIES,
+        {"a chat completion": openai_docs.CHAT_REPLIES[200].examples["text"]},
+        _STREAM,
+        (JOB_ID,),
+    ),
+    **error_replies(
+        render_error,
+        openai_responses.ErrorResponse,
+        (400, 401, 404, 429, 500, 502, 503, 504),
+        {
+            400: ErrorCase(
+                "`Last-Event-ID` is not a frame id; or the job itself failed so (a job requested without streaming "
+                "answers with its own error, any of the statuses below).",
+                ErrorCode.INVALID_REQUEST,
+                "Last-Event-ID 'abc' is not a stream frame id (such as 12 or 12.1)",
+            ),
+            404: ErrorCase(
+                "No job of yours by that id or name (it never was, belongs to someone else, or expired); or the "
+                "job itself failed so.",
+                ErrorCode.NOT_FOUND,
+                "no stream 'report-42' (it may have expired)",
+            ),
+        },
+    ),
+}
+
+
 @get(
     "/v1/streams/{job_id:str}",
     dependencies={"principal": Provide(provide_principal)},
     summary="Resume a job's stream after Last-Event-ID (or fetch a detached job's answer)",
+    description="`{job_id}` is the job's id (the `x-conduit-job-id` response header) or the name the client gave "
+    "it (`x-conduit-job-name`). Only the job's owner gets it.",
     tags=["streams"],
+    operation_id=RESUME_OPERATION,
+    operation_class=documented(replies=_REPLIES, headers=_PARAMETERS),
 )
 async def resume_stream(
     request: Request[Any, Any, State], principal: Principal, job_id: str

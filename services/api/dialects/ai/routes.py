@@ -10,11 +10,13 @@ from litestar.response import Stream
 
 from services.api.auth.deps import provide_paid_principal
 from services.api.body import decode_body
+from services.api.dialects.ai import docs
 from services.api.dialects.ai.schemas import AiChatRequest, AiCompletionRequest
 from services.api.dialects.ai.sse import TokenEncoder
 from services.api.dialects.ai.translate import answer_body, choose_model, to_messages, to_params
 from services.api.generation import Rendering, collect, open_stream, prepare_job, stream_body
-from services.api.openapi import documented_body
+from services.api.openapi_doc import documented
+from services.api.openapi_parts import GENERATION_HEADERS
 from services.api.sse import JOB_HEADER, sse_response
 from shared.jobs import Principal
 
@@ -29,6 +31,10 @@ ANSWER_FIELDS = {CHAT: "content", COMPLETION: "completion"}
 _CHAT = msgspec.json.Decoder(AiChatRequest)
 _COMPLETION = msgspec.json.Decoder(AiCompletionRequest)
 _PAID = {"principal": Provide(provide_paid_principal)}
+_CHOICE = (
+    "The provider is `provider` if given; else the one `model` names (`provider/model`, a catalog id or a bare "
+    "name by prefix); else OpenAI, or the built-in `echo` when no OpenAI key is configured."
+)
 
 
 async def _generate(
@@ -53,24 +59,37 @@ async def _generate(
     "/api/ai/chat",
     status_code=200,
     dependencies=_PAID,
-    operation_class=documented_body(AiChatRequest),
+    operation_class=documented(
+        body=AiChatRequest, body_examples=docs.CHAT_EXAMPLES, replies=docs.CHAT_REPLIES, headers=GENERATION_HEADERS
+    ),
     summary="Chat (stream: `data: {token}` events)",
+    description=_CHOICE,
     tags=["ai"],
 )
 async def ai_chat(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
-    return await _generate(request, principal, decode_body(_CHAT, await request.body()), CHAT)
+    return await _generate(
+        request, principal, decode_body(_CHAT, await request.body(), request.app.state.settings), CHAT
+    )
 
 
 @post(
     "/api/ai/completions",
     status_code=200,
     dependencies=_PAID,
-    operation_class=documented_body(AiCompletionRequest),
+    operation_class=documented(
+        body=AiCompletionRequest,
+        body_examples=docs.COMPLETION_EXAMPLES,
+        replies=docs.COMPLETION_REPLIES,
+        headers=GENERATION_HEADERS,
+    ),
     summary="Complete a prompt",
+    description=_CHOICE,
     tags=["ai"],
 )
 async def ai_completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
-    return await _generate(request, principal, decode_body(_COMPLETION, await request.body()), COMPLETION)
+    return await _generate(
+        request, principal, decode_body(_COMPLETION, await request.body(), request.app.state.settings), COMPLETION
+    )
 
 
 ROUTES = [ai_chat, ai_completions]

@@ -10,6 +10,7 @@ from litestar.response import Stream
 
 from services.api.auth.deps import provide_paid_principal, provide_principal
 from services.api.body import decode_body
+from services.api.dialects.openai import docs
 from services.api.dialects.openai.schemas import (
     CHAT_FIELDS,
     COMPLETION_FIELDS,
@@ -25,7 +26,8 @@ from services.api.dialects.openai.translate import (
     to_params,
 )
 from services.api.generation import Rendering, collect, open_stream, prepare_job, stream_body
-from services.api.openapi import documented_body
+from services.api.openapi_doc import documented
+from services.api.openapi_parts import GENERATION_HEADERS
 from services.api.sse import JOB_HEADER, sse_response
 from services.api.wire import encode_json
 from shared.catalog import Catalog, resolve_model
@@ -53,13 +55,24 @@ def _include_usage(body: ChatCompletionRequest | CompletionRequest) -> bool:
     "/v1/chat/completions",
     status_code=200,
     dependencies=_PAID,
-    operation_class=documented_body(ChatCompletionRequest),
+    operation_class=documented(
+        body=ChatCompletionRequest,
+        body_examples=docs.CHAT_EXAMPLES,
+        replies=docs.CHAT_REPLIES,
+        headers=GENERATION_HEADERS,
+        refinements=docs.CHAT_REFINEMENTS,
+    ),
     summary="Create a chat completion (OpenAI-compatible; `stream: true` for SSE)",
+    description="A model is named `provider/model` (as `GET /v1/models` lists them), by a catalog id, or by a bare "
+    "name whose prefix picks the provider (`gpt-4o-mini`, `claude-sonnet-4-5`). Fields the gateway does not "
+    "use itself reach an OpenAI-compatible upstream unchanged; for Anthropic and Gemini a field with no "
+    "mapping is refused with a 400 naming it. A request without `max_tokens` is sent with your tier's cap, "
+    "if it has one.",
     tags=["openai"],
 )
 async def chat_completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
     raw = await request.body()
-    body = decode_body(_CHAT, raw)
+    body = decode_body(_CHAT, raw, request.app.state.settings)
     provider, model = resolve_model(request.app.state.catalog, body.model)
     rendering = Rendering(CHAT, "chatcmpl-", body.model, _include_usage(body))
     messages, params = to_messages(body.messages), to_params(body, extra_fields(raw, CHAT_FIELDS))
@@ -77,13 +90,19 @@ async def chat_completions(request: Request[Any, Any, State], principal: Princip
     "/v1/completions",
     status_code=200,
     dependencies=_PAID,
-    operation_class=documented_body(CompletionRequest),
+    operation_class=documented(
+        body=CompletionRequest,
+        body_examples=docs.COMPLETION_EXAMPLES,
+        replies=docs.COMPLETION_REPLIES,
+        headers=GENERATION_HEADERS,
+        refinements=docs.COMPLETION_REFINEMENTS,
+    ),
     summary="Create a completion (legacy)",
     tags=["openai"],
 )
 async def completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
     raw = await request.body()
-    body = decode_body(_COMPLETION, raw)
+    body = decode_body(_COMPLETION, raw, request.app.state.settings)
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
     provider, model = resolve_model(request.app.state.catalog, body.model)
     messages = [ChatMessage(role="user", content=prompt)]
@@ -120,12 +139,25 @@ async def _listed(request: Request[Any, Any, State]) -> list[dict[str, Any]]:
     return listed
 
 
-@get("/v1/models", dependencies=_ANY, summary="List the models this gateway can serve now", tags=["openai"])
+@get(
+    "/v1/models",
+    dependencies=_ANY,
+    summary="List the models this gateway can serve now",
+    tags=["openai"],
+    operation_class=documented(replies=docs.LIST_MODELS_REPLIES),
+)
 async def list_models(request: Request[Any, Any, State], principal: Principal) -> Response[bytes]:
     return Response(encode_json({"object": "list", "data": await _listed(request)}), media_type=_JSON)
 
 
-@get("/v1/models/{model_id:path}", dependencies=_ANY, summary="Retrieve a model", tags=["openai"])
+@get(
+    "/v1/models/{model_id:path}",
+    dependencies=_ANY,
+    summary="Retrieve a model",
+    description="Any name the chat endpoint takes now: `provider/model`, a catalog id, or a bare name by prefix.",
+    tags=["openai"],
+    operation_class=documented(replies=docs.RETRIEVE_MODEL_REPLIES),
+)
 async def retrieve_model(request: Request[Any, Any, State], principal: Principal, model_id: str) -> Response[bytes]:
     """Any name the chat endpoint takes now: ``provider/model``, a catalog id, or a bare name by prefix."""
     wanted = model_id.lstrip("/")
