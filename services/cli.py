@@ -213,10 +213,14 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("--streams", type=int, help="its own concurrent streams")
     make.add_argument("--max-tokens", type=int, help="its own max_tokens cap")
     make.set_defaults(run=_cmd_keys)
-    listing = keys_commands.add_parser("list", help="every key (or one user's), without secrets")
+    listing = keys_commands.add_parser(
+        "list", help="every key (or one user's), without secrets; revoked and expired ones for 30 days"
+    )
     listing.add_argument("--user")
     listing.set_defaults(run=_cmd_keys)
-    revoke = keys_commands.add_parser("revoke", help="refuse a key from now on, on every API replica")
+    revoke = keys_commands.add_parser(
+        "revoke", help="refuse a key from now on, on every API replica (listed 30 more days, then removed)"
+    )
     revoke.add_argument("key_id")
     revoke.set_defaults(run=_cmd_keys)
     usage = commands.add_parser("usage", help="a user's usage per day, provider and model")

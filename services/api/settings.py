@@ -34,11 +34,37 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     queue_timeout: float = 30.0
     #: longest silence from a working job (workers send heartbeats every few seconds)
     idle_timeout: float = 30.0
+    #: a worker whose presence heartbeat (every 0.5 s) is older than this is dead: its streams end
+    #: ``worker_lost`` and their stream leases are freed at once
+    worker_timeout: float = 3.0
+    #: a job that left its queue and was not started within this many seconds (its worker died holding it)
+    #: is sent again; the worker that starts a job first claims it, so none runs twice
+    requeue_after: float = 2.0
     #: comment pings to streaming clients while nothing else is sent
     heartbeat_interval: float = 15.0
     #: a stream's HTTP status waits this long for the first token, so early failures keep their status
     commit_timeout: float = 5.0
     max_body_bytes: int = 4_000_000
+    #: a request's line and headers must arrive within this many seconds of its connection opening (or of the
+    #: previous response on it); a connection that sent nothing by then is closed, a partial request gets 408
+    header_timeout: float = 10.0
+    #: a request's whole body must arrive within this many seconds of its headers (408, then the connection
+    #: closes): max_body_bytes in 60 s asks for at least ~67 kB/s of a client sending the largest body
+    body_timeout: float = 60.0
+    #: an idle keep-alive connection is closed after this many seconds (keep it above a load balancer's own
+    #: idle timeout when one sits in front)
+    keep_alive_timeout: float = 5.0
+    #: open connections per API process (SSE streams included); beyond, a new one is answered 503 and closed.
+    #: Lowered, with a warning, to fit the process's file-descriptor limit (whose soft value is raised first)
+    max_connections: int = 4096
+    #: arrays and objects may nest this deep in a request body, in any field (a tool's JSON Schema of 20 levels
+    #: takes about 45); deeper is a 400, as the worker could not decode the job
+    max_json_depth: int = 64
+    #: the largest image a ``data:`` URL may carry, decoded (``https``/``http`` image URLs are fetched upstream)
+    max_image_bytes: int = 20_000_000
+    #: the request line (method, path and query) and all header lines together: longer is a 431 (a 414 for the
+    #: request line alone), answered before the app sees the request
+    max_header_bytes: int = 65_536
     #: on SIGTERM, how long open streams may take to finish; then each ends with a retryable error event
     #: (its job runs on, for a resume with Last-Event-ID on another replica)
     shutdown_grace: float = 10.0

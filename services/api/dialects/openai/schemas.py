@@ -5,6 +5,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from services.api.images import check_image_url
+from services.api.settings import ApiSettings
+
 __all__ = [
     "CHAT_FIELDS",
     "COMPLETION_FIELDS",
@@ -75,7 +78,9 @@ class StreamOptions(_Lenient, kw_only=True):
 Temperature = Annotated[float, Meta(ge=0, le=2)]
 TopP = Annotated[float, Meta(ge=0, le=1)]
 Penalty = Annotated[float, Meta(ge=-2, le=2)]
-PositiveInt = Annotated[int, Meta(ge=1)]
+#: token counts fit an int32 and seeds an int64 upstream: larger numbers are a 400 here, not an upstream's error
+PositiveInt = Annotated[int, Meta(ge=1, le=2**31 - 1)]
+Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 Stop = str | Annotated[list[str], Meta(max_length=4)]
 
 
@@ -86,7 +91,7 @@ class _Sampling(_Lenient, kw_only=True):
     n: Annotated[int, Meta(ge=1, le=128)] | None = None
     max_tokens: PositiveInt | None = None
     stop: Stop | None = None
-    seed: int | None = None
+    seed: Int64 | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     stream: bool | None = False
@@ -105,6 +110,15 @@ class ChatCompletionRequest(_Sampling, kw_only=True):
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
 
+    def check_limits(self, settings: ApiSettings) -> None:
+        """Image URLs: https, http or a bounded ``data:image`` (``services.api.images``)."""
+        for index, message in enumerate(self.messages):
+            if isinstance(message.content, list):
+                for part_index, part in enumerate(message.content):
+                    if isinstance(part, ImageContent):
+                        param = f"messages.[{index}].content.[{part_index}].image_url.url"
+                        check_image_url(part.image_url.url, settings.max_image_bytes, param)
+
 
 class CompletionRequest(_Sampling, kw_only=True):
     prompt: str | Annotated[list[str], Meta(min_length=1, max_length=1)]
@@ -112,7 +126,7 @@ class CompletionRequest(_Sampling, kw_only=True):
     suffix: str | None = None
     logprobs: Annotated[int, Meta(ge=0, le=5)] | None = None
     best_of: Annotated[int, Meta(ge=0, le=20)] | None = None
-    logit_bias: dict[str, int] | None = None
+    logit_bias: dict[str, Int64] | None = None
 
 
 #: the fields a chat request's canonical job holds in typed slots; any other field the client sends travels

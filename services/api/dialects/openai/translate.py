@@ -61,10 +61,17 @@ def extra_fields(raw: bytes, typed: frozenset[str]) -> dict[str, Any]:
     """The request's fields outside ``typed`` (already checked JSON), as sent; a null one means unset."""
     fields = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
     return {
-        name: msgspec.json.decode(value)
+        name: _extra_value(name, value)
         for name, value in fields.items()
         if name not in typed and bytes(value) != b"null"
     }
+
+
+def _extra_value(name: str, value: msgspec.Raw) -> Any:
+    try:
+        return msgspec.json.decode(value)
+    except msgspec.ValidationError as exc:  # a number beyond 64 bits or a double: the upstream could not read it
+        raise InvalidRequestError(f"Invalid '{name}': {exc}", param=name) from exc
 
 
 def to_params(body: ChatCompletionRequest | CompletionRequest, extra: dict[str, Any] | None = None) -> SamplingParams:

@@ -1,0 +1,51 @@
+"""How deeply a JSON text nests, measured without recursion (so without a recursion limit to hit).
+
+JSON decoders here (msgspec, the stdlib's ``json`` that kombu uses) recurse once per level and give up near
+Python's recursion limit (about 1,000 levels, fewer the deeper the caller's own stack). A text is measured
+by removing its strings and counting brackets: linear, in C but for one pass over the brackets themselves.
+"""
+
+import itertools
+import re
+
+__all__ = ["nesting_depth", "flatten_below"]
+
+#: a JSON string, escapes included (unrolled, so a long string is one fast scan)
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+_STEP = [0] * 256
+for _open in b"[{":
+    _STEP[_open] = 1
+for _close in b"]}":
+    _STEP[_close] = -1
+
+
+def nesting_depth(text: bytes) -> int:
+    """The deepest level of arrays and objects in ``text`` (``{}`` is 1, ``{"a": [1]}`` 2, a scalar 0).
+
+    For a text that is not JSON (an unclosed string, say), the number is a guess; its decoder refuses it."""
+    brackets = _STRING.sub(b"", text).translate(None, _NOT_BRACKETS)
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+def flatten_below(text: bytes, depth: int) -> bytes:
+    """``text`` with each array or object deeper than ``depth`` levels replaced by ``null``, so that a
+    decoder can read its outer levels, whatever lies deeper."""
+    pieces: list[bytes] = []
+    level = 0
+    kept = 0  # where the text not yet copied starts
+    for token in _TOKEN.finditer(text):
+        char = text[token.start()]
+        if char in b"[{":
+            level += 1
+            if level == depth + 1:
+                pieces.append(text[kept : token.start()])
+        elif char in b"]}":
+            level -= 1
+            if level == depth:
+                pieces.append(b"null")
+                kept = token.end()
+    if level <= depth:
+        pieces.append(text[kept:])
+    return b"".join(pieces)
