@@ -10,18 +10,24 @@ __all__ = [
     "WORKERS",
     "api_key",
     "api_key_used",
+    "SWEEP_LOCK",
     "job_cancel",
+    "job_claim",
     "job_log",
     "job_name",
     "job_record",
     "job_watch",
     "lease",
+    "pending",
+    "pending_jobs",
     "rate_requests",
     "rate_tokens",
     "replies",
     "usage",
     "usage_field",
     "worker_info",
+    "worker_jobs",
+    "worker_reaped",
 ]
 
 PREFIX = "conduit:"
@@ -113,3 +119,36 @@ def job_cancel(job_id: str) -> str:
 def worker_info(name: str) -> str:
     """Hash describing one live worker: the providers it can serve (has a TTL)."""
     return f"{PREFIX}worker:{name}"
+
+
+def worker_jobs(name: str) -> str:
+    """Hash of the jobs one worker runs: job id -> ``shared.workers.RunningJob`` (JSON); written when it
+    claims a job, read and deleted by whoever notices the worker is dead (has a TTL, refreshed by its heartbeat)."""
+    return f"{PREFIX}worker:{name}:jobs"
+
+
+def worker_reaped(name: str) -> str:
+    """The heartbeat (score) after which a worker was declared dead, so one silence is reaped once (has a TTL)."""
+    return f"{PREFIX}worker:{name}:reaped"
+
+
+def job_claim(job_id: str) -> str:
+    """The name of the worker that started the job: set once (``SET NX``), so a job runs at most once
+    whatever copies of its message exist (has a TTL)."""
+    return f"{PREFIX}job:{job_id}:claim"
+
+
+def pending(queue: str) -> str:
+    """Sorted set of the jobs sent to ``queue`` that no worker has started yet: job id -> when it was (re)sent
+    (unix seconds). A job in it that is no longer in the queue and was not started soon is sent again."""
+    return f"{PREFIX}pending:{queue}"
+
+
+def pending_jobs(queue: str) -> str:
+    """Hash beside ``pending(queue)``: job id -> the job as its Celery message carries it (JSON), to send it
+    again."""
+    return f"{PREFIX}pending:{queue}:jobs"
+
+
+#: held (briefly) by the one API process that sweeps for dead workers and lost jobs this round
+SWEEP_LOCK = f"{PREFIX}sweep"

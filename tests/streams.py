@@ -42,12 +42,15 @@ class Seen:
         return bool(self.frames) and self.frames[-1][1] == "[DONE]"
 
     def check(self) -> None:
-        """Ids strictly increasing (no duplicate, nothing out of order); one terminal frame, last."""
-        keys = [
-            tuple(int(part) for part in ident.split(".")) + (0,) * (2 - len(ident.split(".")))
-            for ident, _ in self.frames
-        ]
-        assert keys == sorted(set(keys)), f"frame ids out of order or repeated: {[i for i, _ in self.frames]}"
+        """Ids strictly increasing (no duplicate, nothing out of order); one terminal frame, last. Only the
+        gateway's own terminal frames (an error it made, and the ``[DONE]`` after it) carry no id."""
+        numbered = [ident for ident, _ in self.frames if ident]
+        unnumbered = [data for ident, data in self.frames if not ident]
+        assert not unnumbered or [data for _, data in self.frames[-len(unnumbered) :]] == unnumbered, (
+            f"a frame without an id before the end: {self.frames}"
+        )
+        keys = [tuple(int(part) for part in (ident + ".0").split(".")[:2]) for ident in numbered]
+        assert keys == sorted(set(keys)), f"frame ids out of order or repeated: {numbered}"
         assert self.done, f"the stream ended without [DONE] ({self.transport_error or 'no error'})"
         assert [data for _, data in self.frames].count("[DONE]") == 1
         errors = [i for i, (_, data) in enumerate(self.frames) if data.startswith('{"error"')]

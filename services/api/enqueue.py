@@ -8,25 +8,36 @@ a pool thread) is most of a short job's cost in the worker. An idle queue sends 
 With a Redis broker the Celery messages (protocol 2, JSON body) are LPUSHed with the asyncio client: one
 non-blocking round trip. Other brokers (RabbitMQ) go through Celery's own ``send_task`` in a worker
 thread. The envelope is pinned by the integration tests, which run a real Celery worker.
+
+No job is lost with a worker (Redis broker): the jobs of a message are recorded as pending with it, in one
+transaction, and leave that record only when a worker claims them as it starts them. A message fetched by a
+worker that then froze or died would otherwise be gone (early ack, and even kombu's ack emulation loses
+the message its BRPOP was answered with); the API's sweeper sends such jobs again (``resent_messages``),
+and the claim makes sure each runs at most once.
 """
 
 import asyncio
 import base64
+import importlib.resources
 import os
 import socket
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
 
-from shared.codec import job_to_builtins
+from shared import keys
+from shared.codec import encode_job
 from shared.jobs import GenerationJob
 from shared.tasks import QueueName, TaskName
 
 __all__ = ["Broker", "CeleryBroker", "JobQueue", "RedisListBroker", "TaskMessage", "celery_message"]
 
+_ENQUEUE = importlib.resources.files("services.api").joinpath("enqueue.lua").read_text()
+_PACK = msgspec.msgpack.Encoder()
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 _ORIGIN = f"conduit-api@{socket.gethostname()}:{os.getpid()}"
 
@@ -38,6 +49,8 @@ class TaskMessage(NamedTuple):
     queue: QueueName
     expires: float | None  # unix time after which a worker drops the message unstarted
     label: str  # the ``argsrepr`` logs and monitors show: never a prompt
+    #: the ids of the jobs ``args[0]`` carries (``generate_jobs``), recorded as pending until a worker claims them
+    job_ids: tuple[str, ...] = ()
 
 
 class Broker(Protocol):
@@ -54,7 +67,7 @@ def _when(expires: float | None) -> str | None:
 
 def celery_message(message: TaskMessage) -> bytes:
     """The bytes kombu's Redis transport would LPUSH for ``send_task(task, args=args)``."""
-    task, task_id, args, queue, expires, label = message
+    task, task_id, args, queue, expires, label, _ = message
     body = msgspec.json.encode([args, {}, _EMBED])
     return msgspec.json.encode(
         {
@@ -96,20 +109,35 @@ def celery_message(message: TaskMessage) -> bytes:
 
 
 class RedisListBroker:
-    def __init__(self, client: "aioredis.Redis") -> None:
+    """LPUSHes the messages and, in the same step (``enqueue.lua``), records their jobs as pending (``keys.pending``):
+    a job stays there until a worker claims it as it starts it, and one that left the queue but was not
+    started soon (its worker died holding it) is sent again by the sweeper (``services.api.sweeper``)."""
+
+    def __init__(self, client: "aioredis.Redis", state: "aioredis.Redis | None" = None) -> None:
         self._client = client
+        self._state = state  # where the pending records live when the broker is a Redis of its own
+        self._send = client.register_script(_ENQUEUE)
 
     async def send(self, messages: list[TaskMessage]) -> None:
-        if len({m.queue for m in messages}) == 1:  # one LPUSH of several values keeps their order
-            await self._client.lpush(messages[0].queue.value, *map(celery_message, messages))
-            return
-        async with self._client.pipeline(transaction=False) as pipe:
-            for message in messages:
-                pipe.lpush(message.queue.value, celery_message(message))
-            await pipe.execute()
+        for queue in dict.fromkeys(m.queue for m in messages):
+            sent = [m for m in messages if m.queue == queue]
+            jobs = _PACK.encode([(i, _text(job)) for m in sent for i, job in zip(m.job_ids, m.args[0], strict=True)])
+            raw = [celery_message(m) for m in sent]
+            pending = [queue.value, keys.pending(queue), keys.pending_jobs(queue)]
+            if self._state is None:  # one script: queued and recorded together, in one round trip
+                await self._send(keys=pending, args=[jobs, *raw])
+                continue
+            # a broker Redis of its own: the record goes first, so no job is ever queued unrecorded
+            await self._state.register_script(_ENQUEUE)(keys=pending, args=[jobs])
+            await self._client.lpush(queue.value, *raw)  # one LPUSH of several values keeps their order
 
     async def close(self) -> None:
         return None
+
+
+def _text(job: object) -> str:
+    """A job as a message carries it, as JSON text (``encode_job`` makes it so already)."""
+    return job if isinstance(job, str) else msgspec.json.encode(job).decode()
 
 
 class CeleryBroker:
@@ -123,7 +151,7 @@ class CeleryBroker:
 
     def _send(self, messages: list[TaskMessage]) -> None:
         with self._app.producer_or_acquire() as producer:
-            for task, task_id, args, queue, expires, label in messages:
+            for task, task_id, args, queue, expires, label, _ in messages:
                 self._app.send_task(
                     task.value,
                     args=args,
@@ -199,10 +227,31 @@ def _messages(waiting: list[_Waiting], size: int) -> list[TaskMessage]:
                 TaskMessage(
                     TaskName.GENERATE_JOBS,
                     uuid.uuid4().hex,
-                    [[job_to_builtins(job) for job in group]],
+                    [[encode_job(job) for job in group]],
                     queue,
                     None if not all(job.deadline for job in group) else max(job.deadline for job in group),
                     f"(<{len(group)} job(s): {ids}>,)",
+                    tuple(job.id for job in group),
                 )
             )
+    return messages
+
+
+def resent_messages(queue: QueueName, jobs: Mapping[str, object], size: int = JobQueue.MAX_JOBS) -> list[TaskMessage]:
+    """Messages sending pending ``jobs`` (id -> the job as its first message carried it) to ``queue`` again."""
+    ids = list(jobs)
+    messages = []
+    for start in range(0, len(ids), size):
+        group = ids[start : start + size]
+        messages.append(
+            TaskMessage(
+                TaskName.GENERATE_JOBS,
+                uuid.uuid4().hex,
+                [[jobs[job_id] for job_id in group]],
+                queue,
+                None,  # each job's own deadline still holds in the worker
+                f"(<{len(group)} job(s): {' '.join(group)}>,)",
+                tuple(group),
+            )
+        )
     return messages

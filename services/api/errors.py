@@ -2,6 +2,9 @@
 
 A dialect registers a renderer for its path prefix; the handlers pick the renderer by the request path,
 so a 401 from auth, a 404 from the router and a provider's 429 all come back in the endpoint's own shape.
+
+Redis failing under any endpoint (refused, reset, silent past the pool's timeouts) is a 503 ``unavailable``,
+never a 500, and every 503 tells the client when to come back (``Retry-After``).
 """
 
 import logging
@@ -10,12 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+import redis.exceptions
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from shared.errors import ErrorCode, GatewayError
 
-__all__ = ["STATUS", "ErrorRenderer", "GatewayProblem", "exception_handlers", "status_for"]
+__all__ = ["RETRY_UNAVAILABLE", "STATUS", "ErrorRenderer", "GatewayProblem", "exception_handlers", "status_for"]
 
 log = logging.getLogger("conduit.api")
 
@@ -46,6 +50,11 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.CANCELLED: 499,
     ErrorCode.INTERNAL: 500,
 }
+
+#: ``Retry-After`` (seconds) of a 503 that names no time of its own: Redis or the workers are away, for a
+#: restart or a failover (a few seconds)
+RETRY_UNAVAILABLE = 2
+LOST_REDIS = "the gateway cannot reach Redis; try again shortly"
 
 _BY_STATUS: dict[int, ErrorCode] = {
     400: ErrorCode.INVALID_REQUEST,
@@ -88,6 +97,9 @@ def _problem(exc: Exception) -> GatewayProblem:
             param=exc.param,
             retry_after=exc.retry_after,
         )
+    if isinstance(exc, redis.exceptions.RedisError):
+        log.warning("Redis failed under a request: %r", exc)
+        return GatewayProblem(status=503, code=ErrorCode.UNAVAILABLE, message=LOST_REDIS)
     if isinstance(exc, ValidationException):
         return GatewayProblem(status=400, code=ErrorCode.INVALID_REQUEST, message=str(exc.detail))
     if isinstance(exc, HTTPException):
@@ -109,6 +121,8 @@ def exception_handlers(
         headers: dict[str, str] = {}  # x-request-id comes from RequestIdMiddleware, on every response
         if problem.retry_after is not None:
             headers["retry-after"] = str(max(1, round(problem.retry_after)))
+        elif problem.status == 503:  # noqa: PLR2004
+            headers["retry-after"] = str(RETRY_UNAVAILABLE)
         if isinstance(exc, HTTPException) and exc.headers:
             headers.update(exc.headers)
         if isinstance(exc, GatewayError):

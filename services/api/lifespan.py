@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
+import redis.exceptions
 from litestar import Litestar
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
@@ -14,6 +15,7 @@ from services.api.ratelimit.limiter import RedisLimiter
 from services.api.relay.hub import PubSubHub
 from services.api.relay.run import Gateway
 from services.api.settings import ApiSettings
+from services.api.sweeper import Sweeper
 from services.api.workers import WorkerDirectory
 from shared.heap import settle
 
@@ -27,14 +29,19 @@ def redis_client(
     blocking reads: no read timeout (the hub and the resume relay keep their own deadlines)."""
     if pubsub:
         return aioredis.Redis.from_url(url, socket_timeout=None, socket_connect_timeout=2.0, health_check_interval=30)
+    # The retry must be the pool's: its connections retry with their own, not the client's. Once, and only
+    # for a connection Redis closed (a restart leaves every pooled connection so): a silent Redis fails
+    # after one read timeout, not two.
+    backoff = NoBackoff() if blocking else ExponentialWithJitterBackoff(base=0.02, cap=0.1)
+    retry = Retry(backoff, 1, supported_errors=(redis.exceptions.ConnectionError,))
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
         timeout=2.0,
         socket_timeout=None if blocking else 1.0,
         socket_connect_timeout=1.0,
+        retry=retry,
     )
-    retry = Retry(NoBackoff(), 0) if blocking else Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.1), 1)
     return aioredis.Redis(connection_pool=pool, retry=retry)
 
 
@@ -44,7 +51,7 @@ def _broker(settings: ApiSettings, redis: "aioredis.Redis") -> tuple[Broker, "ai
         return RedisListBroker(redis), None
     if broker.startswith(("redis://", "rediss://", "unix://")):
         own = redis_client(broker)
-        return RedisListBroker(own), own
+        return RedisListBroker(own, redis), own
     return CeleryBroker(broker), None
 
 
@@ -57,8 +64,10 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     broker, broker_client = _broker(settings, redis)
     jobs = JobQueue(broker)
     directory = WorkerDirectory(redis)
+    sweeper = Sweeper(redis, settings, broker_client or (redis if isinstance(broker, RedisListBroker) else None))
     await hub.start()
     await directory.start()
+    await sweeper.start()
     app.state.redis = redis
     app.state.directory = directory
     app.state.api_keys = KeyStore(redis)
@@ -69,6 +78,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await sweeper.stop()
         await directory.stop()
         await hub.stop()
         await jobs.close()

@@ -1,14 +1,20 @@
 """Relaying a job's events to a streaming client: the dialect encodes payloads, this frames and drives them.
 
-Every frame carries an ``id:``: the seq of the event it renders (``7``), and for the further frames of the
-same event their index after it (``7.1``, ``7.2``). A client that lost its connection asks
+Every frame of the job's events carries an ``id:``: the seq of the event it renders (``7``), and for the
+further frames of the same event their index after it (``7.1``, ``7.2``). A client that lost its connection asks
 ``GET /v1/streams/{job_id}`` with ``Last-Event-ID`` and gets exactly the frames after that one: the
 job's events are replayed through a fresh encoder (so its state, such as whether the role chunk went
 out, is rebuilt) and the frames up to that id are skipped.
 
-Every stream ends in exactly one terminal frame: the job's own, or an error frame made here when the
-relay itself breaks. Client disconnects end the job as its policy says (``OpenStream.close`` runs
-shielded, and again as the response's background task in case the body was never iterated).
+Every stream ends in exactly one terminal frame: the job's own, or an error frame the gateway made (a
+deadline passed, Redis was lost, this process is shutting down, the relay itself broke). A gateway-made
+event has ``seq`` 0 and its frames carry **no** ``id:``: an id of its own would take one that belongs to
+a later event of the job, or be filtered out by ``Last-Event-ID`` on a resume. Without one, a client keeps
+the id of the last frame of the job it has (the SSE spec's "last event ID buffer", which EventSource and
+openai-python's decoder keep across frames), so a resume from it loses nothing.
+
+Client disconnects end the job as its policy says (``OpenStream.close`` runs shielded, and again as the
+response's background task in case the body was never iterated).
 """
 
 import logging
@@ -21,9 +27,19 @@ from litestar.background_tasks import BackgroundTask
 from litestar.response import Stream
 
 from shared.errors import ErrorCode, InvalidRequestError
-from shared.events import Event, Failed
+from shared.events import Event, Failed, is_terminal
 
-__all__ = ["JOB_HEADER", "FrameEncoder", "START", "FrameId", "frames", "parse_last_event_id", "render", "sse_response"]
+__all__ = [
+    "JOB_HEADER",
+    "START",
+    "FrameEncoder",
+    "FrameId",
+    "frames",
+    "parse_last_event_id",
+    "render",
+    "sse_response",
+    "unnumbered_frames",
+]
 
 log = logging.getLogger("conduit.api")
 
@@ -77,26 +93,44 @@ def frames(seq: int, payloads: list[bytes], after: FrameId = START) -> bytes:
     return out
 
 
+def unnumbered_frames(payloads: list[bytes]) -> bytes:
+    """The SSE frames of an event the gateway made (``seq`` 0): no ``id:``, never left out by ``Last-Event-ID``."""
+    return b"".join(b"data: " + payload + b"\n\n" for payload in payloads)
+
+
+def _frames_of(event: Event, encoder: FrameEncoder, after: FrameId) -> bytes:
+    payloads = encoder.encode(event)
+    return frames(event.seq, payloads, after) if event.seq else unnumbered_frames(payloads)
+
+
 async def render(
     events: AsyncIterable[Event | None], encoder: FrameEncoder, after: FrameId = START
 ) -> AsyncIterator[bytes]:
-    """The stream's bytes: frames after ``after``, pings for ``None``; an unexpected failure of the relay
-    itself becomes the dialect's error frame."""
-    last_seq = 0
+    """The stream's bytes: frames after ``after``, pings for ``None``; exactly one terminal event. An unexpected
+    failure of the relay itself, or a relay that stops without a terminal event, becomes the dialect's error
+    frame."""
+    ended = False
     try:
         async for event in events:
             if event is None:
                 yield PING
                 continue
-            last_seq = event.seq
-            out = frames(event.seq, encoder.encode(event), after)
+            ended = ended or is_terminal(event)
+            out = _frames_of(event, encoder, after)
             if out:
                 yield out
     except Exception:
         correlation = uuid.uuid4().hex[:12]
         log.exception("a stream broke (correlation id %s)", correlation)
-        failed = Failed(seq=last_seq + 1, code=ErrorCode.INTERNAL, message=f"internal error ({correlation})")
-        yield frames(failed.seq, encoder.encode(failed))
+        if ended:
+            return
+        message = f"internal error ({correlation})"
+    else:
+        if ended:
+            return
+        log.error("a stream's relay stopped without a terminal event")
+        message = "internal error: the stream ended early; resume it with Last-Event-ID"
+    yield unnumbered_frames(encoder.encode(Failed(seq=0, code=ErrorCode.INTERNAL, message=message)))
 
 
 def sse_response(

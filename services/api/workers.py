@@ -2,6 +2,9 @@
 
 Workers announce themselves in Redis every few seconds with the providers they hold keys for; the API
 never sees a key. A request for a provider no live worker serves fails before anything is enqueued.
+
+While Redis is unreachable the directory does not know who is alive: a request that needs it gets
+``UnavailableError`` (a 503) within ``REFRESH_WAIT``, not a stale answer or a 500.
 """
 
 import asyncio
@@ -14,12 +17,15 @@ import msgspec
 import redis.asyncio as aioredis
 
 from shared import keys
+from shared.errors import UnavailableError
 
 __all__ = ["WorkerDirectory"]
 
 log = logging.getLogger("conduit.api")
 
 PRESENCE_TTL = 15.0
+#: longest a request waits for a refresh (Redis frozen: the pool's read timeout would be longer)
+REFRESH_WAIT = 1.0
 
 
 class _Info(msgspec.Struct):
@@ -33,11 +39,15 @@ class WorkerDirectory:
         self.workers: list[str] = []
         self.providers: frozenset[str] = frozenset()
         self.refreshed = 0.0
+        #: the last refresh failed: what the directory knows may be out of date
+        self.stale = False
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        with contextlib.suppress(Exception):
+        try:
             await self.refresh()
+        except Exception:
+            self.stale = True
         self._task = asyncio.create_task(self._loop(), name="worker-directory")
 
     async def stop(self) -> None:
@@ -60,11 +70,19 @@ class WorkerDirectory:
                 alive.append(name)
                 providers.update(msgspec.json.decode(raw, type=_Info).providers)
         self.workers, self.providers, self.refreshed = alive, frozenset(providers), time.monotonic()
+        self.stale = False
 
     async def current(self) -> "WorkerDirectory":
-        """This directory, refreshed first if it knows no worker (a worker may just have started)."""
-        if not self.workers and time.monotonic() - self.refreshed > 0.2:  # noqa: PLR2004
-            await self.refresh()
+        """This directory, refreshed first if it knows no worker (a worker may just have started), or its last
+        refresh failed or is overdue; ``UnavailableError`` if Redis does not answer within ``REFRESH_WAIT``."""
+        age = time.monotonic() - self.refreshed
+        if self.stale or age > 2 * self._interval or (not self.workers and age > 0.2):  # noqa: PLR2004
+            try:
+                async with asyncio.timeout(REFRESH_WAIT):
+                    await self.refresh()
+            except Exception as exc:
+                self.stale = True
+                raise UnavailableError("the gateway cannot reach Redis; try again shortly") from exc
         return self
 
     async def _loop(self) -> None:
@@ -73,4 +91,5 @@ class WorkerDirectory:
             try:
                 await self.refresh()
             except Exception as exc:
+                self.stale = True
                 log.warning("could not refresh the worker directory: %s", exc)

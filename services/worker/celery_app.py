@@ -1,7 +1,13 @@
 """The Celery app: ``create_celery(settings)``, and ``app`` for ``celery -A services.worker.celery_app``.
 
-Every Celery setting lives in the block below. Generation is at-most-once (early ack): a job lost with
-its worker surfaces at the API as an idle-deadline error, never as a duplicated answer.
+Every Celery setting lives in the block below. Generation is at-most-once, and no job is lost: messages
+are acked early, and a job is claimed (``SET NX``, ``claims.py``) when a worker starts it. A job fetched
+by a worker that died or froze before starting it is sent again by the API's sweeper (it watches the jobs
+still pending), and whichever copy is claimed first runs; a job that started and lost its worker ends
+``worker_lost`` (noticed by its heartbeat), never with a duplicated answer. Celery's own redelivery
+(``acks_late`` with kombu's visibility timeout) was not enough: it redelivers a whole message of up to 32
+jobs only after the timeout (an hour by default, and it must outlast the longest job), reruns the jobs of
+it that had started, and still loses the message a frozen worker's BRPOP was answered with.
 """
 
 import logging

@@ -50,6 +50,10 @@ START_HOLD = 0.05
 class JobCancelledError(Exception):
     """The client went away (cancel flag, cancel message, or nobody listening any more)."""
 
+    def __init__(self, message: str = "the client cancelled the request") -> None:
+        super().__init__(message)
+        self.message = message
+
 
 class PipelineContext:
     """What every job of a worker process shares."""
@@ -213,7 +217,7 @@ def _failure(exc: BaseException, job: GenerationJob, total: float) -> Failed:
             param=exc.param,
         )
     if isinstance(exc, JobCancelledError):
-        return Failed(seq=0, code=ErrorCode.CANCELLED, message="the client cancelled the request")
+        return Failed(seq=0, code=ErrorCode.CANCELLED, message=exc.message)
     if isinstance(exc, TimeoutError):
         return Failed(
             seq=0, code=ErrorCode.UPSTREAM_TIMEOUT, message=f"the job exceeded its total deadline of {total:g} s"
@@ -241,7 +245,9 @@ def _usage(job: GenerationJob, outcome: _Outcome) -> Usage | None:
     return Usage(seq=0, prompt_tokens=prompt, completion_tokens=tokens_for_chars(outcome.chars), estimated=True)
 
 
-def _publisher(job: GenerationJob, ctx: PipelineContext, task: "asyncio.Task[object] | None") -> JobPublisher:
+def _publisher(
+    job: GenerationJob, ctx: PipelineContext, task: "asyncio.Task[object] | None", orphans: set[str]
+) -> JobPublisher:
     async def orphaned() -> None:
         """Nobody has heard the job's flushes for a while: its API process is gone (or its pub/sub
         connection has not come back). A detached job runs on for a resume; so does one a resume on
@@ -251,6 +257,7 @@ def _publisher(job: GenerationJob, ctx: PipelineContext, task: "asyncio.Task[obj
         if ctx.watched is not None and await ctx.watched(job):
             return
         log.info("job %s: nobody has listened for %g s; cancelling", job.id, ctx.settings.orphan_grace)
+        orphans.add(job.id)
         task.cancel()
 
     record = None
@@ -279,7 +286,8 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     ``orphan_grace``) ends the job with ``cancelled``, after the usage it saw.
     """
     task = asyncio.current_task()
-    publisher = _publisher(job, ctx, task)
+    orphans: set[str] = set()  # holds the job's id once nobody listened (or resumed) for orphan_grace
+    publisher = _publisher(job, ctx, task, orphans)
     outcome = _Outcome()
     terminal: Failed | Done
     try:
@@ -301,6 +309,11 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
                 "the worker shut down before the answer was complete", code=ErrorCode.WORKER_LOST, retryable=True
             )
             if ctx.shutting_down
+            else JobCancelledError(
+                f"nobody listened to the stream for {ctx.settings.orphan_grace:g} s (its API process is gone) "
+                "and no resume followed it"
+            )
+            if orphans
             else JobCancelledError()
         )
         terminal = _failure(reason, job, ctx.settings.total_timeout)

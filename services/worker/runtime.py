@@ -5,7 +5,9 @@ Celery's consumer only hands jobs over (the solo pool runs the task inline): it 
 returns at once; the job then runs as a task on the loop and frees its slot when it has published its
 terminal event. So thousands of open streams cost thousands of small tasks, not thousands of threads.
 The loop holds one httpx client (connection pool) and one Redis pool for all jobs, a subscriber on the
-cancel channel, and the worker's presence.
+cancel channel, and the worker's presence: a heartbeat every ``presence_interval`` that also renews the
+stream leases of the jobs it runs (``claims.py``). Jobs handed over together are claimed together (one
+round trip) before they start; a job another copy of which was claimed elsewhere is skipped.
 
 Stopping waits up to ``shutdown_grace`` for running jobs, then cancels the rest, which end
 ``worker_lost`` (retryable): no job is left without a terminal event.
@@ -27,14 +29,17 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from services.worker.accounting import Ledger
+from services.worker.claims import JobClaims
 from services.worker.generate import PipelineContext, run_job
 from services.worker.http_client import upstream_client
 from services.worker.providers.registry import build_streamers
-from services.worker.publisher import RedisSink
+from services.worker.publisher import JobPublisher, RedisSink
 from services.worker.settings import WorkerSettings
 from shared import keys
 from shared.catalog import Catalog
-from shared.jobs import GenerationJob
+from shared.codec import encode_record
+from shared.events import Failed
+from shared.jobs import GenerationJob, StreamRecord
 
 __all__ = ["WorkerRuntime", "get_runtime", "start_runtime", "stop_runtime"]
 
@@ -63,6 +68,8 @@ class WorkerRuntime:
         self.pid = os.getpid()
         self.loop = uvloop.new_event_loop()
         self._running: dict[str, asyncio.Task[Any]] = {}
+        self._refusing: set[asyncio.Task[None]] = set()
+        self._claiming: set[asyncio.Task[None]] = set()
         self._slots = threading.BoundedSemaphore(settings.concurrency)
         self._cancelled: dict[str, float] = {}  # job id -> when its cancel was heard (monotonic)
         self._listening_since = 0.0  # unix time from which the cancel listener has heard every cancel
@@ -85,6 +92,7 @@ class WorkerRuntime:
             ),
         )
         self.ledger = Ledger(self.redis)
+        self.claims = JobClaims(self.redis, settings.worker_name, settings.lease_ttl)
         self.sink = RedisSink(self.redis, settings.log_ttl, settings.total_timeout + settings.log_ttl)
         self.context = PipelineContext(
             settings,
@@ -141,8 +149,24 @@ class WorkerRuntime:
             raise
 
     def _start_jobs(self, jobs: list[GenerationJob]) -> None:
-        for job in jobs:
-            self._running[job.id] = self.loop.create_task(self._run(job), name=f"job:{job.id}")
+        task = self.loop.create_task(self._claim_and_start(jobs), name="claim")
+        self._claiming.add(task)
+        task.add_done_callback(self._claiming.discard)
+
+    async def _claim_and_start(self, jobs: list[GenerationJob]) -> None:
+        """Start the jobs this worker is the first to claim; another copy of a job claimed elsewhere is skipped
+        (its message was sent again while this worker held it: see ``claims.py``)."""
+        try:
+            claimed = await self.claims.claim(jobs)
+        except Exception as exc:  # Redis unreachable: the jobs will fail to publish and say so
+            log.warning("could not claim %d jobs (%s); running them unclaimed", len(jobs), exc)
+            claimed = [True] * len(jobs)
+        for job, mine in zip(jobs, claimed, strict=True):
+            if mine:
+                self._running[job.id] = self.loop.create_task(self._run(job), name=f"job:{job.id}")
+            else:
+                log.info("job %s was started by another worker; skipped", job.id)
+                self._slots.release()
 
     async def _run(self, job: GenerationJob) -> None:
         try:
@@ -151,7 +175,44 @@ class WorkerRuntime:
             log.exception("job %s could not publish its outcome", job.id)
         finally:
             self._running.pop(job.id, None)
+            self.claims.finished(job.id)
             self._slots.release()
+
+    def refuse(self, failures: list[tuple[GenerationJob, Failed]]) -> None:
+        """End jobs that could not be decoded (stand-ins from ``decode_job_head``), each with its own error;
+        they take no slot."""
+        self.loop.call_soon_threadsafe(self._start_refusals, failures)
+
+    def _start_refusals(self, failures: list[tuple[GenerationJob, Failed]]) -> None:
+        for job, failed in failures:
+            task = self.loop.create_task(self._refuse(job, failed), name=f"refuse:{job.id}")
+            self._refusing.add(task)
+            task.add_done_callback(self._refusing.discard)
+
+    async def _refuse(self, job: GenerationJob, failed: Failed) -> None:
+        if not await self._claim_refused(job):
+            return
+        owner = job.principal.user_id
+        record = None
+        if job.view is not None:
+            view = StreamRecord(owner=owner, view=job.view, stream=job.stream, on_disconnect=job.on_disconnect)
+            record = encode_record(view)
+        publisher = JobPublisher(self.sink, job.id, self.settings.heartbeat_interval, job.reply_to, record=record)
+        admission = job.admission
+        release = ("ZREM", keys.lease(admission.subject), job.id) if admission is not None and admission.lease else None
+        try:
+            await publisher.close(failed, release)
+        except Exception:
+            log.exception("job %s could not publish its failure", job.id)
+        if owner:
+            self.ledger.add(job, None, job.provider, job.model)  # returns its token reservation
+
+    async def _claim_refused(self, job: GenerationJob) -> bool:
+        """A refused job is claimed too (unregistered: it ends at once), so a copy of it is not refused twice."""
+        try:
+            return (await self.claims.claim([job], register=False))[0]
+        except Exception:
+            return True
 
     async def _listen_for_cancels(self) -> None:
         while True:
@@ -190,17 +251,20 @@ class WorkerRuntime:
         info = msgspec.json.encode(
             {"pid": self.pid, "providers": sorted(self.settings.credentials), "concurrency": self.settings.concurrency}
         )
+        failing = False
         while True:
             try:
-                now = time.time()
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.zadd(keys.WORKERS, {name: now})
-                    pipe.zremrangebyscore(keys.WORKERS, 0, now - PRESENCE_TTL * 4)
+                    await self.claims.announce(pipe, PRESENCE_TTL * 4)
                     pipe.set(keys.worker_info(name), info, ex=int(PRESENCE_TTL))
+                    self.claims.beat(pipe)
                     await pipe.execute()
+                failing = False
             except Exception as exc:
-                log.warning("could not announce worker presence: %s", exc)
-            await asyncio.sleep(PRESENCE_TTL / 3)
+                if not failing:  # once per outage: it beats twice a second
+                    log.warning("could not announce worker presence: %s", exc)
+                failing = True
+            await asyncio.sleep(self.settings.presence_interval)
 
     # -- shutdown ---------------------------------------------------------------------------------
 
@@ -232,12 +296,13 @@ class WorkerRuntime:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zrem(keys.WORKERS, name)
-                pipe.delete(keys.worker_info(name))
+                pipe.delete(keys.worker_info(name), keys.worker_jobs(name))
                 await pipe.execute()
         except Exception as exc:
             log.warning("could not withdraw worker presence: %s", exc)
         await self.client.aclose()
         await self.ledger.aclose()
+        await self.claims.aclose()
         await self.sink.aclose()
         await self.redis.aclose()
 

@@ -44,9 +44,17 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     retry_max_delay: float = 8.0
     #: worker -> API heartbeat while the upstream is silent
     heartbeat_interval: float = 5.0
+    #: how often the worker announces it is alive (and renews its jobs' stream leases, every third of
+    #: ``lease_ttl``); the API declares a worker dead after its ``CONDUIT_WORKER_TIMEOUT`` of silence
+    presence_interval: float = 0.5
+    #: a concurrent-stream lease runs out this long after it was last renewed: the same variable as the API's
+    lease_ttl: float = 30.0
     #: how long a job's flushes may reach nobody (its API process gone) before it stops, unless detached
-    #: or watched by a resume; a short pub/sub reconnect of the API must not cost the answer
-    orphan_grace: float = 5.0
+    #: or watched by a resume: the resume window after an API replica dies. Long enough for a browser's
+    #: EventSource (it reconnects after ~3 s, then backs off) and a phone between cells; the price is at
+    #: most this long of generation for a job nobody comes back for, and only when a replica dies (a
+    #: client that hangs up cancels its job at once)
+    orphan_grace: float = 30.0
     #: how long a job's replay log is kept after its last event
     log_ttl: float = 600.0
     #: pause between tokens of the offline echo provider

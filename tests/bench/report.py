@@ -73,6 +73,25 @@ def _admission(figures: dict[str, float] | None) -> list[str]:
     ]
 
 
+def _handoff(figures: dict[str, float] | None) -> list[str]:
+    if not figures:
+        return []
+    lines = [
+        "",
+        '### Job hand-off: what "no job lost, none run twice" costs (median µs per call, and per job)',
+        "",
+        "| jobs per message / group | enqueue, LPUSH alone | enqueue + pending record | added | worker's claim |",
+        "|---|---|---|---|---|",
+    ]
+    for size in (1, 32):
+        plain, send, claim = (figures[f"{what}_{size}_us"] for what in ("lpush", "send", "claim"))
+        lines.append(
+            f"| {size} | {plain:.0f} ({plain / size:.1f}/job) | {send:.0f} ({send / size:.1f}/job) "
+            f"| {send - plain:.0f} ({(send - plain) / size:.1f}/job) | {claim:.0f} ({claim / size:.1f}/job) |"
+        )
+    return lines
+
+
 def markdown(report: dict[str, Any], scenarios: list[Any]) -> str:
     results: dict[str, dict[str, list[dict[str, Any]]]] = report["results"]
     env = report["environment"]
@@ -159,6 +178,7 @@ def markdown(report: dict[str, Any], scenarios: list[Any]) -> str:
         )
     idle, after = report.get("idle_rss_mb", {}), report.get("idle_after_rss_mb", {})
     lines += _admission(report.get("admission"))
+    lines += _handoff(report.get("handoff"))
     lines += [
         "",
         "### Memory (RSS, MB)",

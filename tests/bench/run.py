@@ -28,6 +28,7 @@ import httpx
 import uvloop
 
 from tests.bench.admission import admission_cost
+from tests.bench.handoff import handoff_cost
 from tests.bench.load import Run, Target, closed_loop, crowd
 from tests.bench.stack import ROOT, BenchStack, Sampler
 
@@ -208,6 +209,7 @@ async def _bench(plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
         await asyncio.sleep(1.0)
         report["idle_rss_mb"] = {k: round(v / MB, 1) for k, v in Sampler(stack.gateway_pids()).rss().items()}
         report["admission"] = await admission_cost(stack.redis_url, plan.admission_calls)
+        report["handoff"] = await handoff_cost(stack.redis_url, plan.admission_calls // 2)
         say("warming up")
         await _warm_up(targets, stack)
         results: Results = {}

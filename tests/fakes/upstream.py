@@ -433,7 +433,8 @@ class FakeUpstream:
             tokens, finish, tool_calls, stop = tokens[:limit], "length", [], None
         prompt = fmt.prompt_words(provider, body, legacy) + 3 if reply.prompt_tokens is None else reply.prompt_tokens
         model = ex.model or str(body.get("model", ""))
-        logprobs, offset, prompt_text = None, 0, body.get("prompt") if isinstance(body.get("prompt"), str) else ""
+        given = body.get("prompt")
+        logprobs, offset, prompt_text = None, 0, given if isinstance(given, str) else ""
         if provider == "openai" and legacy and isinstance(body.get("logprobs"), int):
             logprobs, offset = body["logprobs"], len(prompt_text)
         elif provider == "openai" and body.get("logprobs") is True:

@@ -2,8 +2,9 @@
 
 ``admission.lua`` checks requests/min (GCRA), tokens/min (a bucket: the prompt's estimate plus the
 request's max_tokens is reserved; the worker settles it with the real usage when the job ends) and
-concurrent streams (a lease per job, renewed while its relay runs, released by the worker when the job
-ends, and running out by itself if the API process holding it dies), and charges all three only if all
+concurrent streams (a lease per job, renewed by its relay while the job is queued and by its worker while
+it runs, whoever is listening, released by the worker when the job ends or by the API's sweeper when the
+worker dies, and running out by itself if nobody renews it), and charges all three only if all
 pass. The calls made while one round trip is in flight go out together in the next (one pipeline). A
 refusal is a 429 with ``Retry-After``; every answer carries OpenAI's ``x-ratelimit-*`` headers. If Redis
 cannot be reached the request is refused with a 503, never admitted unlimited.

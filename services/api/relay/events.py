@@ -7,6 +7,9 @@ went silent for the idle deadline, or this API process is shutting down and its 
 the stream ends with a retryable error, the job runs on, and the client resumes it on another replica).
 Exactly one terminal event comes out; then the iteration stops. Subclasses say where events come from
 (``_receive``).
+
+A ``Failed`` made here is not one of the job's events: it has ``seq`` 0 (a job's own count from 1), so it
+takes no seq the job may still use, and its frames carry no ``id:`` (``services.api.sse``).
 """
 
 import collections
@@ -55,18 +58,23 @@ class EventRelay:
         self.last_seq = 0
         self.finished = False
         self.started = False
+        self._ended = False  # the terminal event is in ``_ready``: nothing more is taken
 
     def _accept(self, events: list[Event]) -> None:
-        """Take the events not seen yet, in order."""
+        """Take the events not seen yet, in order, up to a terminal one."""
         for event in events:
-            if event.seq <= self.last_seq:
+            if event.seq <= self.last_seq or self._ended:
                 continue
             self.last_seq = event.seq
             if not isinstance(event, Heartbeat):
                 self._ready.append(event)
+                self._ended = is_terminal(event)
 
     def _fail(self, code: ErrorCode, message: str, *, retryable: bool = True) -> None:
-        self._accept([Failed(seq=self.last_seq + 1, code=code, message=message, retryable=retryable)])
+        """End the stream with an error of the gateway's own (``seq`` 0: not one of the job's events)."""
+        if not self._ended:
+            self._ended = True
+            self._ready.append(Failed(seq=0, code=code, message=message, retryable=retryable))
 
     def _deadline_passed(self) -> None:
         if not self.started:
@@ -92,6 +100,8 @@ class EventRelay:
 
         ``None`` means the client is due a heartbeat, or ``max_wait`` passed with nothing to return.
         """
+        if self.finished:
+            raise StopAsyncIteration
         settings = self._settings
         waited_from = time.monotonic()
         while not self._ready:

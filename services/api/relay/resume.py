@@ -4,6 +4,11 @@ Any API replica can serve it: the log holds every event the worker published, un
 follow their seq, and ``XREAD BLOCK`` waits for the next ones. While it follows an unfinished job it
 keeps the job's watch key alive, so a worker whose own reply channel went silent (the replica that took
 the request is gone) knows somebody still wants the answer.
+
+Redis failing is never an empty answer: finding the job is a 503 (``UnavailableError``) within
+``FIND_WAIT``; a read on a pooled connection that Redis closed (it restarted) is tried once more on a
+new one (the pool's retry, ``services.api.lifespan``); any other failure ends the stream with the
+gateway's own error event (``EventRelay._fail``), which no ``Last-Event-ID`` filters out.
 """
 
 import asyncio
@@ -11,11 +16,13 @@ import logging
 import time
 from typing import cast
 
+import redis.exceptions
+
 from services.api.relay.events import EventRelay
 from services.api.relay.run import LOST_REDIS, Gateway
 from shared import keys
 from shared.codec import decode_events, decode_record
-from shared.errors import ErrorCode
+from shared.errors import ErrorCode, UnavailableError
 from shared.jobs import StreamRecord
 
 __all__ = ["LogRelay", "find_record"]
@@ -26,11 +33,21 @@ WATCH_TTL = 10
 WATCH_EVERY = 3.0
 #: entries read per XREAD
 BATCH = 512
+#: longest wait for Redis to find the job (the pool's own timeouts, retry included, may add up to more)
+FIND_WAIT = 1.5
 
 
 async def find_record(gateway: Gateway, user_id: str, ident: str) -> tuple[str, StreamRecord] | None:
     """``(job id, record)`` of the job ``ident`` names: its id, or the name its owner gave it; None if
-    there is none (or it expired). The caller checks the owner."""
+    there is none (or it expired). The caller checks the owner. Redis unreachable: ``UnavailableError``."""
+    try:
+        async with asyncio.timeout(FIND_WAIT):
+            return await _find_record(gateway, user_id, ident)
+    except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
+        raise UnavailableError("the gateway cannot reach Redis; try again shortly") from exc
+
+
+async def _find_record(gateway: Gateway, user_id: str, ident: str) -> tuple[str, StreamRecord] | None:
     job_id = ident
     raw = cast(bytes | None, await gateway.redis.get(keys.job_record(ident)))
     if raw is None:

@@ -34,6 +34,9 @@ __all__ = ["Gateway", "JobRun"]
 log = logging.getLogger("conduit.api")
 
 CANCEL_TTL = 600
+#: longest a request waits for its job to be enqueued: a frozen Redis is a 503 within 2 s, even for a job
+#: that queued behind a group whose send was already waiting on it (``JobQueue``)
+ENQUEUE_WAIT = 1.5
 
 
 class Gateway:
@@ -77,7 +80,8 @@ class JobRun(EventRelay):
         self.job = msgspec.structs.replace(self.job, reply_to=gateway.hub.channel)
         self._queue = gateway.hub.register(self.job.id)
         try:
-            await gateway.jobs.put(self.job)
+            async with asyncio.timeout(ENQUEUE_WAIT):
+                await gateway.jobs.put(self.job)
         except asyncio.CancelledError as exc:  # the client left while its job was being sent: it may still go out
             await self.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -93,13 +97,19 @@ class JobRun(EventRelay):
     ) -> None:
         self._gateway.hub.unregister(self.job.id)
         cancel = not self.finished and not self.handed_off and self.job.on_disconnect == "cancel"
-        release = not self.started  # a started job's lease is released by its worker when it ends
+        release = self._releases_lease()
         if cancel or release:
             with anyio.CancelScope(shield=True):  # the client may be gone: the cancel must still go out
                 if cancel:
                     await self.cancel()
                 if release:
                     await self._release_lease()
+
+    def _releases_lease(self) -> bool:
+        """Whether leaving the relay releases the job's lease: not once a worker started the job (the worker
+        holds it until the job ends), nor for a detached job sent to the workers and not given up (its
+        worker claims the lease when it starts it; if none ever does, it runs out)."""
+        return not self.started and (self.finished or self.job.on_disconnect != "detach")
 
     async def _release_lease(self) -> None:
         """For a job no worker started (no worker came, or it could not be enqueued); a worker that took it

@@ -389,7 +389,8 @@ async def test_no_receivers_cancels_job_and_closes_upstream(catalog):
     terminal, events = await _run(_job(), catalog, _sse(stream), sink=MemorySink(receivers=0))
 
     _assert_well_formed(events, terminal)
-    assert events[-1] == Failed(seq=len(events), code=ErrorCode.CANCELLED, message="the client cancelled the request")
+    message = "nobody listened to the stream for 0 s (its API process is gone) and no resume followed it"
+    assert events[-1] == Failed(seq=len(events), code=ErrorCode.CANCELLED, message=message)
     assert stream.closed
     assert stream.sent < len(chunks)
 
