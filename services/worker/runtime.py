@@ -55,8 +55,10 @@ def _redis(url: str, *, pooled: bool) -> "aioredis.Redis":
     retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 5)
     if not pooled:
         return aioredis.Redis.from_url(url, retry=retry, socket_timeout=None, health_check_interval=15)
+    # the retry must be the pool's: pooled connections retry with their own, not the client's (a connection left
+    # from before a Redis restart failed its first command, and that job ended `internal`)
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=128, timeout=30.0, socket_timeout=10.0, socket_connect_timeout=3.0
+        url, max_connections=128, timeout=30.0, socket_timeout=10.0, socket_connect_timeout=3.0, retry=retry
     )
     return aioredis.Redis(connection_pool=pool, retry=retry)
 
