@@ -23,7 +23,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
-from services.worker.scripts import ScriptCalls
+from services.redis_calls import ScriptCalls
 from shared import keys
 from shared.jobs import GenerationJob
 from shared.tasks import QueueName
@@ -48,7 +48,7 @@ class JobClaims:
         self._worker = worker
         self._lease_ttl_ms = max(1000, int(lease_ttl * 1000))
         scripts = importlib.resources.files("services.worker")
-        self._claim = ScriptCalls(redis, scripts.joinpath("claim.lua").read_text())
+        self._claim = ScriptCalls(redis, scripts.joinpath("claim.lua").read_text(), resend=True)
         self._presence = redis.register_script(scripts.joinpath("presence.lua").read_text())
         self._registry = keys.worker_jobs(worker)
         self._keys = [

@@ -31,6 +31,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from services.redis_calls import exchange, own_connection
 from shared import keys
 from shared.codec import encode_events, frame_reply, log_entry_id
 from shared.events import Done, Event, Failed, Heartbeat, TextDelta, is_terminal
@@ -174,15 +175,10 @@ class RedisSink:
         is returned in its place, not raised: the other commands' replies must still be read)."""
         connection = self._connection
         if connection is None:
-            pool = self._client.connection_pool
-            # no socket timeout of its own: redis-py would run each write as a separate task (wait_for);
-            # the whole round trip is under one deadline instead
-            options = {**pool.connection_kwargs, "socket_timeout": None}
-            connection = self._connection = pool.connection_class(**options)
+            connection = self._connection = own_connection(self._client)
         try:
             async with asyncio.timeout(self._timeout):
-                await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
-                return [await _reply(connection) for _ in commands]
+                return await exchange(connection, commands)
         except TimeoutError:
             await self._drop(None)
             raise redis.exceptions.TimeoutError("Redis did not answer a flush in time") from None
@@ -198,13 +194,6 @@ class RedisSink:
 
     async def aclose(self) -> None:
         await self._drop(None)
-
-
-async def _reply(connection: AbstractConnection) -> Any:
-    try:
-        return await connection.read_response()
-    except redis.exceptions.ResponseError as exc:
-        return exc
 
 
 def _already_logged(error: Exception) -> bool:

@@ -10,18 +10,14 @@ refusal is a 429 with ``Retry-After``; every answer carries OpenAI's ``x-ratelim
 cannot be reached the request is refused with a 503, never admitted unlimited.
 """
 
-import asyncio
-import contextlib
-import hashlib
 import importlib.resources
 import math
 from typing import NamedTuple, cast
 
 import redis.asyncio as aioredis
-import redis.exceptions
-from redis.asyncio.connection import AbstractConnection
 
 from services.api.tiers import Limits
+from services.redis_calls import ScriptCalls
 from shared import keys
 from shared.errors import ErrorCode, RateLimitedError, UnavailableError
 from shared.jobs import Admission
@@ -79,90 +75,11 @@ def ratelimit_headers(limits: Limits, verdict: _Verdict) -> dict[str, str]:
     return headers
 
 
-class _GroupedCalls:
-    """Group commit of one script's calls: those made while a round trip is in flight go out together in the
-    next one (EVALSHA after EVALSHA in one write), so a burst of requests costs a few round trips, not one
-    each. (The worker's ``RedisSink`` does the same with its flushes.)"""
-
-    def __init__(self, redis: "aioredis.Redis", script: str) -> None:
-        self._redis = redis
-        self._script = script
-        self._sha = hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
-        self._waiting: list[tuple[list[str], list[str | int], asyncio.Future[object]]] = []
-        self._task: asyncio.Task[None] | None = None
-        self._connection: AbstractConnection | None = None
-        self._timeout = redis.connection_pool.connection_kwargs.get("socket_timeout") or 2.0
-
-    async def __call__(self, keys: list[str], args: list[str | int]) -> object:
-        done: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._waiting.append((keys, args, done))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="redis-script-calls")
-        return await done
-
-    async def _run(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                results = await self._execute(batch)
-            except Exception as exc:  # Redis unreachable: every caller of the batch learns it
-                for *_, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            for (*_, done), result in zip(batch, results, strict=True):
-                if done.done():
-                    continue
-                if isinstance(result, Exception):
-                    done.set_exception(result)
-                else:
-                    done.set_result(result)
-
-    async def _execute(self, batch: list[tuple[list[str], list[str | int], "asyncio.Future[object]"]]) -> list[object]:
-        commands = [("EVALSHA", self._sha, len(keys_), *keys_, *args) for keys_, args, _ in batch]
-        results = await self._round_trip(commands)
-        if any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
-            await self._round_trip([("SCRIPT", "LOAD", self._script)])  # a new (or restarted) Redis
-            results = await self._round_trip(commands)
-        return results
-
-    async def _round_trip(self, commands: list[tuple[str | int, ...]]) -> list[object]:
-        """All ``commands`` in one write on a connection of this caller's own, then their replies (an error
-        reply in its place): redis-py's pipeline objects cost more than the script's own work here."""
-        connection = self._connection
-        if connection is None:
-            pool = self._redis.connection_pool
-            options = {**pool.connection_kwargs, "socket_timeout": None}  # one deadline for the whole trip
-            connection = self._connection = pool.connection_class(**options)
-        try:
-            async with asyncio.timeout(self._timeout):
-                await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
-                return [await _reply(connection) for _ in commands]
-        except BaseException:  # replies left unread would answer the next batch: start afresh
-            self._connection = None
-            with contextlib.suppress(Exception):
-                await connection.disconnect()
-            raise
-
-    async def aclose(self) -> None:
-        if self._connection is not None:
-            await self._connection.disconnect()
-            self._connection = None
-
-
-async def _reply(connection: AbstractConnection) -> object:
-    try:
-        reply: object = await connection.read_response()
-    except redis.exceptions.ResponseError as exc:
-        return exc
-    return reply
-
-
 class RedisLimiter:
     def __init__(self, redis: "aioredis.Redis", lease_ttl: float) -> None:
         self._redis = redis
         self.lease_ttl_ms = max(1000, int(lease_ttl * 1000))
-        self._admit = _GroupedCalls(redis, _SCRIPTS.joinpath("admission.lua").read_text())
+        self._admit = ScriptCalls(redis, _SCRIPTS.joinpath("admission.lua").read_text(), default_timeout=2.0)
         self._renew = redis.register_script(_SCRIPTS.joinpath("renew.lua").read_text())
 
     async def admit(self, subject: str, limits: Limits, job_id: str, cost: int) -> Admitted:
