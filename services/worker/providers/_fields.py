@@ -30,25 +30,8 @@ OPENAI_DEFAULTS: dict[str, Any] = {
     "best_of": 1,
 }
 
-#: the typed fields of SamplingParams, by their OpenAI names (``max_tokens`` covers max_completion_tokens)
-_TYPED = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "stop",
-    "seed",
-    "n",
-    "presence_penalty",
-    "frequency_penalty",
-    "tools",
-    "tool_choice",
-    "response_format",
-    "parallel_tool_calls",
-    "user",
-    "reasoning_effort",
-    "logprobs",
-    "top_logprobs",
-)
+#: the typed fields of SamplingParams, which carry OpenAI's names (``max_tokens`` covers max_completion_tokens)
+_TYPED = tuple(name for name in SamplingParams.__struct_fields__ if name != "extra")
 _UNSET: dict[str, Any] = {"stop": [], "tools": []}
 
 
