@@ -64,7 +64,9 @@ def _start_redis(procs: list[subprocess.Popen[bytes]], data: Path) -> str | None
         return None
     port = _free_port()
     data.mkdir(parents=True, exist_ok=True)
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(data)]
+    # chats and API keys outlive a restart: an append-only file in the project's data folder, fsynced every second
+    persist = ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec")
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", *persist, "--dir", str(data)]
     procs.append(subprocess.Popen([*argv, "--loglevel", "warning"]))  # noqa: S603 - fixed argv
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(100):

@@ -81,6 +81,8 @@ class Done(EventBase, tag="done", frozen=True, kw_only=True):
 
     finish_reason: str = "stop"
     model: str = ""
+    #: milliseconds from the job's admission (``GenerationJob.created``) to its end, by the worker's clock
+    elapsed_ms: int = 0
 
 
 class Failed(EventBase, tag="failed", frozen=True, kw_only=True):

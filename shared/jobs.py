@@ -10,6 +10,7 @@ import msgspec
 
 __all__ = [
     "ChatMessage",
+    "ChatTurn",
     "ContentPart",
     "GenerationJob",
     "ImagePart",
@@ -125,6 +126,8 @@ class StreamView(_Wire, frozen=True, kw_only=True):
     model: str
     created: int = 0
     include_usage: bool = False
+    #: values a dialect's frames carry besides these (the chat dialect's ``chatId`` and ``title``)
+    labels: dict[str, str] = {}
 
 
 class Admission(_Wire, frozen=True, kw_only=True):
@@ -137,6 +140,15 @@ class Admission(_Wire, frozen=True, kw_only=True):
     reserved: int = 0
     tokens_per_minute: int = 0
     lease: bool = False
+
+
+class ChatTurn(_Wire, frozen=True, kw_only=True):
+    """A generation on a saved chat: when the job ends, the worker saves its reply there (as message
+    ``reply_id``, answered as ``persona``) and lets go of the chat's generation lock the job holds."""
+
+    chat_id: str
+    reply_id: str
+    persona: str = ""
 
 
 class GenerationJob(_Wire, frozen=True, kw_only=True):
@@ -161,6 +173,7 @@ class GenerationJob(_Wire, frozen=True, kw_only=True):
     #: a legacy completion's prompt (``/v1/completions``): an OpenAI-compatible upstream gets it as is, at its
     #: own completions endpoint; other providers answer it as the one user message ``messages`` holds
     prompt: str | None = None
+    chat: ChatTurn | None = None
 
 
 class StreamRecord(_Wire, frozen=True, kw_only=True):

@@ -10,6 +10,9 @@ __all__ = [
     "WORKERS",
     "api_key",
     "api_key_used",
+    "chat",
+    "chat_lock",
+    "chat_messages",
     "SWEEP_LOCK",
     "job_cancel",
     "job_claim",
@@ -25,6 +28,7 @@ __all__ = [
     "replies",
     "usage",
     "usage_field",
+    "user_chats",
     "worker_info",
     "worker_jobs",
     "worker_reaped",
@@ -148,6 +152,29 @@ def pending_jobs(queue: str) -> str:
     """Hash beside ``pending(queue)``: job id -> the job as its Celery message carries it (JSON), to send it
     again."""
     return f"{PREFIX}pending:{queue}:jobs"
+
+
+def chat(chat_id: str) -> str:
+    """Hash of a chat's summary: ``owner``, ``title``, ``title_auto``, ``pinned``, ``created``, ``updated``,
+    ``count``, ``preview``, ``persona``, ``scope``, ``username``, ``source``, ``forked_chat``, ``forked_message``
+    (no TTL: a chat is kept until it is deleted)."""
+    return f"{PREFIX}chat:{chat_id}"
+
+
+def chat_messages(chat_id: str) -> str:
+    """List of a chat's messages, oldest first, each a ``StoredMessage`` as JSON (no TTL, like its chat)."""
+    return f"{PREFIX}chat:{chat_id}:messages"
+
+
+def chat_lock(chat_id: str) -> str:
+    """The id of the job generating a reply in a chat, while it does (has a TTL)."""
+    return f"{PREFIX}chat:{chat_id}:lock"
+
+
+def user_chats(user_id: str) -> str:
+    """Sorted set of a user's chats: chat id -> its place in the list (pinned first, then latest activity);
+    no TTL, an entry goes with its chat."""
+    return f"{PREFIX}chats:{user_id}"
 
 
 #: held (briefly) by the one API process that sweeps for dead workers and lost jobs this round

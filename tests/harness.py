@@ -111,8 +111,9 @@ class _Process:
 class RedisServer(_Process):
     name = "redis"
 
-    def __init__(self, log_dir: Path, port: int = 0) -> None:
-        """A redis-server on a free port, or on ``port`` (to play a Redis restarted after a crash)."""
+    def __init__(self, log_dir: Path, port: int = 0, *, aof: bool = False) -> None:
+        """A redis-server on a free port, or on ``port`` (to play a Redis restarted after a crash); ``aof``: it
+        keeps its data in an append-only file (fsync every second) that a restart on the same port reloads."""
         super().__init__(log_dir)
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -120,7 +121,7 @@ class RedisServer(_Process):
         data.mkdir(exist_ok=True)
         argv = [
             redis_server_binary(),
-            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes" if aof else "no"),
             *("--dir", str(data), "--enable-debug-command", "local"),
         ]
         self._spawn(argv, dict(os.environ))

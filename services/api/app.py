@@ -2,7 +2,8 @@
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from litestar import Litestar
@@ -10,12 +11,11 @@ from litestar.datastructures import State
 
 from services.api import health, openapi, streams, usage
 from services.api.auth.tokens import JwtConfig, TokenVerifier
+from services.api.chats.personas import DEFAULT_PERSONAS_PATH, check_personas, load_personas
 from services.api.compression import GzipMiddleware
 from services.api.cors import CorsMiddleware, parse_origins
-from services.api.dialects.ai import errors as ai_errors
-from services.api.dialects.ai import routes as ai_routes
-from services.api.dialects.openai import errors as openai_errors
-from services.api.dialects.openai import routes as openai_routes
+from services.api.deps import DEPENDENCIES
+from services.api.dialects import registry
 from services.api.errors import exception_handlers
 from services.api.lifespan import lifespan
 from services.api.middleware import HeadMiddleware, RequestIdMiddleware
@@ -30,10 +30,16 @@ __all__ = ["create_app", "create_app_from_environ"]
 VERSION = "0.1.0"
 
 
-def create_app(settings: ApiSettings, environ: Mapping[str, str] | None = None) -> Litestar:
+def create_app(
+    settings: ApiSettings,
+    environ: Mapping[str, str] | None = None,
+    collaborators: Callable[[Litestar], AbstractAsyncContextManager[None]] = lifespan,
+) -> Litestar:
     """The app; a missing or malformed setting raises ``SettingsError`` (or ``CatalogError``) naming it.
 
-    ``environ`` holds the tier policy's overrides (``CONDUIT_TIER_<TIER>_<FIELD>``)."""
+    ``environ`` holds the tier policy's overrides (``CONDUIT_TIER_<TIER>_<FIELD>``). ``collaborators`` puts the
+    process-wide ones on ``app.state`` for the app's life (``lifespan``: Redis-backed; in-process handler tests
+    pass memory ones)."""
     jwt = JwtConfig(
         secret=settings.jwt_secret,
         public_key=settings.jwt_public_key,
@@ -45,21 +51,24 @@ def create_app(settings: ApiSettings, environ: Mapping[str, str] | None = None) 
     catalog = load_catalog(Path(settings.catalog_path) if settings.catalog_path else DEFAULT_CATALOG_PATH)
     tiers = load_tiers(Path(settings.tiers_path) if settings.tiers_path else DEFAULT_TIERS_PATH, environ or {})
     cors_origins = parse_origins(settings.cors_origins)
+    personas_path = Path(settings.personas_path) if settings.personas_path else DEFAULT_PERSONAS_PATH
+    personas = load_personas(personas_path)
+    check_personas(personas, catalog, personas_path)
     app = Litestar(
         route_handlers=[
-            *openai_routes.ROUTES,
-            *ai_routes.ROUTES,
+            *registry.route_handlers(),
             *streams.ROUTES,
             *usage.ROUTES,
             *health.ROUTES,
             *openapi.ROUTES,
         ],
         middleware=[RequestIdMiddleware],
-        lifespan=[lifespan],
+        lifespan=[collaborators],
         on_startup=[openapi.add_body_schemas],
         exception_handlers=exception_handlers(  # type: ignore[arg-type]
-            [("/api/ai/", ai_errors.render_error)], fallback=openai_errors.render_error
+            registry.error_renderers(), fallback=registry.FALLBACK.render_error
         ),
+        dependencies=DEPENDENCIES,
         openapi_config=openapi.openapi_config(VERSION),
         request_max_body_size=settings.max_body_bytes,
         state=State(
@@ -67,6 +76,7 @@ def create_app(settings: ApiSettings, environ: Mapping[str, str] | None = None) 
                 "settings": settings,
                 "catalog": catalog,
                 "tiers": tiers,
+                "personas": personas,
                 "drain": Drain(),
                 "verifier": TokenVerifier(jwt),
             }

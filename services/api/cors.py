@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.api.generation import NAME_HEADER, POLICY_HEADER
+from services.api.caller import NAME_HEADER, POLICY_HEADER
 from services.api.middleware import add_vary, header_value
 from services.api.sse import JOB_HEADER
 from shared.config import SettingsError

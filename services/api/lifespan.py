@@ -10,13 +10,18 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
 from services.api.auth.keys import KeyStore
+from services.api.chats.service import ChatService
 from services.api.enqueue import Broker, CeleryBroker, JobQueue, RedisListBroker
+from services.api.generation import GenerationService
+from services.api.jobnames import RedisJobNames
 from services.api.ratelimit.limiter import RedisLimiter
 from services.api.relay.hub import PubSubHub
 from services.api.relay.run import Gateway
 from services.api.settings import ApiSettings
 from services.api.sweeper import Sweeper
 from services.api.workers import WorkerDirectory
+from services.stores.chats import ChatLimits
+from services.stores.redis_chats import RedisChatStore
 from shared.heap import settle
 
 __all__ = ["lifespan", "redis_client"]
@@ -71,8 +76,27 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     app.state.redis = redis
     app.state.directory = directory
     app.state.api_keys = KeyStore(redis)
-    app.state.gateway = Gateway(
-        settings, redis, hub, jobs, blocking, app.state.drain, RedisLimiter(redis, settings.lease_ttl)
+    limiter = RedisLimiter(redis, settings.lease_ttl)
+    gateway = Gateway(settings, redis, hub, jobs, blocking, app.state.drain, limiter)
+    app.state.gateway = gateway
+    app.state.generation = GenerationService(
+        settings=settings,
+        catalog=app.state.catalog,
+        tiers=app.state.tiers,
+        jobs=gateway,
+        limiter=limiter,
+        directory=directory,
+        names=RedisJobNames(redis),
+    )
+    store = RedisChatStore(
+        redis, ChatLimits(max_chats=settings.chat_max_chats, max_messages=settings.chat_max_messages)
+    )
+    app.state.chats = ChatService(
+        store,
+        gateway,
+        app.state.personas,
+        max_messages=settings.chat_max_messages,
+        lock_ttl=settings.queue_timeout + settings.chat_turn_timeout,
     )
     settle()  # start-up is over: what the process keeps is frozen out of the collector's way
     try:

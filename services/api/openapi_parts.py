@@ -7,8 +7,8 @@ from typing import NamedTuple
 
 import msgspec
 
+from services.api.caller import NAME_HEADER, POLICY_HEADER
 from services.api.errors import STATUS, ErrorRenderer, GatewayProblem
-from services.api.generation import NAME_HEADER, POLICY_HEADER
 from services.api.openapi_doc import RATE_LIMIT_HEADERS, RETRY_AFTER, Header, JsonSchema, Reply
 from shared.errors import ErrorCode
 

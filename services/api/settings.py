@@ -73,6 +73,15 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     #: browser origins that may call the API (CORS), comma-separated exact origins such as
     #: ``https://app.example.com,http://localhost:5173``, or ``*`` for any; none by default (no CORS headers)
     cors_origins: str = ""
+    #: the personas file (default deploy/personas.toml)
+    personas_path: str = ""
+    #: chats one user may keep; messages one chat may hold; bytes (UTF-8) of one message a client sends
+    chat_max_chats: int = 50_000
+    chat_max_messages: int = 2_000
+    chat_max_message_bytes: int = 200_000
+    #: longest a chat stays taken by a generation whose end was never reported (its worker and the queue lost
+    #: it); a generation whose job is known to have ended frees the chat at once
+    chat_turn_timeout: float = 900.0
 
     @property
     def broker(self) -> str:

@@ -20,7 +20,7 @@ response's background task in case the body was never iterated).
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from litestar.background_tasks import BackgroundTask
@@ -34,6 +34,8 @@ __all__ = [
     "START",
     "FrameEncoder",
     "FrameId",
+    "Named",
+    "Payload",
     "frames",
     "parse_last_event_id",
     "render",
@@ -54,11 +56,28 @@ PING = b": ping\n"
 _ID = re.compile(r"^(\d{1,18})(?:\.(\d{1,6}))?$")
 
 
+class Named(NamedTuple):
+    """A frame with an ``event:`` name (Anthropic's Messages stream names every frame) and its ``data``."""
+
+    event: bytes
+    data: bytes
+
+
+#: one frame's payload: its ``data`` alone, or with an ``event:`` name
+Payload = bytes | Named
+
+
 class FrameEncoder(Protocol):
-    def encode(self, event: Event) -> list[bytes]:
-        """The ``data`` payloads for ``event`` (none for most bookkeeping events); a terminal event ends with
+    def encode(self, event: Event) -> Sequence[Payload]:
+        """The frames' payloads for ``event`` (none for most bookkeeping events); a terminal event ends with
         the dialect's end marker."""
         ...
+
+
+def _frame(head: bytes, payload: Payload) -> bytes:
+    if isinstance(payload, Named):
+        return head + b"event: " + payload.event + b"\ndata: " + payload.data + b"\n\n"
+    return head + b"data: " + payload + b"\n\n"
 
 
 class FrameId(NamedTuple):
@@ -82,20 +101,20 @@ def parse_last_event_id(value: str | None) -> FrameId:
     return FrameId(int(match[1]), int(match[2] or 0))
 
 
-def frames(seq: int, payloads: list[bytes], after: FrameId = START) -> bytes:
+def frames(seq: int, payloads: Sequence[Payload], after: FrameId = START) -> bytes:
     """The SSE frames of one event's payloads, each with its id; those up to ``after`` left out."""
     out = b""
     for index, payload in enumerate(payloads):
         if (seq, index) <= after:
             continue
         ident = b"%d" % seq if index == 0 else b"%d.%d" % (seq, index)
-        out += b"id: " + ident + b"\ndata: " + payload + b"\n\n"
+        out += _frame(b"id: " + ident + b"\n", payload)
     return out
 
 
-def unnumbered_frames(payloads: list[bytes]) -> bytes:
+def unnumbered_frames(payloads: Sequence[Payload]) -> bytes:
     """The SSE frames of an event the gateway made (``seq`` 0): no ``id:``, never left out by ``Last-Event-ID``."""
-    return b"".join(b"data: " + payload + b"\n\n" for payload in payloads)
+    return b"".join(_frame(b"", payload) for payload in payloads)
 
 
 def _frames_of(event: Event, encoder: FrameEncoder, after: FrameId) -> bytes:

@@ -10,49 +10,26 @@ JSON body once it is done (``x-conduit-on-disconnect: detach`` keeps it running 
 Only the job's owner gets it; anyone else, like a job that never was or has expired, gets a 404.
 """
 
-from collections.abc import Callable
 from typing import Any
 
 from litestar import Request, Response, get
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
 from litestar.response import Stream
 
+from services.api.answer import gather_answer
 from services.api.auth.deps import provide_principal
-from services.api.dialects.ai import docs as ai_docs
-from services.api.dialects.ai import routes as ai
-from services.api.dialects.ai.sse import TokenEncoder
-from services.api.dialects.ai.translate import answer_body
-from services.api.dialects.openai import docs as openai_docs
-from services.api.dialects.openai import responses as openai_responses
-from services.api.dialects.openai import routes as openai
-from services.api.dialects.openai.errors import render_error
-from services.api.dialects.openai.sse import ChatChunkEncoder, CompletionChunkEncoder
-from services.api.dialects.openai.translate import chat_body, completion_body
-from services.api.generation import Answer, gather_answer
+from services.api.dialects import registry
 from services.api.openapi_doc import JOB_ID, EventStream, Header, Reply, documented
 from services.api.openapi_parts import RESUME_OPERATION, ErrorCase, error_replies
 from services.api.relay.resume import LogRelay, find_record
 from services.api.relay.run import Gateway
-from services.api.sse import JOB_HEADER, FrameEncoder, FrameId, parse_last_event_id, render, sse_response
+from services.api.sse import JOB_HEADER, parse_last_event_id, render, sse_response
 from shared.errors import ErrorCode, InvalidRequestError
-from shared.jobs import Principal, StreamView
+from shared.jobs import Principal
 
 __all__ = ["ROUTES"]
-
-ENCODERS: dict[str, Callable[[StreamView], FrameEncoder]] = {
-    openai.CHAT: ChatChunkEncoder.for_view,
-    openai.COMPLETION: CompletionChunkEncoder.for_view,
-    ai.CHAT: TokenEncoder.for_view,
-    ai.COMPLETION: TokenEncoder.for_view,
-}
-BODIES: dict[str, Callable[[StreamView, Answer], bytes]] = {
-    openai.CHAT: lambda view, answer: chat_body(view.id, view.model, answer),
-    openai.COMPLETION: lambda view, answer: completion_body(view.id, view.model, answer),
-    ai.CHAT: lambda view, answer: answer_body(ai.ANSWER_FIELDS[ai.CHAT], view.model, answer),
-    ai.COMPLETION: lambda view, answer: answer_body(ai.ANSWER_FIELDS[ai.COMPLETION], view.model, answer),
-}
-
 
 _FRAME_ID = {"type": "string", "pattern": "^\\s*([0-9]{1,18}(\\.[0-9]{1,6})?)?\\s*$"}
 _LAST_EVENT_ID = "The `id:` of the last frame you have (`12` or `12.1`); absent or empty: from the first frame."
@@ -60,36 +37,25 @@ _PARAMETERS = (
     Header("last-event-id", _LAST_EVENT_ID, schema=_FRAME_ID, example="3.1"),
     Header("last_event_id", f"{_LAST_EVENT_ID} For clients that cannot set headers.", schema=_FRAME_ID, where="query"),
 )
-_BODIES = (
-    openai_responses.CreateChatCompletionResponse,
-    openai_responses.CreateCompletionResponse,
-    ai_docs.AiChatResponse,
-    ai_docs.AiCompletionResponse,
-)
+_DOCS = [dialect.resume_doc for dialect in registry.DIALECTS]
 _STREAM = EventStream(
     "A streamed job: the frames after `Last-Event-ID`, byte for byte as the first response sent them (same "
     "dialect, same ids), then the live rest, then `[DONE]`.",
-    {"a chat completion stream, after frame 3.1": openai_docs.resumed_chat_stream(FrameId(3, 1))},
-    (
-        openai_responses.CreateChatCompletionStreamResponse,
-        openai_responses.CreateCompletionStreamResponse,
-        openai_responses.ErrorResponse,
-        ai_docs.AiToken,
-        ai_docs.AiStreamError,
-    ),
+    {name: example for doc in _DOCS for name, example in doc.stream_examples.items()},
+    tuple(frame for doc in _DOCS for frame in doc.frames),
 )
 _REPLIES = {
     200: Reply(
         "The job's answer in its own dialect: the rest of its stream, or (a job requested without streaming) its "
         "whole body once it is done.",
-        _BODIES,
-        {"a chat completion": openai_docs.CHAT_REPLIES[200].examples["text"]},
+        tuple(body for doc in _DOCS for body in doc.bodies),
+        {name: example for doc in _DOCS for name, example in doc.body_examples.items()},
         _STREAM,
         (JOB_ID,),
     ),
     **error_replies(
-        render_error,
-        openai_responses.ErrorResponse,
+        registry.FALLBACK.render_error,
+        registry.FALLBACK.error_schema,
         (400, 401, 404, 429, 500, 502, 503, 504),
         {
             400: ErrorCase(
@@ -120,19 +86,20 @@ _REPLIES = {
     operation_class=documented(replies=_REPLIES, headers=_PARAMETERS),
 )
 async def resume_stream(
-    request: Request[Any, Any, State], principal: Principal, job_id: str
+    request: Request[Any, Any, State], principal: NamedDependency[Principal], job_id: FromPath[str]
 ) -> Stream | Response[bytes]:
     gateway: Gateway = request.app.state.gateway
     after = parse_last_event_id(request.headers.get("last-event-id") or request.query_params.get("last_event_id"))
     found = await find_record(gateway, principal.user_id, job_id)
-    if found is None or found[1].owner != principal.user_id or found[1].view.dialect not in ENCODERS:
+    encoder = registry.encoder_for(found[1].view) if found is not None else None
+    if found is None or found[1].owner != principal.user_id or encoder is None:
         raise InvalidRequestError(f"no stream {job_id!r} (it may have expired)", code=ErrorCode.NOT_FOUND)
     job_id, record = found
     relay = LogRelay(gateway, job_id)
     if record.stream:
-        return sse_response(render(relay, ENCODERS[record.view.dialect](record.view), after), job_id)
+        return sse_response(render(relay, encoder, after), job_id)
     answer = await gather_answer(relay, record.view.model)
-    body = BODIES[record.view.dialect](record.view, answer)
+    body = registry.body_for(record.view, answer) or b"{}"
     return Response(body, media_type="application/json", headers={JOB_HEADER: job_id})
 
 

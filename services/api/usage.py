@@ -12,8 +12,8 @@ import msgspec
 import redis.asyncio as aioredis
 from litestar import Request, Response, get
 from litestar.datastructures import State
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import QueryParameter
 
 from services.api.auth.deps import provide_principal
 from services.api.dialects.openai.errors import render_error
@@ -136,7 +136,9 @@ _REPLIES = {
     operation_class=documented(replies=_REPLIES),
 )
 async def usage(
-    request: Request[Any, Any, State], principal: Principal, days: Annotated[int, Parameter(ge=1, le=90)] = 7
+    request: Request[Any, Any, State],
+    principal: NamedDependency[Principal],
+    days: Annotated[int, QueryParameter(ge=1, le=90)] = 7,
 ) -> Response[bytes]:
     try:
         body = await read_usage(request.app.state.redis, principal.user_id, days)

@@ -19,6 +19,7 @@ from collections import defaultdict
 
 import redis.asyncio as aioredis
 
+from services.worker.generate import JobEnd
 from shared import keys
 from shared.events import Usage
 from shared.jobs import GenerationJob
@@ -41,6 +42,10 @@ class Ledger:
         self._usage: defaultdict[tuple[str, str], defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._refunds: defaultdict[str, int] = defaultdict(int)
         self._task: asyncio.Task[None] | None = None
+
+    async def on_end(self, job: GenerationJob, end: JobEnd) -> None:
+        """The job-end hook: count the job."""
+        self.add(job, end.usage, end.provider, end.model)
 
     def add(self, job: GenerationJob, usage: Usage | None, provider: str, model: str) -> None:
         """Count a finished job; written with the next flush."""

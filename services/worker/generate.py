@@ -9,7 +9,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple
 
 import httpx
 
@@ -35,7 +36,7 @@ from shared.events import Done, Failed, ModelInfo, ReasoningDelta, Started, Text
 from shared.jobs import GenerationJob, StreamRecord, message_text
 from shared.tokens import estimate_tokens, tokens_for_chars
 
-__all__ = ["JobCancelledError", "PipelineContext", "resolve_target", "run_job"]
+__all__ = ["JobCancelledError", "JobEnd", "JobEndHook", "PipelineContext", "resolve_target", "run_job"]
 
 log = logging.getLogger("conduit.worker")
 
@@ -55,6 +56,22 @@ class JobCancelledError(Exception):
         self.message = message
 
 
+class JobEnd(NamedTuple):
+    """How a job ended, for the job-end hooks: its terminal event, usage, the provider and upstream model that
+    answered, and (for a job whose hooks need it: a chat's) the text it published."""
+
+    terminal: Done | Failed
+    usage: Usage | None
+    provider: str
+    model: str
+    text: str = ""
+
+
+#: runs when a job has ended, before its terminal event is published (so what it saves is there by the time a
+#: client sees the end); a hook that fails is logged, and the job still ends
+JobEndHook = Callable[[GenerationJob, JobEnd], Awaitable[None]]
+
+
 class PipelineContext:
     """What every job of a worker process shares."""
 
@@ -67,7 +84,7 @@ class PipelineContext:
         streamers: dict[str, Streamer],
         cancel_requested: Callable[[GenerationJob], Awaitable[bool]] | None = None,
         watched: Callable[[GenerationJob], Awaitable[bool]] | None = None,
-        count: Callable[[GenerationJob, Usage | None, str, str], None] | None = None,
+        ends: Sequence[JobEndHook] = (),
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -78,9 +95,8 @@ class PipelineContext:
         self.cancel_requested = cancel_requested
         #: whether an API replica is relaying a resume of the job (its own reply channel may be silent)
         self.watched = watched
-        #: counts a finished job's usage and settles its admission's token reservation (job, usage, provider,
-        #: model); the accounting's ledger
-        self.count = count
+        #: what runs at the end of every job: usage accounting, saving a chat's reply (``JobEndHook``)
+        self.ends = ends
         #: set when the worker stops: jobs cancelled from then on end ``worker_lost``, not ``cancelled``
         self.shutting_down = False
 
@@ -117,6 +133,7 @@ class _Outcome:
         self.chars = 0  # characters of text, reasoning and tool arguments published (for an estimated usage)
         self.meta: ModelPiece | None = None  # what the upstream being streamed said of its model
         self.announced = False  # ModelInfo was published
+        self.parts: list[str] | None = None  # the text published, kept for the job-end hooks that need it
 
 
 def _announce(publisher: JobPublisher, outcome: _Outcome) -> None:
@@ -136,6 +153,8 @@ def _publish_piece(piece: Piece, publisher: JobPublisher, outcome: _Outcome) -> 
                     publisher.emit_text(text)
                 else:  # its own event: the logprobs belong to this text alone
                     publisher.emit(TextDelta(seq=0, text=text, logprobs=logprobs))
+                if outcome.parts is not None:
+                    outcome.parts.append(text)
                 outcome.content = True
                 outcome.chars += len(text)
         case ModelPiece():
@@ -279,6 +298,14 @@ def _publisher(
     )
 
 
+async def _run_hooks(job: GenerationJob, ctx: PipelineContext, end: JobEnd) -> None:
+    for hook in ctx.ends:
+        try:
+            await hook(job, end)
+        except Exception:
+            log.exception("job %s: a job-end hook failed", job.id)
+
+
 async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     """Run ``job`` to exactly one terminal event, which is published and returned.
 
@@ -289,6 +316,8 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     orphans: set[str] = set()  # holds the job's id once nobody listened (or resumed) for orphan_grace
     publisher = _publisher(job, ctx, task, orphans)
     outcome = _Outcome()
+    if job.chat is not None:
+        outcome.parts = []
     terminal: Failed | Done
     try:
         if job.deadline and time.time() > job.deadline:
@@ -300,7 +329,9 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
             await _generate(job, ctx, publisher, outcome)
         finish = outcome.finish or FinishPiece("stop")  # _stream raised if the upstream never finished
         _announce(publisher, outcome)
-        terminal = Done(seq=0, finish_reason=finish.reason, model=finish.model or outcome.model or job.model)
+        elapsed = int((time.time() - job.created) * 1000) if job.created else 0
+        model = finish.model or outcome.model or job.model
+        terminal = Done(seq=0, finish_reason=finish.reason, model=model, elapsed_ms=max(0, elapsed))
     except asyncio.CancelledError:
         if task is not None:
             task.uncancel()
@@ -323,11 +354,10 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     if usage is not None:
         publisher.emit(usage)
     provider, model = outcome.provider or job.provider, outcome.model or job.model
+    await _run_hooks(job, ctx, JobEnd(terminal, usage, provider, model, "".join(outcome.parts or ())))
     admission = job.admission
     release = ("ZREM", keys.lease(admission.subject), job.id) if admission is not None and admission.lease else None
     published = await publisher.close(terminal, release)  # the stream lease goes with the terminal event
-    if ctx.count is not None:
-        ctx.count(job, usage, provider, model)
     principal = job.principal
     tokens = "" if usage is None else f", {usage.prompt_tokens} + {usage.completion_tokens} tokens"
     log.info(

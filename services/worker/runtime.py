@@ -28,7 +28,10 @@ import uvloop
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from services.stores.chats import ChatLimits
+from services.stores.redis_chats import RedisChatStore
 from services.worker.accounting import Ledger
+from services.worker.chat_replies import ChatReplies
 from services.worker.claims import JobClaims
 from services.worker.generate import PipelineContext, run_job
 from services.worker.http_client import upstream_client
@@ -104,7 +107,7 @@ class WorkerRuntime:
             build_streamers(settings.echo_delay),
             self._cancel_requested,
             self._watched,
-            self.ledger.add,
+            (self.ledger.on_end, ChatReplies(RedisChatStore(self.redis, ChatLimits())).on_end),
         )
         self._tasks = [
             asyncio.create_task(self._listen_for_cancels(), name="cancel-listener"),

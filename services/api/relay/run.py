@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from types import TracebackType
+from typing import cast
 
 import anyio
 import msgspec
@@ -27,9 +28,10 @@ from services.api.settings import ApiSettings
 from shared import keys
 from shared.codec import decode_events
 from shared.errors import ErrorCode, UnavailableError
+from shared.events import is_terminal
 from shared.jobs import GenerationJob
 
-__all__ = ["Gateway", "JobRun"]
+__all__ = ["Gateway", "JobRun", "NotEnqueuedError"]
 
 log = logging.getLogger("conduit.api")
 
@@ -60,6 +62,22 @@ class Gateway:
         self.jobs = jobs
         #: for blocking reads (XREAD BLOCK of resumed streams): a pool of its own, no read timeout
         self.blocking = blocking
+        #: how long a stream's HTTP status waits for the first token
+        self.commit_timeout = settings.commit_timeout
+
+    def run(self, job: GenerationJob) -> "JobRun":
+        """The job's relay; entering it enqueues the job."""
+        return JobRun(self, job)
+
+    async def ended(self, job_id: str) -> bool:
+        """Whether the job's replay log ends with its terminal event."""
+        entries = await self.redis.xrevrange(keys.job_log(job_id), "+", "-", count=1)
+        logged = cast(list[tuple[bytes, dict[bytes, bytes]]], entries)
+        return any(is_terminal(event) for _, fields in logged for event in decode_events(fields[b"e"]))
+
+
+class NotEnqueuedError(UnavailableError):
+    """The job was not sent to the workers: none will ever run it."""
 
 
 LOST_REDIS = "the gateway lost its connection to Redis; retry, or resume the stream with Last-Event-ID"
@@ -76,7 +94,7 @@ class JobRun(EventRelay):
     async def __aenter__(self) -> "JobRun":
         gateway = self._gateway
         if not gateway.hub.ready:
-            raise UnavailableError("the gateway cannot reach Redis; try again shortly")
+            raise NotEnqueuedError("the gateway cannot reach Redis; try again shortly")
         self.job = msgspec.structs.replace(self.job, reply_to=gateway.hub.channel)
         self._queue = gateway.hub.register(self.job.id)
         try:
@@ -88,7 +106,7 @@ class JobRun(EventRelay):
         except Exception as exc:
             gateway.hub.unregister(self.job.id)
             await self._release_lease()
-            raise UnavailableError("the gateway could not enqueue the job; try again shortly") from exc
+            raise NotEnqueuedError("the gateway could not enqueue the job; try again shortly") from exc
         self._last_activity = self._last_yield = time.monotonic()
         return self
 

@@ -2,8 +2,8 @@ from typing import Any
 
 import pytest
 
+from services.api.caller import NAME_HEADER, POLICY_HEADER
 from services.api.cors import ALLOW_HEADERS, EXPOSE_HEADERS, MAX_AGE, CorsMiddleware, parse_origins
-from services.api.generation import NAME_HEADER, POLICY_HEADER
 from services.api.ratelimit.limiter import _Verdict, ratelimit_headers
 from services.api.settings import ApiSettings
 from services.api.sse import JOB_HEADER

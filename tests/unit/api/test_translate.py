@@ -4,11 +4,11 @@ from typing import Any
 import msgspec
 import pytest
 
+from services.api.answer import Answer
 from services.api.dialects.ai import translate as ai
 from services.api.dialects.ai.schemas import AiChatRequest, AiCompletionRequest, AiMessage
 from services.api.dialects.openai import translate as oa
 from services.api.dialects.openai.schemas import ChatCompletionRequest, CompletionRequest
-from services.api.generation import Answer
 from shared.catalog import Catalog, load_catalog
 from shared.errors import ErrorCode, InvalidRequestError
 from shared.events import Usage

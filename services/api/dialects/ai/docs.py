@@ -7,10 +7,10 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from services.api.answer import Answer
 from services.api.dialects.ai.errors import render_error
 from services.api.dialects.ai.sse import TokenEncoder
 from services.api.dialects.ai.translate import answer_body
-from services.api.generation import Answer
 from services.api.openapi_doc import JOB_ID, RATE_LIMIT_HEADERS, EventStream, Reply
 from services.api.openapi_parts import GENERATION_ERRORS, RESUME, error_replies
 from services.api.sse import frames

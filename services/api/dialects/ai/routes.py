@@ -5,24 +5,24 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.response import Stream
 
 from services.api.auth.deps import provide_paid_principal
 from services.api.body import decode_body
+from services.api.caller import Caller, provide_caller
 from services.api.dialects.ai import docs
 from services.api.dialects.ai.schemas import AiChatRequest, AiCompletionRequest
 from services.api.dialects.ai.sse import TokenEncoder
 from services.api.dialects.ai.translate import answer_body, choose_model, to_messages, to_params
-from services.api.generation import Rendering, collect, open_stream, prepare_job, stream_body
+from services.api.generation import GenerationService, JobRequest, Rendering, stream_body
 from services.api.openapi_doc import documented
 from services.api.openapi_parts import GENERATION_HEADERS
 from services.api.sse import JOB_HEADER, sse_response
-from shared.jobs import Principal
 
 __all__ = ["ANSWER_FIELDS", "CHAT", "COMPLETION", "ROUTES"]
 
-#: dialect names in a job's StreamView (``services.api.streams`` maps them back to encoders)
+#: dialect names in a job's StreamView (``dialect.py`` maps them back to encoders)
 CHAT = "ai.chat"
 COMPLETION = "ai.completion"
 #: the field of the answer body holding the text, per dialect
@@ -30,7 +30,7 @@ ANSWER_FIELDS = {CHAT: "content", COMPLETION: "completion"}
 
 _CHAT = msgspec.json.Decoder(AiChatRequest)
 _COMPLETION = msgspec.json.Decoder(AiCompletionRequest)
-_PAID = {"principal": Provide(provide_paid_principal)}
+_PAID = {"principal": Provide(provide_paid_principal), "caller": Provide(provide_caller)}
 _CHOICE = (
     "The provider is `provider` if given; else the one `model` names (`provider/model`, a catalog id or a bare "
     "name by prefix); else OpenAI, or the built-in `echo` when no OpenAI key is configured."
@@ -38,19 +38,16 @@ _CHOICE = (
 
 
 async def _generate(
-    request: Request[Any, Any, State], principal: Principal, body: AiChatRequest | AiCompletionRequest, dialect: str
+    caller: Caller, generation: GenerationService, body: AiChatRequest | AiCompletionRequest, dialect: str
 ) -> Response[bytes] | Stream:
-    state = request.app.state
-    directory = await state.directory.current()
-    provider, model = choose_model(state.catalog, directory.providers, body)
+    provider, model = choose_model(generation.catalog, await generation.providers(), body)
     rendering = Rendering(dialect, "", model)
-    job, _, limits = await prepare_job(
-        request, principal, provider, model, to_messages(body), to_params(body), body.stream, rendering
-    )
+    spec = JobRequest(provider, model, to_messages(body), to_params(body), body.stream, rendering)
+    job, _, limits = await generation.prepare(caller, spec)
     if body.stream:
-        stream = await open_stream(request, job)
+        stream = await generation.open_stream(caller, job)
         return sse_response(stream_body(stream, TokenEncoder()), job.id, stream.close, limits)
-    answer = await collect(request, job)
+    answer = await generation.collect(caller, job)
     body_bytes = answer_body(ANSWER_FIELDS[dialect], model, answer)
     return Response(body_bytes, media_type="application/json", headers={**limits, JOB_HEADER: job.id})
 
@@ -66,10 +63,10 @@ async def _generate(
     description=_CHOICE,
     tags=["ai"],
 )
-async def ai_chat(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
-    return await _generate(
-        request, principal, decode_body(_CHAT, await request.body(), request.app.state.settings), CHAT
-    )
+async def ai_chat(
+    request: Request[Any, Any, State], caller: NamedDependency[Caller], generation: NamedDependency[GenerationService]
+) -> Response[bytes] | Stream:
+    return await _generate(caller, generation, decode_body(_CHAT, await request.body(), generation.settings), CHAT)
 
 
 @post(
@@ -86,10 +83,11 @@ async def ai_chat(request: Request[Any, Any, State], principal: Principal) -> Re
     description=_CHOICE,
     tags=["ai"],
 )
-async def ai_completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
-    return await _generate(
-        request, principal, decode_body(_COMPLETION, await request.body(), request.app.state.settings), COMPLETION
-    )
+async def ai_completions(
+    request: Request[Any, Any, State], caller: NamedDependency[Caller], generation: NamedDependency[GenerationService]
+) -> Response[bytes] | Stream:
+    body = decode_body(_COMPLETION, await request.body(), generation.settings)
+    return await _generate(caller, generation, body, COMPLETION)
 
 
 ROUTES = [ai_chat, ai_completions]

@@ -2,8 +2,8 @@
 
 from typing import Any
 
+from services.api.answer import Answer
 from services.api.dialects.ai.schemas import AiChatRequest, AiCompletionRequest
-from services.api.generation import Answer
 from services.api.wire import encode_json
 from shared.catalog import Catalog, resolve_model
 from shared.jobs import ChatMessage, SamplingParams

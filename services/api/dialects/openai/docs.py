@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from services.api.answer import Answer
 from services.api.dialects.openai.errors import render_error
 from services.api.dialects.openai.responses import (
     CreateChatCompletionResponse,
@@ -20,7 +21,6 @@ from services.api.dialects.openai.responses import (
 )
 from services.api.dialects.openai.sse import ChatChunkEncoder, CompletionChunkEncoder
 from services.api.dialects.openai.translate import chat_body, completion_body
-from services.api.generation import Answer
 from services.api.openapi_doc import JOB_ID, RATE_LIMIT_HEADERS, EventStream, JsonSchema, Refinement, Reply
 from services.api.openapi_parts import GENERATION_ERRORS, REDIS_DOWN, RESUME, ErrorCase, error_replies
 from services.api.sse import START, FrameId, frames

@@ -5,11 +5,13 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
 from litestar.response import Stream
 
 from services.api.auth.deps import provide_paid_principal, provide_principal
 from services.api.body import decode_body
+from services.api.caller import Caller, provide_caller
 from services.api.dialects.openai import docs
 from services.api.dialects.openai.schemas import (
     CHAT_FIELDS,
@@ -25,24 +27,24 @@ from services.api.dialects.openai.translate import (
     to_messages,
     to_params,
 )
-from services.api.generation import Rendering, collect, open_stream, prepare_job, stream_body
+from services.api.generation import GenerationService, JobRequest, Rendering, stream_body
 from services.api.openapi_doc import documented
 from services.api.openapi_parts import GENERATION_HEADERS
 from services.api.sse import JOB_HEADER, sse_response
 from services.api.wire import encode_json
-from shared.catalog import Catalog, resolve_model
+from shared.catalog import resolve_model
 from shared.errors import ErrorCode, InvalidRequestError
 from shared.jobs import ChatMessage, Principal
 
 __all__ = ["CHAT", "COMPLETION", "ROUTES"]
 
-#: dialect names in a job's StreamView (``services.api.streams`` maps them back to encoders)
+#: dialect names in a job's StreamView (``dialect.py`` maps them back to encoders)
 CHAT = "openai.chat"
 COMPLETION = "openai.completion"
 
 _CHAT = msgspec.json.Decoder(ChatCompletionRequest)
 _COMPLETION = msgspec.json.Decoder(CompletionRequest)
-_PAID = {"principal": Provide(provide_paid_principal)}
+_PAID = {"principal": Provide(provide_paid_principal), "caller": Provide(provide_caller)}
 _ANY = {"principal": Provide(provide_principal)}
 _JSON = "application/json"
 
@@ -70,19 +72,20 @@ def _include_usage(body: ChatCompletionRequest | CompletionRequest) -> bool:
     "if it has one.",
     tags=["openai"],
 )
-async def chat_completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
+async def chat_completions(
+    request: Request[Any, Any, State], caller: NamedDependency[Caller], generation: NamedDependency[GenerationService]
+) -> Response[bytes] | Stream:
     raw = await request.body()
-    body = decode_body(_CHAT, raw, request.app.state.settings)
-    provider, model = resolve_model(request.app.state.catalog, body.model)
+    body = decode_body(_CHAT, raw, generation.settings)
+    provider, model = resolve_model(generation.catalog, body.model)
     rendering = Rendering(CHAT, "chatcmpl-", body.model, _include_usage(body))
     messages, params = to_messages(body.messages), to_params(body, extra_fields(raw, CHAT_FIELDS))
-    job, view, limits = await prepare_job(
-        request, principal, provider, model, messages, params, bool(body.stream), rendering
-    )
+    spec = JobRequest(provider, model, messages, params, bool(body.stream), rendering)
+    job, view, limits = await generation.prepare(caller, spec)
     if body.stream:
-        stream = await open_stream(request, job)
+        stream = await generation.open_stream(caller, job)
         return sse_response(stream_body(stream, ChatChunkEncoder.for_view(view)), job.id, stream.close, limits)
-    answer = await collect(request, job)
+    answer = await generation.collect(caller, job)
     return Response(chat_body(view.id, body.model, answer), media_type=_JSON, headers={**limits, JOB_HEADER: job.id})
 
 
@@ -100,21 +103,23 @@ async def chat_completions(request: Request[Any, Any, State], principal: Princip
     summary="Create a completion (legacy)",
     tags=["openai"],
 )
-async def completions(request: Request[Any, Any, State], principal: Principal) -> Response[bytes] | Stream:
+async def completions(
+    request: Request[Any, Any, State], caller: NamedDependency[Caller], generation: NamedDependency[GenerationService]
+) -> Response[bytes] | Stream:
     raw = await request.body()
-    body = decode_body(_COMPLETION, raw, request.app.state.settings)
+    body = decode_body(_COMPLETION, raw, generation.settings)
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
-    provider, model = resolve_model(request.app.state.catalog, body.model)
+    provider, model = resolve_model(generation.catalog, body.model)
     messages = [ChatMessage(role="user", content=prompt)]
     params = to_params(body, extra_fields(raw, COMPLETION_FIELDS))
     rendering = Rendering(COMPLETION, "cmpl-", body.model, _include_usage(body))
-    job, view, limits = await prepare_job(
-        request, principal, provider, model, messages, params, bool(body.stream), rendering, prompt
+    job, view, limits = await generation.prepare(
+        caller, JobRequest(provider, model, messages, params, bool(body.stream), rendering, prompt)
     )
     if body.stream:
-        stream = await open_stream(request, job)
+        stream = await generation.open_stream(caller, job)
         return sse_response(stream_body(stream, CompletionChunkEncoder.for_view(view)), job.id, stream.close, limits)
-    answer = await collect(request, job)
+    answer = await generation.collect(caller, job)
     return Response(
         completion_body(view.id, body.model, answer), media_type=_JSON, headers={**limits, JOB_HEADER: job.id}
     )
@@ -124,10 +129,10 @@ def _model_object(model_id: str, created: int, owner: str) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": created, "owned_by": owner}
 
 
-async def _listed(request: Request[Any, Any, State]) -> list[dict[str, Any]]:
+async def _listed(generation: GenerationService) -> list[dict[str, Any]]:
     """The models of the providers live workers serve, by the names to use: ``provider/model``."""
-    catalog: Catalog = request.app.state.catalog
-    providers = (await request.app.state.directory.current()).providers
+    catalog = generation.catalog
+    providers = await generation.providers()
     listed = [
         _model_object(catalog.listed_name(r), r.created, r.provider) for r in catalog.models if r.provider in providers
     ]
@@ -146,8 +151,10 @@ async def _listed(request: Request[Any, Any, State]) -> list[dict[str, Any]]:
     tags=["openai"],
     operation_class=documented(replies=docs.LIST_MODELS_REPLIES),
 )
-async def list_models(request: Request[Any, Any, State], principal: Principal) -> Response[bytes]:
-    return Response(encode_json({"object": "list", "data": await _listed(request)}), media_type=_JSON)
+async def list_models(
+    principal: NamedDependency[Principal], generation: NamedDependency[GenerationService]
+) -> Response[bytes]:
+    return Response(encode_json({"object": "list", "data": await _listed(generation)}), media_type=_JSON)
 
 
 @get(
@@ -158,10 +165,12 @@ async def list_models(request: Request[Any, Any, State], principal: Principal) -
     tags=["openai"],
     operation_class=documented(replies=docs.RETRIEVE_MODEL_REPLIES),
 )
-async def retrieve_model(request: Request[Any, Any, State], principal: Principal, model_id: str) -> Response[bytes]:
+async def retrieve_model(
+    principal: NamedDependency[Principal], generation: NamedDependency[GenerationService], model_id: FromPath[str]
+) -> Response[bytes]:
     """Any name the chat endpoint takes now: ``provider/model``, a catalog id, or a bare name by prefix."""
     wanted = model_id.lstrip("/")
-    catalog: Catalog = request.app.state.catalog
+    catalog = generation.catalog
     missing = InvalidRequestError(
         f"The model `{wanted}` does not exist or you do not have access to it.",
         code=ErrorCode.MODEL_NOT_FOUND,
@@ -171,7 +180,7 @@ async def retrieve_model(request: Request[Any, Any, State], principal: Principal
         provider, _ = resolve_model(catalog, wanted)
     except InvalidRequestError:
         raise missing from None
-    if not wanted or provider not in (await request.app.state.directory.current()).providers:
+    if not wanted or provider not in await generation.providers():
         raise missing
     return Response(encode_json(_model_object(wanted, catalog.created(wanted), provider)), media_type=_JSON)
 

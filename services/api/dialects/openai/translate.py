@@ -5,6 +5,7 @@ from typing import Any
 
 import msgspec
 
+from services.api.answer import Answer
 from services.api.dialects.openai.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -12,7 +13,6 @@ from services.api.dialects.openai.schemas import (
     Message,
     RefusalContent,
 )
-from services.api.generation import Answer
 from services.api.wire import encode_json
 from shared.errors import InvalidRequestError
 from shared.events import Usage

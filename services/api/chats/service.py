@@ -1,0 +1,159 @@
+"""``ChatService``: a generation's turn on a saved chat, and the reads and edits of a user's chats.
+
+A turn: ``begin`` takes the chat for the job (a new chat is created holding the client's messages; an
+existing one is locked, 409 while another job holds it unless that job has ended, and its new messages
+found), ``commit`` saves those messages once the job is admitted, ``abandon`` undoes ``begin`` for a job
+that will never run. The reply is saved by the worker when the job ends (``ChatTurn`` in the job).
+"""
+
+import time
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from services.api.chats.personas import Personas
+from services.api.chats.turns import Line, new_lines
+from services.api.ports import JobStarter
+from services.stores.chats import (
+    ChatLimitError,
+    ChatPage,
+    ChatStore,
+    ChatSummary,
+    ForkOrigin,
+    NewChat,
+    StoredMessage,
+    new_message_id,
+)
+from shared.errors import ErrorCode, GatewayError, InvalidRequestError
+
+__all__ = ["ChatService", "Turn"]
+
+
+class Turn(NamedTuple):
+    chat: ChatSummary
+    #: the chat's messages the model sees (saved ones, then the new ones)
+    history: list[StoredMessage]
+    #: messages to save when the job is admitted (none for a new chat: it was created holding them)
+    pending: list[StoredMessage]
+    created: bool
+
+
+def missing(chat_id: str) -> InvalidRequestError:
+    return InvalidRequestError(f"no chat {chat_id!r}", code=ErrorCode.NOT_FOUND, param="chatId")
+
+
+def limit_error(exc: ChatLimitError) -> GatewayError:
+    if exc.limit == "chats":
+        return GatewayError(
+            f"you have {exc.cap} chats, the most allowed; delete some first", code=ErrorCode.PERMISSION_DENIED
+        )
+    return GatewayError(f"a chat may hold at most {exc.cap} messages", code=ErrorCode.REQUEST_TOO_LARGE)
+
+
+def stored(lines: Sequence[Line], now: float) -> list[StoredMessage]:
+    return [StoredMessage(id=new_message_id(), role=line.role, content=line.content, created=now) for line in lines]
+
+
+class ChatService:
+    def __init__(
+        self, store: ChatStore, jobs: JobStarter, personas: Personas, *, max_messages: int, lock_ttl: float
+    ) -> None:
+        self.store = store
+        self.personas = personas
+        self._jobs = jobs
+        self.max_messages = max_messages
+        self._lock_ttl = lock_ttl
+
+    async def begin(self, owner: str, chat_id: str | None, lines: Sequence[Line], new: NewChat, job_id: str) -> Turn:
+        now = time.time()
+        if not chat_id:
+            messages = stored(lines, now)
+            try:
+                chat = await self.store.create(owner, new, messages, now)
+            except ChatLimitError as exc:
+                raise limit_error(exc) from None
+            await self.store.lock(chat.id, job_id, self._lock_ttl)
+            return Turn(chat, messages, [], created=True)
+        chat = await self.require(owner, chat_id)
+        await self._lock(chat_id, job_id)
+        try:
+            saved = await self.store.messages(owner, chat_id)
+            if saved is None:
+                raise missing(chat_id)
+            pending = stored(new_lines(saved, lines), now)
+            if self.max_messages and len(saved) + len(pending) + 1 > self.max_messages:
+                raise GatewayError(
+                    f"a chat may hold at most {self.max_messages} messages; this one holds {len(saved)}",
+                    code=ErrorCode.REQUEST_TOO_LARGE,
+                )
+        except BaseException:
+            await self.store.unlock(chat_id, job_id)
+            raise
+        return Turn(chat, [*saved, *pending], pending, created=False)
+
+    async def _lock(self, chat_id: str, job_id: str) -> None:
+        holder = await self.store.lock(chat_id, job_id, self._lock_ttl)
+        if holder is None:
+            return
+        if await self._jobs.ended(holder):  # its job ended without letting go (its worker died)
+            if await self.store.steal(chat_id, holder, job_id, self._lock_ttl):
+                return
+            if await self.store.lock(chat_id, job_id, self._lock_ttl) is None:  # it ran out meanwhile
+                return
+        raise GatewayError(
+            f"chat {chat_id!r} is generating a reply already; wait for it to finish", code=ErrorCode.CONFLICT
+        )
+
+    async def commit(self, owner: str, turn: Turn) -> None:
+        if turn.pending:
+            try:
+                chat = await self.store.append(owner, turn.chat.id, turn.pending, time.time())
+            except ChatLimitError as exc:
+                raise limit_error(exc) from None
+            if chat is None:
+                raise missing(turn.chat.id)
+
+    async def abandon(self, owner: str, turn: Turn, job_id: str) -> None:
+        """The job will never run: a chat the turn created goes; an existing one is let go."""
+        if turn.created:
+            await self.store.delete(owner, turn.chat.id)
+        else:
+            await self.store.unlock(turn.chat.id, job_id)
+
+    async def require(self, owner: str, chat_id: str) -> ChatSummary:
+        chat = await self.store.summary(owner, chat_id)
+        if chat is None:
+            raise missing(chat_id)
+        return chat
+
+    async def page(self, owner: str, limit: int, after: str | None) -> ChatPage:
+        page = await self.store.page(owner, limit, after)
+        if page is None:
+            raise InvalidRequestError(f"no chat {after!r} to list after (it may have been deleted)", param="after")
+        return page
+
+    async def fork(self, owner: str, chat_id: str, message_id: str) -> tuple[ChatSummary, list[StoredMessage]]:
+        chat = await self.require(owner, chat_id)
+        messages = await self.store.messages(owner, chat_id)
+        index = next((i for i, m in enumerate(messages or []) if m.id == message_id), None)
+        if messages is None or index is None:
+            raise InvalidRequestError(
+                f"chat {chat_id!r} has no message {message_id!r}", code=ErrorCode.NOT_FOUND, param="messageId"
+            )
+        kept = messages[: index + 1]
+        origin = ForkOrigin(chat_id=chat_id, message_id=message_id)
+        new = NewChat(
+            title=chat.title,
+            title_auto=chat.title_auto,
+            persona=chat.persona,
+            scope=chat.scope,
+            username=chat.username,
+            source=chat.source,
+            forked_from=origin,
+        )
+        return await self.create(owner, new, kept), kept
+
+    async def create(self, owner: str, new: NewChat, messages: list[StoredMessage]) -> ChatSummary:
+        try:
+            return await self.store.create(owner, new, messages, time.time())
+        except ChatLimitError as exc:
+            raise limit_error(exc) from None

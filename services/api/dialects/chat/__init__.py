@@ -1,0 +1,1 @@
+"""The chat API: saved chats with personas (``/api/v1/chat/*``)."""

@@ -1,0 +1,153 @@
+"""A user's saved chats: list, fetch, fork, pin, patch, delete, and save one without generating.
+
+Reading and managing one's own chats is open to every tier; another user's chat is a 404 everywhere.
+"""
+
+import time
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, delete, get, patch, post, put
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import PathParameter, QueryParameter
+
+from services.api.auth.deps import provide_principal
+from services.api.body import decode_body
+from services.api.chats.service import ChatService, missing
+from services.api.chats.turns import Line, auto_title
+from services.api.dialects.chat.schemas import ForkRequest, NewChatRequest, PatchRequest, PinRequest
+from services.api.dialects.chat.translate import chat_object, summary_object
+from services.api.generation import GenerationService
+from services.api.wire import encode_json
+from services.stores.chats import NewChat, StoredMessage, new_message_id
+from shared.errors import InvalidRequestError
+from shared.jobs import Principal
+
+__all__ = ["ROUTES"]
+
+_ANY = {"principal": Provide(provide_principal)}
+_JSON = "application/json"
+_TAGS = ["chat"]
+_FORK = msgspec.json.Decoder(ForkRequest)
+_NEW = msgspec.json.Decoder(NewChatRequest)
+_PIN = msgspec.json.Decoder(PinRequest)
+_PATCH = msgspec.json.Decoder(PatchRequest)
+ChatId = Annotated[str, PathParameter(max_length=64)]
+MAX_PAGE = 100
+
+
+def _json(body: object, status: int = 200) -> Response[bytes]:
+    return Response(encode_json(body), status_code=status, media_type=_JSON)
+
+
+@get("/api/v1/chat/history", dependencies=_ANY, summary="Your chats: pinned first, then newest activity", tags=_TAGS)
+async def history(
+    principal: NamedDependency[Principal],
+    chats: NamedDependency[ChatService],
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 20,
+    after: Annotated[str | None, QueryParameter(max_length=64, required=False)] = None,
+) -> Response[bytes]:
+    page = await chats.page(principal.user_id, limit, after or None)
+    items = [summary_object(chat) for chat in page.chats]
+    next_cursor = items[-1]["id"] if page.has_more and items else None
+    return _json({"chats": items, "hasMore": page.has_more, "nextCursor": next_cursor})
+
+
+@get("/api/v1/chat/fetch/{chat_id:str}", dependencies=_ANY, summary="One chat with its messages", tags=_TAGS)
+async def fetch(
+    principal: NamedDependency[Principal], chats: NamedDependency[ChatService], chat_id: ChatId
+) -> Response[bytes]:
+    chat = await chats.require(principal.user_id, chat_id)
+    messages = await chats.store.messages(principal.user_id, chat_id)
+    if messages is None:
+        raise missing(chat_id)
+    return _json(chat_object(chat, messages))
+
+
+@post(
+    "/api/v1/chat/fork",
+    status_code=201,
+    dependencies=_ANY,
+    summary="A new chat holding a chat's messages up to and including one of them",
+    tags=_TAGS,
+)
+async def fork(
+    request: Request[Any, Any, State],
+    principal: NamedDependency[Principal],
+    chats: NamedDependency[ChatService],
+    generation: NamedDependency[GenerationService],
+) -> Response[bytes]:
+    body = decode_body(_FORK, await request.body(), generation.settings)
+    chat, messages = await chats.fork(principal.user_id, body.chatId, body.messageId)
+    return _json(chat_object(chat, messages), 201)
+
+
+async def _set(chats: ChatService, principal: Principal, chat_id: str, title: str | None, pinned: bool | None) -> Any:
+    chat = await chats.store.update(principal.user_id, chat_id, title=title, pinned=pinned, now=time.time())
+    if chat is None:
+        raise missing(chat_id)
+    return summary_object(chat)
+
+
+@put(
+    "/api/v1/chat/{chat_id:str}/pin",
+    dependencies=_ANY,
+    summary='Pin or unpin a chat (`{"pinned": true|false}`; no body toggles)',
+    tags=_TAGS,
+)
+async def pin(
+    request: Request[Any, Any, State],
+    principal: NamedDependency[Principal],
+    chats: NamedDependency[ChatService],
+    generation: NamedDependency[GenerationService],
+    chat_id: ChatId,
+) -> Response[bytes]:
+    raw = await request.body()
+    if raw.strip():
+        pinned = decode_body(_PIN, raw, generation.settings).pinned
+    else:
+        pinned = not (await chats.require(principal.user_id, chat_id)).pinned
+    return _json(await _set(chats, principal, chat_id, None, pinned))
+
+
+@patch("/api/v1/chat/{chat_id:str}", dependencies=_ANY, summary="Rename and/or pin a chat", tags=_TAGS)
+async def patch_chat(
+    request: Request[Any, Any, State],
+    principal: NamedDependency[Principal],
+    chats: NamedDependency[ChatService],
+    generation: NamedDependency[GenerationService],
+    chat_id: ChatId,
+) -> Response[bytes]:
+    body = decode_body(_PATCH, await request.body(), generation.settings)
+    if body.title is None and body.pinned is None:
+        raise InvalidRequestError("send title and/or pinned")
+    return _json(await _set(chats, principal, chat_id, body.title, body.pinned))
+
+
+@delete("/api/v1/chat/{chat_id:str}", status_code=204, dependencies=_ANY, summary="Delete a chat", tags=_TAGS)
+async def delete_chat(
+    principal: NamedDependency[Principal], chats: NamedDependency[ChatService], chat_id: ChatId
+) -> None:
+    if not await chats.store.delete(principal.user_id, chat_id):
+        raise missing(chat_id)
+
+
+@post("/api/v1/chat/new", status_code=201, dependencies=_ANY, summary="Save a chat without generating", tags=_TAGS)
+async def new_chat(
+    request: Request[Any, Any, State],
+    principal: NamedDependency[Principal],
+    chats: NamedDependency[ChatService],
+    generation: NamedDependency[GenerationService],
+) -> Response[bytes]:
+    body = decode_body(_NEW, await request.body(), generation.settings)
+    persona = chats.personas.get(body.persona).name
+    now = time.time()
+    messages = [StoredMessage(id=new_message_id(), role=m.role, content=m.content, created=now) for m in body.messages]
+    lines = [Line(m.role, m.content) for m in body.messages]
+    new = NewChat(title=body.title or auto_title(lines), title_auto=body.title is None, persona=persona)
+    chat = await chats.create(principal.user_id, new, messages)
+    return _json(chat_object(chat, messages), 201)
+
+
+ROUTES = [history, fetch, fork, pin, patch_chat, delete_chat, new_chat]

@@ -1,0 +1,34 @@
+"""The OpenAI dialect: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``."""
+
+from services.api.dialect import Dialect, ResumeDoc
+from services.api.dialects.openai import docs, responses
+from services.api.dialects.openai.errors import render_error
+from services.api.dialects.openai.routes import CHAT, COMPLETION, ROUTES
+from services.api.dialects.openai.sse import ChatChunkEncoder, CompletionChunkEncoder
+from services.api.dialects.openai.translate import chat_body, completion_body
+from services.api.sse import FrameId
+
+__all__ = ["DIALECT"]
+
+DIALECT = Dialect(
+    name="openai",
+    routes=ROUTES,
+    paths=("/v1/",),
+    render_error=render_error,
+    error_schema=responses.ErrorResponse,
+    encoders={CHAT: ChatChunkEncoder.for_view, COMPLETION: CompletionChunkEncoder.for_view},
+    bodies={
+        CHAT: lambda view, answer: chat_body(view.id, view.model, answer),
+        COMPLETION: lambda view, answer: completion_body(view.id, view.model, answer),
+    },
+    resume_doc=ResumeDoc(
+        bodies=(responses.CreateChatCompletionResponse, responses.CreateCompletionResponse),
+        frames=(
+            responses.CreateChatCompletionStreamResponse,
+            responses.CreateCompletionStreamResponse,
+            responses.ErrorResponse,
+        ),
+        body_examples={"a chat completion": docs.CHAT_REPLIES[200].examples["text"]},
+        stream_examples={"a chat completion stream, after frame 3.1": docs.resumed_chat_stream(FrameId(3, 1))},
+    ),
+)

@@ -1,0 +1,238 @@
+"""``RedisChatStore``: chats in Redis, every change one Lua script call (atomic, one round trip).
+
+A chat is three keys (``shared.keys``): ``chat(id)``, a hash of its summary; ``chat_messages(id)``, a list
+of its messages as JSON, oldest first; ``chat_lock(id)``, the id of the job generating its reply (with a
+TTL). ``user_chats(user)`` is a sorted set ranking the user's chats (``list_rank``: pinned first, then
+latest activity), which pages are read from: the rank of the previous page's last chat (ZREVRANK), the
+next ids, and their summaries, in one script. Chats have no TTL: they are kept until deleted.
+
+The scripts (``chat_*.lua`` beside this module) check the owner themselves, so a chat of another user's is
+refused in the same step that would change it.
+"""
+
+import importlib.resources
+import math
+from typing import Any, cast
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+from services.stores.chats import (
+    PINNED_RANK,
+    ChatLimitError,
+    ChatLimits,
+    ChatPage,
+    ChatSummary,
+    ForkOrigin,
+    NewChat,
+    StoredMessage,
+    list_rank,
+    new_chat_id,
+    preview_of,
+)
+from shared import keys
+
+__all__ = ["RedisChatStore"]
+
+_SCRIPTS = importlib.resources.files("services.stores")
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(StoredMessage).decode
+
+
+def _text(value: bytes | None) -> str:
+    return value.decode() if value is not None else ""
+
+
+def _summary(chat_id: str, fields: dict[bytes, bytes]) -> ChatSummary:
+    """A summary from its hash (HGETALL)."""
+    forked_chat = _text(fields.get(b"forked_chat"))
+    return ChatSummary(
+        id=chat_id,
+        owner=_text(fields.get(b"owner")),
+        title=_text(fields.get(b"title")),
+        created=float(fields[b"created"]),
+        updated=float(fields[b"updated"]),
+        pinned=fields.get(b"pinned") == b"1",
+        message_count=int(fields.get(b"count", b"0")),
+        preview=_text(fields.get(b"preview")),
+        title_auto=fields.get(b"title_auto") == b"1",
+        persona=_text(fields.get(b"persona")),
+        scope=_text(fields.get(b"scope")),
+        username=_text(fields.get(b"username")),
+        source=_text(fields.get(b"source")),
+        forked_from=ForkOrigin(chat_id=forked_chat, message_id=_text(fields.get(b"forked_message")))
+        if forked_chat
+        else None,
+    )
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A hash from a script's HGETALL reply (field, value, field, value, ...)."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _hash(summary: ChatSummary) -> list[str]:
+    """A new chat's summary as hash fields and values, flat."""
+    origin = summary.forked_from
+    fields = {
+        "owner": summary.owner,
+        "title": summary.title,
+        "title_auto": "1" if summary.title_auto else "0",
+        "pinned": "1" if summary.pinned else "0",
+        "created": repr(summary.created),
+        "updated": repr(summary.updated),
+        "count": str(summary.message_count),
+        "preview": summary.preview,
+        "persona": summary.persona,
+        "scope": summary.scope,
+        "username": summary.username,
+        "source": summary.source,
+        "forked_chat": origin.chat_id if origin is not None else "",
+        "forked_message": origin.message_id if origin is not None else "",
+    }
+    return [item for pair in fields.items() for item in pair]
+
+
+def _ms(ttl: float) -> int:
+    return max(1, math.ceil(ttl * 1000))
+
+
+class RedisChatStore:
+    def __init__(self, redis: "aioredis.Redis", limits: ChatLimits) -> None:
+        self._redis = redis
+        self._limits = limits
+        self._create = self._script("chat_create.lua")
+        self._append = self._script("chat_append.lua")
+        self._update = self._script("chat_update.lua")
+        self._delete = self._script("chat_delete.lua")
+        self._retitle = self._script("chat_retitle.lua")
+        self._lock = self._script("chat_lock.lua")
+        self._page = self._script("chat_page.lua")
+        self._messages = self._script("chat_messages.lua")
+
+    def _script(self, name: str) -> AsyncScript:
+        return self._redis.register_script(_SCRIPTS.joinpath(name).read_text())
+
+    async def create(self, owner: str, chat: NewChat, messages: list[StoredMessage], now: float) -> ChatSummary:
+        summary = ChatSummary(
+            id=new_chat_id(),
+            owner=owner,
+            title=chat.title,
+            created=now,
+            updated=now,
+            message_count=len(messages),
+            preview=preview_of(messages[-1].content) if messages else "",
+            title_auto=chat.title_auto,
+            persona=chat.persona,
+            scope=chat.scope,
+            username=chat.username,
+            source=chat.source,
+            forked_from=chat.forked_from,
+        )
+        fields = _hash(summary)
+        refused: bytes = await self._create(
+            keys=[keys.chat(summary.id), keys.chat_messages(summary.id), keys.user_chats(owner)],
+            args=[
+                summary.id,
+                list_rank(now, pinned=False),
+                self._limits.max_chats,
+                self._limits.max_messages,
+                len(fields),
+                *fields,
+                *(_encode(message) for message in messages),
+            ],
+        )
+        if refused:
+            limit = refused.decode()
+            raise ChatLimitError(limit, self._limits.max_chats if limit == "chats" else self._limits.max_messages)
+        return summary
+
+    async def summary(self, owner: str, chat_id: str) -> ChatSummary | None:
+        fields = cast(dict[bytes, bytes], await self._redis.hgetall(keys.chat(chat_id)))
+        if fields.get(b"owner") != owner.encode():
+            return None
+        return _summary(chat_id, fields)
+
+    async def messages(self, owner: str, chat_id: str) -> list[StoredMessage] | None:
+        saved: list[bytes] | None = await self._messages(
+            keys=[keys.chat(chat_id), keys.chat_messages(chat_id)], args=[owner]
+        )
+        return None if saved is None else [_decode(message) for message in saved]
+
+    async def page(self, owner: str, limit: int, after: str | None = None) -> ChatPage | None:
+        reply: list[Any] | None = await self._page(
+            keys=[keys.user_chats(owner)], args=[after or "", max(limit, 0), keys.chat("")]
+        )
+        if reply is None:
+            return None
+        chats = [_summary(chat_id.decode(), _pairs(flat)) for chat_id, flat in reply[1:]]
+        return ChatPage(chats=chats, has_more=reply[0] == 1)
+
+    async def update(
+        self, owner: str, chat_id: str, *, title: str | None = None, pinned: bool | None = None, now: float
+    ) -> ChatSummary | None:
+        pin = "" if pinned is None else "1" if pinned else "0"
+        flat: list[bytes] | None = await self._update(
+            keys=[keys.chat(chat_id), keys.user_chats(owner)],
+            args=[
+                owner,
+                chat_id,
+                "0" if title is None else "1",
+                title or "",
+                pin,
+                repr(now),
+                list_rank(now, pinned=False),
+                PINNED_RANK,
+            ],
+        )
+        return None if flat is None else _summary(chat_id, _pairs(flat))
+
+    async def delete(self, owner: str, chat_id: str) -> bool:
+        deleted: int = await self._delete(
+            keys=[keys.chat(chat_id), keys.chat_messages(chat_id), keys.chat_lock(chat_id), keys.user_chats(owner)],
+            args=[owner, chat_id],
+        )
+        return deleted == 1
+
+    async def append(self, owner: str, chat_id: str, messages: list[StoredMessage], now: float) -> ChatSummary | None:
+        return await self._add(owner, chat_id, messages, now, self._limits.max_messages, job_id="")
+
+    async def _add(
+        self, owner: str, chat_id: str, messages: list[StoredMessage], now: float, cap: int, job_id: str
+    ) -> ChatSummary | None:
+        reply: bytes | list[bytes] | None = await self._append(
+            keys=[keys.chat(chat_id), keys.chat_messages(chat_id), keys.user_chats(owner), keys.chat_lock(chat_id)],
+            args=[
+                owner,
+                chat_id,
+                cap,
+                repr(now),
+                list_rank(now, pinned=False),
+                PINNED_RANK,
+                preview_of(messages[-1].content) if messages else "",
+                job_id,
+                *(_encode(message) for message in messages),
+            ],
+        )
+        if isinstance(reply, bytes):
+            raise ChatLimitError(reply.decode(), cap)
+        return None if reply is None else _summary(chat_id, _pairs(reply))
+
+    async def lock(self, chat_id: str, job_id: str, ttl: float) -> str | None:
+        holder: bytes | None = await self._lock(keys=[keys.chat_lock(chat_id)], args=["take", job_id, _ms(ttl)])
+        return None if holder is None else holder.decode()
+
+    async def steal(self, chat_id: str, holder: str, job_id: str, ttl: float) -> bool:
+        taken: int = await self._lock(keys=[keys.chat_lock(chat_id)], args=["steal", job_id, _ms(ttl), holder])
+        return taken == 1
+
+    async def unlock(self, chat_id: str, job_id: str) -> None:
+        await self._lock(keys=[keys.chat_lock(chat_id)], args=["drop", job_id])
+
+    async def finish_turn(self, owner: str, chat_id: str, job_id: str, reply: StoredMessage | None, now: float) -> None:
+        await self._add(owner, chat_id, [reply] if reply is not None else [], now, 0, job_id=job_id)
+
+    async def retitle(self, owner: str, chat_id: str, title: str) -> bool:
+        replaced: int = await self._retitle(keys=[keys.chat(chat_id)], args=[owner, title])
+        return replaced == 1

@@ -1,0 +1,60 @@
+"""Saving a chat's reply when its job ends (a job-end hook).
+
+The worker saves it, not the API, because the worker is the one process that always sees a job end: the
+client may have hung up (a detached job runs on), its API replica may have died, and a cancelled job's
+partial answer is known only here. The reply is saved, and the chat let go for the next generation, in one
+store call made before the job's terminal event is published: a client that saw the end of the stream finds
+the reply in the chat, and may generate again at once.
+
+A job that ended with an answer saves it whole; one cancelled or failed after part of its answer saves that
+part marked ``cut_short`` with the job's error code; one that failed before any text saves nothing (the
+chat keeps the user's messages, and a retry that sends them again does not repeat them).
+"""
+
+import time
+
+from services.stores.chats import ChatStore, MessageUsage, StoredMessage
+from services.worker.generate import JobEnd
+from shared.events import Done, Failed
+from shared.jobs import GenerationJob
+
+__all__ = ["ChatReplies", "reply_of"]
+
+
+def reply_of(job: GenerationJob, end: JobEnd, now: float) -> StoredMessage | None:
+    turn = job.chat
+    if turn is None:
+        return None
+    failed = end.terminal if isinstance(end.terminal, Failed) else None
+    if failed is not None and not end.text:
+        return None
+    usage = end.usage
+    return StoredMessage(
+        id=turn.reply_id,
+        role="assistant",
+        content=end.text,
+        created=now,
+        model=end.terminal.model if isinstance(end.terminal, Done) and end.terminal.model else end.model,
+        usage=MessageUsage(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.prompt_tokens + usage.completion_tokens,
+        )
+        if usage is not None
+        else None,
+        persona=turn.persona,
+        status="cut_short" if failed is not None else "complete",
+        error=failed.code if failed is not None else "",
+    )
+
+
+class ChatReplies:
+    def __init__(self, store: ChatStore) -> None:
+        self._store = store
+
+    async def on_end(self, job: GenerationJob, end: JobEnd) -> None:
+        turn = job.chat
+        if turn is None:
+            return
+        now = time.time()
+        await self._store.finish_turn(job.principal.user_id, turn.chat_id, job.id, reply_of(job, end, now), now)
