@@ -149,6 +149,8 @@ class ChatTurn(_Wire, frozen=True, kw_only=True):
     chat_id: str
     reply_id: str
     persona: str = ""
+    #: the generation that created the chat: its title may be rewritten by a model afterwards
+    first: bool = False
 
 
 class GenerationJob(_Wire, frozen=True, kw_only=True):

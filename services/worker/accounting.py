@@ -19,7 +19,7 @@ from collections import defaultdict
 
 import redis.asyncio as aioredis
 
-from services.worker.generate import JobEnd
+from services.worker.job_end import JobEnd
 from shared import keys
 from shared.events import Usage
 from shared.jobs import GenerationJob

@@ -14,9 +14,10 @@ chat keeps the user's messages, and a retry that sends them again does not repea
 import time
 
 from services.stores.chats import ChatStore, MessageUsage, StoredMessage
-from services.worker.generate import JobEnd
+from services.worker.job_end import JobEnd
+from services.worker.titles import Titler
 from shared.events import Done, Failed
-from shared.jobs import GenerationJob
+from shared.jobs import GenerationJob, message_text
 
 __all__ = ["ChatReplies", "reply_of"]
 
@@ -49,12 +50,17 @@ def reply_of(job: GenerationJob, end: JobEnd, now: float) -> StoredMessage | Non
 
 
 class ChatReplies:
-    def __init__(self, store: ChatStore) -> None:
+    def __init__(self, store: ChatStore, titler: "Titler | None" = None) -> None:
         self._store = store
+        self._titler = titler
 
     async def on_end(self, job: GenerationJob, end: JobEnd) -> None:
         turn = job.chat
         if turn is None:
             return
         now = time.time()
-        await self._store.finish_turn(job.principal.user_id, turn.chat_id, job.id, reply_of(job, end, now), now)
+        reply = reply_of(job, end, now)
+        await self._store.finish_turn(job.principal.user_id, turn.chat_id, job.id, reply, now)
+        if self._titler is not None and turn.first and reply is not None and reply.status == "complete":
+            question = next((message_text(m) for m in reversed(job.messages) if m.role == "user"), "")
+            self._titler.schedule(job.principal.user_id, turn.chat_id, question, reply.content)

@@ -10,33 +10,25 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import NamedTuple
 
 import httpx
 
-from services.worker.providers.base import (
-    FinishPiece,
-    ModelPiece,
-    Piece,
-    ReasoningPiece,
-    Target,
-    TextPiece,
-    ToolCallPiece,
-    UsagePiece,
-)
+from services.worker.job_end import JobEnd, JobEndHook, run_hooks
+from services.worker.outcome import Outcome, announce, publish_piece, usage_of
+from services.worker.providers.base import FinishPiece, Target
 from services.worker.providers.registry import Streamer
-from services.worker.publisher import EventSink, JobPublisher
+from services.worker.publisher import JobPublisher
 from services.worker.retry import backoff
 from services.worker.settings import WorkerSettings
+from services.worker.sink import EventSink
 from shared import keys
 from shared.catalog import Catalog
 from shared.codec import encode_record
 from shared.errors import ErrorCode, GatewayError
-from shared.events import Done, Failed, ModelInfo, ReasoningDelta, Started, TextDelta, ToolCallDelta, Usage
-from shared.jobs import GenerationJob, StreamRecord, message_text
-from shared.tokens import estimate_tokens, tokens_for_chars
+from shared.events import Done, Failed, Started
+from shared.jobs import GenerationJob, StreamRecord
 
-__all__ = ["JobCancelledError", "JobEnd", "JobEndHook", "PipelineContext", "resolve_target", "run_job"]
+__all__ = ["JobCancelledError", "PipelineContext", "resolve_target", "run_job"]
 
 log = logging.getLogger("conduit.worker")
 
@@ -54,22 +46,6 @@ class JobCancelledError(Exception):
     def __init__(self, message: str = "the client cancelled the request") -> None:
         super().__init__(message)
         self.message = message
-
-
-class JobEnd(NamedTuple):
-    """How a job ended, for the job-end hooks: its terminal event, usage, the provider and upstream model that
-    answered, and (for a job whose hooks need it: a chat's) the text it published."""
-
-    terminal: Done | Failed
-    usage: Usage | None
-    provider: str
-    model: str
-    text: str = ""
-
-
-#: runs when a job has ended, before its terminal event is published (so what it saves is there by the time a
-#: client sees the end); a hook that fails is logged, and the job still ends
-JobEndHook = Callable[[GenerationJob, JobEnd], Awaitable[None]]
 
 
 class PipelineContext:
@@ -123,60 +99,8 @@ def _targets(job: GenerationJob, ctx: PipelineContext) -> list[Target]:
     return targets
 
 
-class _Outcome:
-    def __init__(self) -> None:
-        self.usage: UsagePiece | None = None
-        self.finish: FinishPiece | None = None
-        self.content = False  # text, reasoning or a tool call was published: never call the upstream again
-        self.provider = ""  # the provider and upstream model of the target being streamed
-        self.model = ""
-        self.chars = 0  # characters of text, reasoning and tool arguments published (for an estimated usage)
-        self.meta: ModelPiece | None = None  # what the upstream being streamed said of its model
-        self.announced = False  # ModelInfo was published
-        self.parts: list[str] | None = None  # the text published, kept for the job-end hooks that need it
-
-
-def _announce(publisher: JobPublisher, outcome: _Outcome) -> None:
-    """ModelInfo, once, just before the first content (or the end): in the same flush as what follows it."""
-    if not outcome.announced:
-        outcome.announced = True
-        meta = outcome.meta or ModelPiece("")
-        publisher.emit(ModelInfo(seq=0, model=meta.model or outcome.model, system_fingerprint=meta.system_fingerprint))
-
-
-def _publish_piece(piece: Piece, publisher: JobPublisher, outcome: _Outcome) -> None:
-    match piece:
-        case TextPiece(text=text, logprobs=logprobs):
-            if text:
-                _announce(publisher, outcome)
-                if logprobs is None:
-                    publisher.emit_text(text)
-                else:  # its own event: the logprobs belong to this text alone
-                    publisher.emit(TextDelta(seq=0, text=text, logprobs=logprobs))
-                if outcome.parts is not None:
-                    outcome.parts.append(text)
-                outcome.content = True
-                outcome.chars += len(text)
-        case ModelPiece():
-            outcome.meta = piece
-        case ReasoningPiece(text=text):
-            _announce(publisher, outcome)
-            publisher.emit(ReasoningDelta(seq=0, text=text))
-            outcome.content = True
-            outcome.chars += len(text)
-        case ToolCallPiece(index=index, id=call_id, name=name, arguments=arguments):
-            _announce(publisher, outcome)
-            publisher.emit(ToolCallDelta(seq=0, index=index, id=call_id, name=name, arguments=arguments))
-            outcome.content = True
-            outcome.chars += len(arguments) + len(name or "")
-        case UsagePiece():
-            outcome.usage = piece
-        case FinishPiece():
-            outcome.finish = piece
-
-
 async def _stream(
-    job: GenerationJob, ctx: PipelineContext, target: Target, publisher: JobPublisher, outcome: _Outcome
+    job: GenerationJob, ctx: PipelineContext, target: Target, publisher: JobPublisher, outcome: Outcome
 ) -> None:
     streamer = ctx.streamers[target.spec.kind]
     outcome.provider, outcome.model = target.provider, target.model
@@ -184,7 +108,7 @@ async def _stream(
     turn_ends = 0.0  # the first piece ends the first turn: it goes out before the rest of a burst is parsed
     async with contextlib.aclosing(streamer(ctx.client, job, target)) as pieces:
         async for piece in pieces:
-            _publish_piece(piece, publisher, outcome)
+            publish_piece(piece, publisher, outcome)
             publisher.raise_if_broken()
             if loop.time() >= turn_ends:  # a burst already buffered would otherwise be parsed in one go
                 await asyncio.sleep(0)
@@ -193,7 +117,7 @@ async def _stream(
         raise GatewayError(f"{target.provider} stream ended without a finish", code=ErrorCode.UPSTREAM_INCOMPLETE)
 
 
-async def _generate(job: GenerationJob, ctx: PipelineContext, publisher: JobPublisher, outcome: _Outcome) -> None:
+async def _generate(job: GenerationJob, ctx: PipelineContext, publisher: JobPublisher, outcome: Outcome) -> None:
     """Stream the first target that answers: retryable failures before the first token are retried after a
     backoff, then the next fallback is tried; the last failure is raised. A fallback that cannot take the
     request's fields (``unsupported_parameter``) is passed over: the failure reported stays the one before."""
@@ -246,24 +170,6 @@ def _failure(exc: BaseException, job: GenerationJob, total: float) -> Failed:
     return Failed(seq=0, code=ErrorCode.INTERNAL, message=f"internal error (correlation id {correlation})")
 
 
-def _usage(job: GenerationJob, outcome: _Outcome) -> Usage | None:
-    """The upstream's last usage report; for a job cut short after some output without one, an estimate
-    from what was published (the prompt estimated from the job's messages)."""
-    usage = outcome.usage
-    if usage is not None:
-        return Usage(
-            seq=0,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cached_tokens=usage.cached_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-        )
-    if not outcome.chars:
-        return None
-    prompt = sum(estimate_tokens(message_text(message)) for message in job.messages)
-    return Usage(seq=0, prompt_tokens=prompt, completion_tokens=tokens_for_chars(outcome.chars), estimated=True)
-
-
 def _publisher(
     job: GenerationJob, ctx: PipelineContext, task: "asyncio.Task[object] | None", orphans: set[str]
 ) -> JobPublisher:
@@ -298,14 +204,6 @@ def _publisher(
     )
 
 
-async def _run_hooks(job: GenerationJob, ctx: PipelineContext, end: JobEnd) -> None:
-    for hook in ctx.ends:
-        try:
-            await hook(job, end)
-        except Exception:
-            log.exception("job %s: a job-end hook failed", job.id)
-
-
 async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     """Run ``job`` to exactly one terminal event, which is published and returned.
 
@@ -315,7 +213,7 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     task = asyncio.current_task()
     orphans: set[str] = set()  # holds the job's id once nobody listened (or resumed) for orphan_grace
     publisher = _publisher(job, ctx, task, orphans)
-    outcome = _Outcome()
+    outcome = Outcome()
     if job.chat is not None:
         outcome.parts = []
     terminal: Failed | Done
@@ -328,7 +226,7 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
         async with asyncio.timeout(ctx.settings.total_timeout):
             await _generate(job, ctx, publisher, outcome)
         finish = outcome.finish or FinishPiece("stop")  # _stream raised if the upstream never finished
-        _announce(publisher, outcome)
+        announce(publisher, outcome)
         elapsed = int((time.time() - job.created) * 1000) if job.created else 0
         model = finish.model or outcome.model or job.model
         terminal = Done(seq=0, finish_reason=finish.reason, model=model, elapsed_ms=max(0, elapsed))
@@ -350,11 +248,11 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
         terminal = _failure(reason, job, ctx.settings.total_timeout)
     except Exception as exc:
         terminal = _failure(exc, job, ctx.settings.total_timeout)
-    usage = _usage(job, outcome)
+    usage = usage_of(job, outcome)
     if usage is not None:
         publisher.emit(usage)
     provider, model = outcome.provider or job.provider, outcome.model or job.model
-    await _run_hooks(job, ctx, JobEnd(terminal, usage, provider, model, "".join(outcome.parts or ())))
+    await run_hooks(ctx.ends, job, JobEnd(terminal, usage, provider, model, "".join(outcome.parts or ())))
     admission = job.admission
     release = ("ZREM", keys.lease(admission.subject), job.id) if admission is not None and admission.lease else None
     published = await publisher.close(terminal, release)  # the stream lease goes with the terminal event

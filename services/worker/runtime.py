@@ -17,30 +17,31 @@ import asyncio
 import logging
 import os
 import threading
-import time
 from collections.abc import Coroutine
 from typing import Any
 
 import httpx
 import msgspec
-import redis.asyncio as aioredis
 import uvloop
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 
 from services.stores.chats import ChatLimits
 from services.stores.redis_chats import RedisChatStore
 from services.worker.accounting import Ledger
+from services.worker.cancels import CancelListener, redis_client
 from services.worker.chat_replies import ChatReplies
 from services.worker.claims import JobClaims
 from services.worker.generate import PipelineContext, run_job
 from services.worker.http_client import upstream_client
 from services.worker.providers.registry import build_streamers
-from services.worker.publisher import JobPublisher, RedisSink
+from services.worker.publisher import JobPublisher
 from services.worker.settings import WorkerSettings
+from services.worker.sink import RedisSink
+from services.worker.titles import Titler
 from shared import keys
 from shared.catalog import Catalog
 from shared.codec import encode_record
+from shared.config import SettingsError
+from shared.errors import InvalidRequestError
 from shared.events import Failed
 from shared.jobs import GenerationJob, StreamRecord
 
@@ -49,21 +50,6 @@ __all__ = ["WorkerRuntime", "get_runtime", "start_runtime", "stop_runtime"]
 log = logging.getLogger("conduit.worker")
 
 PRESENCE_TTL = 15.0
-CANCEL_MEMORY = 600.0  # seconds a heard cancel is remembered (the API's cancel flag lives as long)
-
-
-def _redis(url: str, *, pooled: bool) -> "aioredis.Redis":
-    """Commands share a blocking pool (a flush waits for a connection instead of failing, as redis-py's
-    default pool does past its size); the cancel subscriber has its own connection with no read timeout."""
-    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 5)
-    if not pooled:
-        return aioredis.Redis.from_url(url, retry=retry, socket_timeout=None, health_check_interval=15)
-    # the retry must be the pool's: pooled connections retry with their own, not the client's (a connection left
-    # from before a Redis restart failed its first command, and that job ended `internal`)
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=128, timeout=30.0, socket_timeout=10.0, socket_connect_timeout=3.0, retry=retry
-    )
-    return aioredis.Redis(connection_pool=pool, retry=retry)
 
 
 class WorkerRuntime:
@@ -76,8 +62,6 @@ class WorkerRuntime:
         self._refusing: set[asyncio.Task[None]] = set()
         self._claiming: set[asyncio.Task[None]] = set()
         self._slots = threading.BoundedSemaphore(settings.concurrency)
-        self._cancelled: dict[str, float] = {}  # job id -> when its cancel was heard (monotonic)
-        self._listening_since = 0.0  # unix time from which the cancel listener has heard every cancel
         self._thread = threading.Thread(target=self.loop.run_forever, name="conduit-loop", daemon=True)
         self._thread.start()
         self._call(self._start())
@@ -87,7 +71,8 @@ class WorkerRuntime:
 
     async def _start(self) -> None:
         settings = self.settings
-        self.redis = _redis(settings.redis_url, pooled=True)
+        self.redis = redis_client(settings.redis_url, pooled=True)
+        self.cancels = CancelListener(settings.redis_url, self.redis, self._running)
         self.client = upstream_client(
             httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout, write=30.0, pool=30.0),
             httpx.Limits(
@@ -105,25 +90,27 @@ class WorkerRuntime:
             self.client,
             self.sink,
             build_streamers(settings.echo_delay),
-            self._cancel_requested,
+            self.cancels.requested,
             self._watched,
-            (self.ledger.on_end, ChatReplies(RedisChatStore(self.redis, ChatLimits())).on_end),
+            (self.ledger.on_end, self._chat_replies().on_end),
         )
         self._tasks = [
-            asyncio.create_task(self._listen_for_cancels(), name="cancel-listener"),
+            asyncio.create_task(self.cancels.listen(), name="cancel-listener"),
             asyncio.create_task(self._announce(), name="presence"),
         ]
 
-    # -- jobs -------------------------------------------------------------------------------------
+    def _chat_replies(self) -> ChatReplies:
+        store = RedisChatStore(self.redis, ChatLimits())
+        self.titler = None
+        if self.settings.chat_title_model:
+            streamers = build_streamers(self.settings.echo_delay)
+            try:
+                self.titler = Titler(store, self.settings, self.catalog, self.client, streamers)
+            except InvalidRequestError as exc:
+                raise SettingsError(f"CONDUIT_CHAT_TITLE_MODEL: {exc.message}") from None
+        return ChatReplies(store, self.titler)
 
-    async def _cancel_requested(self, job: GenerationJob) -> bool:
-        """Whether ``job``'s client left while it was queued. The cancel listener hears every cancel, so a
-        job created while it was listening needs no Redis round trip; otherwise the job's cancel flag says."""
-        if job.id in self._cancelled:
-            return True
-        if self._listening_since and job.created > self._listening_since:
-            return False
-        return bool(await self.redis.exists(keys.job_cancel(job.id)))
+    # -- jobs -------------------------------------------------------------------------------------
 
     async def _watched(self, job: GenerationJob) -> bool:
         try:
@@ -219,38 +206,6 @@ class WorkerRuntime:
         except Exception:
             return True
 
-    async def _listen_for_cancels(self) -> None:
-        while True:
-            pubsub = _redis(self.settings.redis_url, pooled=False).pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(keys.CANCEL_CHANNEL)
-                self._listening_since = time.time() + 1.0  # margin for clock skew between API and worker
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self._cancel(message["data"].decode())
-            except asyncio.CancelledError:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-                raise
-            except Exception as exc:
-                self._listening_since = 0.0
-                log.warning("cancel listener lost Redis (%s); reconnecting", exc)
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-                await asyncio.sleep(1.0)
-
-    def _cancel(self, job_id: str) -> None:
-        now = time.monotonic()
-        self._cancelled[job_id] = now
-        while self._cancelled:  # forget cancels older than any job could wait in the queue
-            oldest, at = next(iter(self._cancelled.items()))
-            if now - at < CANCEL_MEMORY:
-                break
-            del self._cancelled[oldest]
-        task = self._running.get(job_id)
-        if task is not None:
-            log.info("job %s cancelled by its client", job_id)
-            task.cancel()
-
     async def _announce(self) -> None:
         name = self.settings.worker_name
         info = msgspec.json.encode(
@@ -305,6 +260,8 @@ class WorkerRuntime:
                 await pipe.execute()
         except Exception as exc:
             log.warning("could not withdraw worker presence: %s", exc)
+        if self.titler is not None:
+            await self.titler.aclose()
         await self.client.aclose()
         await self.ledger.aclose()
         await self.claims.aclose()

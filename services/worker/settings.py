@@ -61,6 +61,9 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     echo_delay: float = 0.02
     #: open upstream connections per worker process; 0 = one per concurrent job
     max_upstream_connections: int = 0
+    #: a model (as clients name one: ``openai/gpt-4o-mini``) that writes a better title for a new chat after its
+    #: first reply, in the background; empty (the default): chats keep the title made from their first message
+    chat_title_model: str = ""
     #: filled from the catalog's ``api_key_env`` / ``base_url_env`` variables, not from CONDUIT_*
     credentials: dict[str, Credentials] = {}
 

@@ -10,15 +10,15 @@ from types import TracebackType
 from typing import Self
 
 from litestar import Litestar
-from services.stores.memory_chats import MemoryChatStore
 
 from services.api.chats.service import ChatService
 from services.api.generation import GenerationService
 from services.api.ratelimit.limiter import Admitted
 from services.api.tiers import Limits
 from services.stores.chats import ChatLimits
+from services.stores.memory_chats import MemoryChatStore
 from services.worker.chat_replies import ChatReplies
-from services.worker.generate import JobEnd
+from services.worker.job_end import JobEnd
 from shared.events import Done, Event, Failed, ModelInfo, Started, TextDelta, Usage
 from shared.jobs import Admission, GenerationJob, message_text
 

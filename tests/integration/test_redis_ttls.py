@@ -35,6 +35,10 @@ LIMITS = {
 PERMANENT = (
     keys.API_KEYS,  # the key index: id -> hash (entries of removed keys are dropped by `conduit keys list`)
     keys.WORKERS,  # the worker registry: name -> last heartbeat (stale names are pruned by every worker)
+    # saved chats: kept until their user deletes them (their generation locks have a TTL, and go when the job ends)
+    keys.chat("chat_*[0-9a-f]"),
+    keys.chat_messages("chat_*"),
+    keys.user_chats("*"),
     # the Celery broker's own (kombu): queues, which exist while jobs wait, its exchange bindings and its
     # unacked index, whose entries go with their acks
     "interactive",
@@ -97,6 +101,12 @@ def _run_jobs(stack: Stack, bearer: dict[str, str]) -> None:
         assert FrameReader(response).next() is not None
     assert stack.fake.wait_for_disconnect(timeout=5) is not None
     assert httpx.get(f"{stack.url}/v1/usage", headers=auth(), timeout=30).status_code == 200
+    # a saved chat, generated on twice (once streamed)
+    history = {"chat_history": [{"role": "user", "content": "hello"}], "model": "echo"}
+    created = httpx.post(f"{stack.url}/api/v1/chat/generate", json=history, headers=auth(), timeout=30)
+    assert created.status_code == 201, created.text
+    again = {**history, "chatId": created.json()["chatId"], "stream": True}
+    assert httpx.post(f"{stack.url}/api/v1/chat/generate", json=again, headers=auth(), timeout=30).status_code == 200
 
 
 @pytest.mark.timeout(90)
@@ -129,6 +139,8 @@ def test_every_key_conduit_writes_has_a_ttl_or_is_kept_on_purpose(stack: Stack) 
     assert any(name.startswith(f"{keys.PREFIX}rl:") for name in names)
     assert any(name.startswith(f"{keys.PREFIX}jobname:") for name in names)
     assert any(name.endswith(":cancel") for name in names)
+    assert any(name.startswith(f"{keys.PREFIX}chats:") for name in names)
+    assert not any(name.endswith(":lock") for name in names)  # the generations let go of their chat
 
     # a revoked key stays listed (for audit) until its TTL removes it; so does an expired one
     for secret in (revoked, expiring):

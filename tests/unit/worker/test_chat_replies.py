@@ -1,7 +1,7 @@
 """What the worker saves to a chat when a job ends (``services.worker.chat_replies.reply_of``)."""
 
 from services.worker.chat_replies import reply_of
-from services.worker.generate import JobEnd
+from services.worker.job_end import JobEnd
 from shared.events import Done, Failed, Usage
 from shared.jobs import ChatTurn, GenerationJob, Principal
 
@@ -41,3 +41,12 @@ def test_a_job_that_failed_before_any_text_saves_nothing() -> None:
 def test_a_job_of_no_chat_saves_nothing() -> None:
     job = GenerationJob(id="j", request_id="r", principal=JOB.principal, provider="echo", model="echo", messages=[])
     assert reply_of(job, JobEnd(Done(seq=3), None, "echo", "echo", "hi"), 1.0) is None
+
+
+def test_a_models_title_is_cleaned_to_one_short_line() -> None:
+    from services.worker.titles import MAX_TITLE, clean_title
+
+    assert clean_title('"Packing for a Paris trip."\n') == "Packing for a Paris trip"
+    assert clean_title("\n**Title: Weekly plan**\nmore text") == "Weekly plan"
+    assert len(clean_title("x" * 500)) == MAX_TITLE
+    assert clean_title("  \n ") == ""

@@ -10,8 +10,8 @@ import pytest
 
 from services.worker.generate import PipelineContext, resolve_target, run_job
 from services.worker.providers.registry import build_streamers
-from services.worker.publisher import Flush
 from services.worker.settings import Credentials, WorkerSettings
+from services.worker.sink import Flush
 from shared.catalog import Catalog, load_catalog
 from shared.codec import decode_events, decode_record
 from shared.errors import ErrorCode, GatewayError

@@ -3,7 +3,8 @@ import time
 
 import pytest
 
-from services.worker.publisher import Flush, JobPublisher
+from services.worker.publisher import JobPublisher
+from services.worker.sink import Flush
 from shared.codec import decode_events
 from shared.events import (
     Done,

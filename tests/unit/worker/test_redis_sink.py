@@ -6,7 +6,7 @@ from typing import cast
 import pytest
 import redis.asyncio as aioredis
 
-from services.worker.publisher import LOG_MAXLEN, Flush, RedisSink
+from services.worker.sink import LOG_MAXLEN, Flush, RedisSink
 from shared import keys
 from shared.codec import split_reply
 

@@ -103,7 +103,7 @@ async def _generate(
         SamplingParams(temperature=persona.temperature),
         body.stream,
         Rendering(GENERATE, "", named, labels=labels),
-        chat=ChatTurn(chat_id=turn.chat.id, reply_id=new_message_id(), persona=persona.name),
+        chat=ChatTurn(chat_id=turn.chat.id, reply_id=new_message_id(), persona=persona.name, first=turn.created),
         job_id=job_id,
     )
     return await _generate_turn(caller, generation, chats, turn, spec)
