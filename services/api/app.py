@@ -69,7 +69,7 @@ def create_app(
             registry.error_renderers(), fallback=registry.FALLBACK.render_error
         ),
         dependencies=DEPENDENCIES,
-        openapi_config=openapi.openapi_config(VERSION),
+        openapi_config=openapi.openapi_config(VERSION, registry.tags()),
         request_max_body_size=settings.max_body_bytes,
         state=State(
             {

@@ -48,3 +48,5 @@ class Dialect:
     #: whole JSON bodies (a job requested without streaming) by the same names
     bodies: Mapping[str, BodyBuilder]
     resume_doc: ResumeDoc = field(default_factory=ResumeDoc)
+    #: the OpenAPI tags its routes use: name -> description
+    tags: Mapping[str, str] = field(default_factory=dict)

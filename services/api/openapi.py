@@ -7,6 +7,7 @@ operations name (the dialects' request Structs and their documentation-only resp
 as bytes.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +25,8 @@ __all__ = ["ROUTES", "add_body_schemas", "document", "openapi_config"]
 _STATE_KEY = "openapi_document"
 
 _DESCRIPTION = """\
-An LLM gateway: OpenAI-compatible and simple AI endpoints in front of OpenAI, Anthropic, Gemini and \
-OpenAI-compatible servers, behind one authenticated, rate-limited API.
+An LLM gateway: OpenAI-compatible and simple AI endpoints, and saved chats with personas, in front of OpenAI, \
+Anthropic, Gemini and OpenAI-compatible servers, behind one authenticated, rate-limited API.
 
 **Authentication.** Every operation but `/healthz`, `/readyz`, `/openapi.json` and this page (`/docs`) takes \
 `Authorization: Bearer <token>`, the token being an API key (`sk-conduit-...`) or a JWT; `x-api-key: <token>` \
@@ -33,7 +34,8 @@ works too. A missing or bad token is a 401; a tier that may not generate (free) 
 generation endpoints.
 
 **Errors.** `/v1/...` answers errors as OpenAI does, `{"error": {"message", "type", "param", "code"}}`; \
-`/api/ai/...` as `{"detail", "code", "param"?}`. A refusal by your own limits is a 429 with `retry-after`.
+`/api/ai/...` as `{"detail", "code", "param"?}`; `/api/v1/...` as `{"error": {"status", "code", "message", \
+"param"}}`. A refusal by your own limits is a 429 with `retry-after`.
 
 **Streams.** With `"stream": true` a generation endpoint answers `text/event-stream`: `id:` and `data:` lines \
 per frame, then `data: [DONE]`. Keep-alives are comment lines (`: ping`). A failure after the stream started \
@@ -41,9 +43,8 @@ is one error frame, then `[DONE]`. A stream cut short resumes on any replica wit
 and `Last-Event-ID`.
 """
 
+#: after the dialects' own tags
 _TAGS = [
-    Tag(name="openai", description="The OpenAI API: its SDKs work with `base_url` set to `<gateway>/v1`."),
-    Tag(name="ai", description="The simple AI API (Pro and Enterprise tiers)."),
     Tag(name="streams", description="Resume a stream, or fetch a detached job's answer."),
     Tag(name="usage", description="Your own usage."),
     Tag(name="health", description="Liveness and readiness, for load balancers and orchestrators (no token)."),
@@ -51,7 +52,8 @@ _TAGS = [
 ]
 
 
-def openapi_config(version: str) -> OpenAPIConfig:
+def openapi_config(version: str, dialect_tags: Iterable[tuple[str, str]] = ()) -> OpenAPIConfig:
+    """The document's frame; ``dialect_tags``: (name, description) of each dialect's operations, listed first."""
     return OpenAPIConfig(
         title="Conduit",
         version=version,
@@ -75,7 +77,7 @@ def openapi_config(version: str) -> OpenAPIConfig:
             },
         ),
         security=[{"BearerToken": []}, {"ApiKeyHeader": []}],
-        tags=_TAGS,
+        tags=[*(Tag(name=name, description=text) for name, text in dialect_tags), *_TAGS],
     )
 
 

@@ -14,7 +14,7 @@ from services.api.errors import ErrorRenderer
 from services.api.sse import FrameEncoder
 from shared.jobs import StreamView
 
-__all__ = ["DIALECTS", "FALLBACK", "body_for", "encoder_for", "error_renderers", "route_handlers"]
+__all__ = ["DIALECTS", "FALLBACK", "body_for", "encoder_for", "error_renderers", "route_handlers", "tags"]
 
 DIALECTS: tuple[Dialect, ...] = (
     OPENAI,
@@ -28,6 +28,12 @@ FALLBACK = OPENAI
 def route_handlers() -> Iterator[BaseRouteHandler]:
     for dialect in DIALECTS:
         yield from dialect.routes
+
+
+def tags() -> Iterator[tuple[str, str]]:
+    """The dialects' OpenAPI tags, (name, description)."""
+    for dialect in DIALECTS:
+        yield from dialect.tags.items()
 
 
 def error_renderers() -> list[tuple[str, ErrorRenderer]]:

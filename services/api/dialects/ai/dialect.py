@@ -20,6 +20,7 @@ DIALECT = Dialect(
         CHAT: lambda view, answer: answer_body(ANSWER_FIELDS[CHAT], view.model, answer),
         COMPLETION: lambda view, answer: answer_body(ANSWER_FIELDS[COMPLETION], view.model, answer),
     },
+    tags={"ai": "The simple AI API (Pro and Enterprise tiers)."},
     resume_doc=ResumeDoc(
         bodies=(docs.AiChatResponse, docs.AiCompletionResponse), frames=(docs.AiToken, docs.AiStreamError)
     ),

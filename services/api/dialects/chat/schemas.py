@@ -21,7 +21,6 @@ __all__ = [
     "PinRequest",
 ]
 
-Text = Annotated[str, Meta(max_length=200)]
 Title = Annotated[str, Meta(min_length=1, max_length=200)]
 ChatId = Annotated[str, Meta(min_length=1, max_length=64)]
 

@@ -21,6 +21,7 @@ DIALECT = Dialect(
         CHAT: lambda view, answer: chat_body(view.id, view.model, answer),
         COMPLETION: lambda view, answer: completion_body(view.id, view.model, answer),
     },
+    tags={"openai": "The OpenAI API: its SDKs work with `base_url` set to `<gateway>/v1`."},
     resume_doc=ResumeDoc(
         bodies=(responses.CreateChatCompletionResponse, responses.CreateCompletionResponse),
         frames=(
