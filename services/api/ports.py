@@ -56,8 +56,10 @@ class JobStarter(Protocol):
         """The job's handle; entering it enqueues the job."""
         ...
 
-    async def ended(self, job_id: str) -> bool:
-        """Whether the job has published its terminal event (or left no trace at all)."""
+    async def ended(self, job_id: str, created: float) -> bool:
+        """Whether the job (admitted at ``created``, unix time) has ended: it published its terminal event, or it
+        left no trace past its queue deadline (it was never sent, or never started, and no worker will start it
+        now: a worker refuses a job past its deadline)."""
         ...
 
 

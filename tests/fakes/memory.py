@@ -99,7 +99,7 @@ class MemoryJobs:
     def run(self, job: GenerationJob) -> MemoryJob:
         return MemoryJob(self, job)
 
-    async def ended(self, job_id: str) -> bool:
+    async def ended(self, job_id: str, created: float) -> bool:
         return job_id in self.ended_jobs
 
     async def answer(self, job: GenerationJob, put: Callable[[Event], None]) -> None:

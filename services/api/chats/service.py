@@ -6,6 +6,7 @@ found), ``commit`` saves those messages once the job is admitted, ``abandon`` un
 that will never run. The reply is saved by the worker when the job ends (``ChatTurn`` in the job).
 """
 
+import secrets
 import time
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -25,7 +26,7 @@ from services.stores.chats import (
 )
 from shared.errors import ErrorCode, GatewayError, InvalidRequestError
 
-__all__ = ["ChatService", "Turn"]
+__all__ = ["ChatService", "Turn", "job_time", "new_job_id"]
 
 
 class Turn(NamedTuple):
@@ -35,6 +36,20 @@ class Turn(NamedTuple):
     #: messages to save when the job is admitted (none for a new chat: it was created holding them)
     pending: list[StoredMessage]
     created: bool
+
+
+def new_job_id() -> str:
+    """A chat job's id: 32 hex digits like every job's, the first 11 its creation time in ms, so a chat's lock
+    (which holds its job's id) tells how old it is."""
+    return f"{int(time.time() * 1000):011x}{secrets.token_hex(11)[:21]}"
+
+
+def job_time(job_id: str) -> float:
+    """When a chat job was created (``new_job_id``); 0 for an id of another form."""
+    try:
+        return int(job_id[:11], 16) / 1000 if len(job_id) == 32 else 0.0  # noqa: PLR2004
+    except ValueError:
+        return 0.0
 
 
 def missing(chat_id: str) -> InvalidRequestError:
@@ -94,7 +109,7 @@ class ChatService:
         holder = await self.store.lock(chat_id, job_id, self._lock_ttl)
         if holder is None:
             return
-        if await self._jobs.ended(holder):  # its job ended without letting go (its worker died)
+        if await self._jobs.ended(holder, job_time(holder)):  # it ended without letting go (its worker died)
             if await self.store.steal(chat_id, holder, job_id, self._lock_ttl):
                 return
             if await self.store.lock(chat_id, job_id, self._lock_ttl) is None:  # it ran out meanwhile

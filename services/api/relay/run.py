@@ -36,6 +36,8 @@ __all__ = ["Gateway", "JobRun", "NotEnqueuedError"]
 log = logging.getLogger("conduit.api")
 
 CANCEL_TTL = 600
+#: seconds after its queue deadline that a job with no replay log is known never to run (clock skew between hosts)
+NEVER_STARTED_MARGIN = 5.0
 #: longest a request waits for its job to be enqueued: a frozen Redis is a 503 within 2 s, even for a job
 #: that queued behind a group whose send was already waiting on it (``JobQueue``)
 ENQUEUE_WAIT = 1.5
@@ -69,10 +71,13 @@ class Gateway:
         """The job's relay; entering it enqueues the job."""
         return JobRun(self, job)
 
-    async def ended(self, job_id: str) -> bool:
-        """Whether the job's replay log ends with its terminal event."""
+    async def ended(self, job_id: str, created: float) -> bool:
+        """Whether the job's replay log ends with its terminal event, or there is none past its queue deadline
+        (a started job logs at once)."""
         entries = await self.redis.xrevrange(keys.job_log(job_id), "+", "-", count=1)
         logged = cast(list[tuple[bytes, dict[bytes, bytes]]], entries)
+        if not logged:
+            return time.time() > created + self.settings.queue_timeout + NEVER_STARTED_MARGIN
         return any(is_terminal(event) for _, fields in logged for event in decode_events(fields[b"e"]))
 
 

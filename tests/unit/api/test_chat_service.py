@@ -1,6 +1,8 @@
 """``ChatService``'s turns over the memory store: one generation per chat, the stale lock of an ended job,
 new messages found in a resent history, and undoing a turn that never ran."""
 
+import time
+
 import pytest
 
 from services.api.chats.personas import DEFAULT_PERSONAS_PATH, load_personas
@@ -22,7 +24,7 @@ class Jobs:
     def run(self, job: object) -> object:
         raise NotImplementedError  # not used by ChatService
 
-    async def ended(self, job_id: str) -> bool:
+    async def ended(self, job_id: str, created: float) -> bool:
         return job_id in self.ended_jobs
 
 
@@ -95,3 +97,17 @@ def test_auto_title_is_the_first_user_message_on_one_line() -> None:
     long = auto_title([Line("user", "word " * 40)])
     assert long.endswith("…") and len(long) <= 61
     assert auto_title([]) == "New chat"
+
+
+async def test_the_lock_of_a_job_that_never_reached_a_worker_is_taken_over_after_its_deadline() -> None:
+    from services.api.chats.service import job_time, new_job_id
+
+    holder = new_job_id()
+    assert len(holder) == 32 and abs(job_time(holder) - time.time()) < 1
+    assert job_time("f" * 31) == 0.0 and job_time("z" * 32) == 0.0
+    chats, jobs = service()
+    turn = await chats.begin("ana", None, [Line("user", "hi")], NEW, holder)
+    with pytest.raises(GatewayError):
+        await chats.begin("ana", turn.chat.id, [Line("user", "x")], NEW, new_job_id())
+    jobs.ended_jobs.add(holder)  # the API died before sending it; its queue deadline has passed
+    assert (await chats.begin("ana", turn.chat.id, [Line("user", "x")], NEW, new_job_id())).pending

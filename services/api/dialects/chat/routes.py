@@ -1,7 +1,6 @@
 """Generation on the chat API: ``POST /api/v1/chat/generate`` (+ ``/stream``), a one-off ``POST /api/v1/chat``,
 and ``GET /api/v1/personas``."""
 
-import uuid
 from typing import Annotated, Any
 
 import msgspec
@@ -15,7 +14,7 @@ from services.api.auth.deps import provide_paid_principal, provide_principal
 from services.api.body import decode_body
 from services.api.caller import Caller, provide_caller
 from services.api.chats.personas import Persona, persona_object
-from services.api.chats.service import ChatService, Turn
+from services.api.chats.service import ChatService, Turn, new_job_id
 from services.api.chats.turns import Line, auto_title, context_messages
 from services.api.dialect import BodyBuilder
 from services.api.dialects.chat.schemas import ChatRequest, GenerateRequest
@@ -83,7 +82,7 @@ async def _generate(
         body.tools.check()
     provider, model, named = await _model(generation, persona, body.model)
     await generation.check_provider(provider)
-    owner, job_id = caller.principal.user_id, uuid.uuid4().hex
+    owner, job_id = caller.principal.user_id, new_job_id()
     lines = [Line(m.role, m.content) for m in body.chat_history]
     title = query["title"]
     new = NewChat(
