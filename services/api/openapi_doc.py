@@ -217,6 +217,7 @@ class DocumentedOperation(Operation):
     """An operation whose request body, headers, responses and security come from its handler's declaration."""
 
     body: ClassVar[type | None] = None
+    body_required: ClassVar[bool] = True
     body_examples: ClassVar[Mapping[str, Any]] = {}
     replies: ClassVar[Mapping[int, Reply]] = {}
     headers: ClassVar[Sequence[Header]] = ()
@@ -242,7 +243,7 @@ class DocumentedOperation(Operation):
             media: JsonSchema = {"schema": ref(self.body)}
             if self.body_examples:
                 media["examples"] = _examples(self.body_examples)
-            schema["requestBody"] = {"required": True, "content": {_JSON: media}}
+            schema["requestBody"] = {"required": self.body_required, "content": {_JSON: media}}
         if self.headers:
             schema["parameters"] = [
                 *schema.get("parameters", []),
@@ -259,15 +260,17 @@ def documented(
     replies: Mapping[int, Reply],
     body: type | None = None,
     body_examples: Mapping[str, Any] | None = None,
+    body_required: bool = True,
     headers: Sequence[Header] = (),
     public: bool = False,
     refinements: Sequence[Refinement] = (),
 ) -> type[Operation]:
     """An ``operation_class`` documenting a handler: every status it answers with (``replies``), its JSON
-    ``body`` Struct with examples, the request ``headers`` it reads, ``refinements`` of its body's schema;
-    ``public``: no token needed."""
+    ``body`` Struct with examples (``body_required=False``: the body may be left out), the request ``headers``
+    it reads, ``refinements`` of its body's schema; ``public``: no token needed."""
     namespace = {
         "body": body,
+        "body_required": body_required,
         "body_examples": dict(body_examples or {}),
         "replies": dict(replies),
         "headers": tuple(headers),

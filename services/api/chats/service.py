@@ -52,6 +52,11 @@ def job_time(job_id: str) -> float:
         return 0.0
 
 
+def _need_user(messages: Sequence[Line | StoredMessage]) -> None:
+    if not any(message.role == "user" for message in messages):
+        raise InvalidRequestError("chat_history needs a user message for the model to answer", param="chat_history")
+
+
 def missing(chat_id: str) -> InvalidRequestError:
     return InvalidRequestError(f"no chat {chat_id!r}", code=ErrorCode.NOT_FOUND, param="chatId")
 
@@ -81,6 +86,7 @@ class ChatService:
     async def begin(self, owner: str, chat_id: str | None, lines: Sequence[Line], new: NewChat, job_id: str) -> Turn:
         now = time.time()
         if not chat_id:
+            _need_user(lines)
             messages = stored(lines, now)
             try:
                 chat = await self.store.create(owner, new, messages, now)
@@ -95,6 +101,7 @@ class ChatService:
             if saved is None:
                 raise missing(chat_id)
             pending = stored(new_lines(saved, lines), now)
+            _need_user([*saved, *pending])
             if self.max_messages and len(saved) + len(pending) + 1 > self.max_messages:
                 raise GatewayError(
                     f"a chat may hold at most {self.max_messages} messages; this one holds {len(saved)}",

@@ -111,3 +111,11 @@ async def test_the_lock_of_a_job_that_never_reached_a_worker_is_taken_over_after
         await chats.begin("ana", turn.chat.id, [Line("user", "x")], NEW, new_job_id())
     jobs.ended_jobs.add(holder)  # the API died before sending it; its queue deadline has passed
     assert (await chats.begin("ana", turn.chat.id, [Line("user", "x")], NEW, new_job_id())).pending
+
+
+async def test_a_turn_with_no_user_message_is_refused_and_takes_nothing() -> None:
+    chats, _ = service()
+    with pytest.raises(GatewayError) as refused:
+        await chats.begin("ana", None, [Line("assistant", "hello")], NEW, "j1")
+    assert refused.value.code == ErrorCode.INVALID_REQUEST
+    assert (await chats.store.page("ana", 10)).chats == []  # type: ignore[union-attr]

@@ -103,12 +103,16 @@ def test_generation_endpoints_document_every_status_the_gateway_gives(doc: dict[
         assert {int(status) for status in responses} == expected, path
 
 
+#: the error body of each path prefix (others: OpenAI's)
+SHAPES = (("/api/ai/", "AiError"), ("/api/v1/", "ChatError"))
+
+
 def test_errors_have_their_dialects_shape(doc: dict[str, Any]) -> None:
     for path, method, op in operations(doc):
         for status, response in op["responses"].items():
             if int(status) < 400 or path == "/readyz":
                 continue
-            shape = "AiError" if path.startswith("/api/ai/") else "ErrorResponse"
+            shape = next((name for prefix, name in SHAPES if path.startswith(prefix)), "ErrorResponse")
             schema = response["content"]["application/json"]["schema"]
             assert schema == {"$ref": f"#/components/schemas/{shape}"}, f"{method} {path} {status}"
             assert "x-request-id" in response["headers"]

@@ -7,18 +7,21 @@ import time
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, delete, get, patch, post, put
+from litestar import Request, Response, delete, get, patch, post, put, route
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.enums import HttpMethod
 from litestar.params import PathParameter, QueryParameter
 
 from services.api.auth.deps import provide_principal
 from services.api.body import decode_body
 from services.api.chats.service import ChatService, missing
 from services.api.chats.turns import Line, auto_title
+from services.api.dialects.chat import docs, examples
 from services.api.dialects.chat.schemas import ForkRequest, NewChatRequest, PatchRequest, PinRequest
 from services.api.dialects.chat.translate import chat_object, summary_object
 from services.api.generation import GenerationService
+from services.api.openapi_doc import documented
 from services.api.wire import encode_json
 from services.stores.chats import NewChat, StoredMessage, new_message_id
 from shared.errors import InvalidRequestError
@@ -41,7 +44,14 @@ def _json(body: object, status: int = 200) -> Response[bytes]:
     return Response(encode_json(body), status_code=status, media_type=_JSON)
 
 
-@get("/api/v1/chat/history", dependencies=_ANY, summary="Your chats: pinned first, then newest activity", tags=_TAGS)
+@get(
+    "/api/v1/chat/history",
+    dependencies=_ANY,
+    summary="Your chats: pinned first, then newest activity",
+    description="A page of `limit` chats, without their messages; the next page is `after=nextCursor`.",
+    tags=_TAGS,
+    operation_class=documented(replies=docs.HISTORY_REPLIES),
+)
 async def history(
     principal: NamedDependency[Principal],
     chats: NamedDependency[ChatService],
@@ -54,7 +64,14 @@ async def history(
     return _json({"chats": items, "hasMore": page.has_more, "nextCursor": next_cursor})
 
 
-@get("/api/v1/chat/fetch/{chat_id:str}", dependencies=_ANY, summary="One chat with its messages", tags=_TAGS)
+@get(
+    "/api/v1/chat/fetch/{chat_id:str}",
+    dependencies=_ANY,
+    summary="One chat with its messages",
+    tags=_TAGS,
+    operation_id=docs.FETCH_OPERATION,
+    operation_class=documented(replies=docs.FETCH_REPLIES, refinements=docs.MESSAGE_REFINEMENTS),
+)
 async def fetch(
     principal: NamedDependency[Principal], chats: NamedDependency[ChatService], chat_id: ChatId
 ) -> Response[bytes]:
@@ -71,6 +88,13 @@ async def fetch(
     dependencies=_ANY,
     summary="A new chat holding a chat's messages up to and including one of them",
     tags=_TAGS,
+    operation_id=docs.FORK_OPERATION,
+    operation_class=documented(
+        body=ForkRequest,
+        body_examples=examples.FORK_EXAMPLES,
+        replies=docs.FORK_REPLIES,
+        refinements=docs.MESSAGE_REFINEMENTS,
+    ),
 )
 async def fork(
     request: Request[Any, Any, State],
@@ -95,6 +119,10 @@ async def _set(chats: ChatService, principal: Principal, chat_id: str, title: st
     dependencies=_ANY,
     summary='Pin or unpin a chat (`{"pinned": true|false}`; no body toggles)',
     tags=_TAGS,
+    operation_id=docs.PIN_OPERATION,
+    operation_class=documented(
+        body=PinRequest, body_examples=examples.PIN_EXAMPLES, body_required=False, replies=docs.PIN_REPLIES
+    ),
 )
 async def pin(
     request: Request[Any, Any, State],
@@ -111,7 +139,19 @@ async def pin(
     return _json(await _set(chats, principal, chat_id, None, pinned))
 
 
-@patch("/api/v1/chat/{chat_id:str}", dependencies=_ANY, summary="Rename and/or pin a chat", tags=_TAGS)
+@patch(
+    "/api/v1/chat/{chat_id:str}",
+    dependencies=_ANY,
+    summary="Rename and/or pin a chat",
+    tags=_TAGS,
+    operation_id=docs.PATCH_OPERATION,
+    operation_class=documented(
+        body=PatchRequest,
+        body_examples=examples.PATCH_EXAMPLES,
+        replies=docs.PATCH_REPLIES,
+        refinements=docs.PATCH_REFINEMENTS,
+    ),
+)
 async def patch_chat(
     request: Request[Any, Any, State],
     principal: NamedDependency[Principal],
@@ -125,7 +165,15 @@ async def patch_chat(
     return _json(await _set(chats, principal, chat_id, body.title, body.pinned))
 
 
-@delete("/api/v1/chat/{chat_id:str}", status_code=204, dependencies=_ANY, summary="Delete a chat", tags=_TAGS)
+@delete(
+    "/api/v1/chat/{chat_id:str}",
+    status_code=204,
+    dependencies=_ANY,
+    summary="Delete a chat",
+    tags=_TAGS,
+    operation_id=docs.DELETE_OPERATION,
+    operation_class=documented(replies=docs.DELETE_REPLIES),
+)
 async def delete_chat(
     principal: NamedDependency[Principal], chats: NamedDependency[ChatService], chat_id: ChatId
 ) -> None:
@@ -133,7 +181,20 @@ async def delete_chat(
         raise missing(chat_id)
 
 
-@post("/api/v1/chat/new", status_code=201, dependencies=_ANY, summary="Save a chat without generating", tags=_TAGS)
+@post(
+    "/api/v1/chat/new",
+    status_code=201,
+    dependencies=_ANY,
+    summary="Save a chat without generating",
+    description="Titled by `title`, else by its first user message.",
+    tags=_TAGS,
+    operation_class=documented(
+        body=NewChatRequest,
+        body_examples=examples.NEW_EXAMPLES,
+        replies=docs.NEW_REPLIES,
+        refinements=docs.MESSAGE_REFINEMENTS,
+    ),
+)
 async def new_chat(
     request: Request[Any, Any, State],
     principal: NamedDependency[Principal],
@@ -150,4 +211,15 @@ async def new_chat(
     return _json(chat_object(chat, messages), 201)
 
 
-ROUTES = [history, fetch, fork, pin, patch_chat, delete_chat, new_chat]
+#: Litestar 2 makes a path's automatic OPTIONS answer when the path's first handler is registered, and keeps it
+#: when more come, so its ``Allow`` would name PATCH alone (litestar#4169, fixed in 3). This one, registered
+#: before both, names them all.
+_CHAT_METHODS = ", ".join(sorted({HttpMethod.OPTIONS, *patch_chat.http_methods, *delete_chat.http_methods}))
+
+
+@route("/api/v1/chat/{chat_id:str}", http_method=HttpMethod.OPTIONS, include_in_schema=False, sync_to_thread=False)
+def chat_options() -> Response[None]:
+    return Response(None, status_code=204, headers={"allow": _CHAT_METHODS}, media_type="text/plain")
+
+
+ROUTES = [history, fetch, fork, pin, chat_options, patch_chat, delete_chat, new_chat]

@@ -17,10 +17,13 @@ from services.api.chats.personas import Persona, persona_object
 from services.api.chats.service import ChatService, Turn, new_job_id
 from services.api.chats.turns import Line, auto_title, context_messages
 from services.api.dialect import BodyBuilder
+from services.api.dialects.chat import docs, examples
 from services.api.dialects.chat.schemas import ChatRequest, GenerateRequest
 from services.api.dialects.chat.sse import ChatEventEncoder
 from services.api.dialects.chat.translate import CHAT_ID, PERSONA, TITLE, generate_body, oneoff_body
 from services.api.generation import GenerationService, JobRequest, Prepared, Rendering, stream_body
+from services.api.openapi_doc import documented
+from services.api.openapi_parts import GENERATION_HEADERS
 from services.api.relay.run import NotEnqueuedError
 from services.api.sse import JOB_HEADER, sse_response
 from services.api.wire import encode_json
@@ -130,7 +133,19 @@ async def _generate_turn(
     status_code=201,
     dependencies=_PAID,
     summary="Generate a reply on a saved chat (a new one without chatId); `stream: true` answers as /stream",
+    description="Answers 201 with the reply, saved on the chat. With `stream: true` it answers as "
+    "`POST /api/v1/chat/generate/stream` does: status **200**, `text/event-stream`. `chatId` (the query's, else "
+    "the body's) names a chat of yours; without it a new chat is made, titled by `title` or by the first user "
+    "message. Resending the whole conversation stores no duplicates: the longest saved tail it starts with is "
+    "skipped. One reply at a time per chat (409). " + docs.CHOICE,
     tags=_TAGS,
+    operation_class=documented(
+        body=GenerateRequest,
+        body_examples=examples.GENERATE_EXAMPLES,
+        replies=docs.GENERATE_REPLIES,
+        headers=GENERATION_HEADERS,
+        refinements=docs.GENERATE_REFINEMENTS,
+    ),
 )
 async def generate(
     request: Request[Any, Any, State],
@@ -152,7 +167,17 @@ async def generate(
     status_code=200,
     dependencies=_PAID,
     summary="Generate a reply on a saved chat as a stream of thinking_update, final_response and metadata events",
+    description="As `POST /api/v1/chat/generate` with `stream: true` (the body's `stream` is ignored; `chatId` "
+    "is the body's). A client that leaves cancels the reply (the part written is saved, `cut_short`), unless "
+    "it sent `x-conduit-on-disconnect: detach`. " + docs.CHOICE,
     tags=_TAGS,
+    operation_class=documented(
+        body=GenerateRequest,
+        body_examples=examples.STREAM_EXAMPLES,
+        replies=docs.STREAM_REPLIES,
+        headers=GENERATION_HEADERS,
+        refinements=docs.GENERATE_REFINEMENTS,
+    ),
 )
 async def generate_stream(
     request: Request[Any, Any, State],
@@ -169,7 +194,20 @@ async def generate_stream(
     return await _generate(caller, generation, chats, body, query)
 
 
-@post("/api/v1/chat", status_code=200, dependencies=_PAID, summary="A one-off answer (not saved)", tags=_TAGS)
+@post(
+    "/api/v1/chat",
+    status_code=200,
+    dependencies=_PAID,
+    summary="A one-off answer (not saved)",
+    description="The reply to `chat_history` as the persona, saving nothing. " + docs.CHOICE,
+    tags=_TAGS,
+    operation_class=documented(
+        body=ChatRequest,
+        body_examples=examples.ONEOFF_EXAMPLES,
+        replies=docs.ONEOFF_REPLIES,
+        headers=GENERATION_HEADERS,
+    ),
+)
 async def one_off(
     request: Request[Any, Any, State],
     caller: NamedDependency[Caller],
@@ -195,7 +233,9 @@ async def one_off(
     "/api/v1/personas",
     dependencies={"principal": Provide(provide_principal)},
     summary="The personas chats may answer as",
+    description="Open to every tier. A request naming no persona gets `default`.",
     tags=_TAGS,
+    operation_class=documented(replies=docs.PERSONAS_REPLIES),
 )
 async def list_personas(principal: NamedDependency[Principal], chats: NamedDependency[ChatService]) -> Response[bytes]:
     personas = chats.personas

@@ -53,7 +53,7 @@ def _check_messages(messages: list[HistoryMessage], field: str, settings: ApiSet
         size = len(message.content.encode())
         if size > cap:
             raise InvalidRequestError(
-                f"{field}[{index}].content is {size} bytes; a message may hold at most {cap}",
+                f"{field}.[{index}].content is {size} bytes; a message may hold at most {cap}",
                 code=ErrorCode.REQUEST_TOO_LARGE,
                 param=f"{field}.[{index}].content",
             )
