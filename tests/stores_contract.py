@@ -298,3 +298,25 @@ class ChatStoreContract:
         assert not await store.retitle(OWNER, manual.id, "Better")
         assert not await store.retitle(OWNER, "chat_unknown", "Better")
         assert sorted(chat.title for chat in await listed(store)) == ["My title", "set by hand"]
+
+    async def test_read_gives_the_chat_and_its_messages_to_its_owner_only(self, store: ChatStore) -> None:
+        chat = await store.create(OWNER, NewChat(title="t"), [message("a"), message("b", "assistant")], T0)
+        found = await store.read(OWNER, chat.id)
+        assert found is not None and found.holder is None
+        assert found.chat == chat and [m.content for m in found.messages] == ["a", "b"]
+        empty = await store.create(OWNER, NewChat(title="e"), [], T0)
+        assert (await store.read(OWNER, empty.id)) == (empty, [], None)
+        assert await store.read(OTHER, chat.id) is None
+        assert await store.read(OWNER, "chat_missing") is None
+
+    async def test_open_turn_takes_the_chat_once_and_never_another_owners(self, store: ChatStore) -> None:
+        chat = await store.create(OWNER, NewChat(title="t"), [message("a")], T0)
+        assert await store.open_turn(OTHER, chat.id, "job-b", 60) is None
+        assert await store.lock(chat.id, "job-x", 60) is None  # the other owner's attempt took nothing
+        await store.unlock(chat.id, "job-x")
+        opened = await store.open_turn(OWNER, chat.id, "job-1", 60)
+        assert opened is not None and opened.holder is None and [m.content for m in opened.messages] == ["a"]
+        refused = await store.open_turn(OWNER, chat.id, "job-2", 60)
+        assert refused is not None and refused.holder == "job-1" and refused.messages == []
+        assert refused.chat.id == chat.id
+        assert await store.open_turn(OWNER, "chat_missing", "job-3", 60) is None

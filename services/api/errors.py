@@ -88,6 +88,18 @@ class GatewayProblem(msgspec.Struct, frozen=True, kw_only=True):
 ErrorRenderer = Callable[[GatewayProblem], bytes]
 
 
+def _invalid_parameter(exc: ValidationException) -> GatewayProblem:
+    """A path, query or header parameter Litestar refused: named, with why (not the whole URL echoed back)."""
+    found = exc.extra if isinstance(exc.extra, list) else []
+    for item in found:
+        if isinstance(item, dict) and item.get("key"):
+            source = getattr(item.get("source"), "value", item.get("source")) or "request"
+            key = str(item["key"])
+            message = f"Invalid {source} parameter '{key}': {item.get('message', 'not valid')}"
+            return GatewayProblem(status=400, code=ErrorCode.INVALID_REQUEST, message=message, param=key)
+    return GatewayProblem(status=400, code=ErrorCode.INVALID_REQUEST, message=str(exc.detail)[:200])
+
+
 def _problem(exc: Exception) -> GatewayProblem:
     if isinstance(exc, GatewayError):
         return GatewayProblem(
@@ -101,7 +113,7 @@ def _problem(exc: Exception) -> GatewayProblem:
         log.warning("Redis failed under a request: %r", exc)
         return GatewayProblem(status=503, code=ErrorCode.UNAVAILABLE, message=LOST_REDIS)
     if isinstance(exc, ValidationException):
-        return GatewayProblem(status=400, code=ErrorCode.INVALID_REQUEST, message=str(exc.detail))
+        return _invalid_parameter(exc)
     if isinstance(exc, HTTPException):
         code = _BY_STATUS.get(exc.status_code, ErrorCode.INVALID_REQUEST)
         return GatewayProblem(status=exc.status_code, code=code, message=str(exc.detail))

@@ -17,7 +17,7 @@ Implementations: ``RedisChatStore`` (``services.stores.redis_chats``) and ``Memo
 """
 
 import secrets
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import msgspec
 
@@ -27,6 +27,7 @@ __all__ = [
     "ChatLimitError",
     "ChatLimits",
     "ChatPage",
+    "ChatRead",
     "ChatStore",
     "ChatSummary",
     "ForkOrigin",
@@ -117,6 +118,15 @@ class ChatPage(_Record, frozen=True, kw_only=True):
     has_more: bool = False
 
 
+class ChatRead(NamedTuple):
+    """A chat with its messages, read in one step (``read``, ``open_turn``)."""
+
+    chat: ChatSummary
+    messages: list[StoredMessage]
+    #: ``open_turn`` only: the job holding the chat, when it was refused (then ``messages`` is empty)
+    holder: str | None = None
+
+
 class ChatLimits(_Record, frozen=True, kw_only=True):
     """Caps enforced by the store (0: none)."""
 
@@ -160,6 +170,15 @@ class ChatStore(Protocol):
 
     async def messages(self, owner: str, chat_id: str) -> list[StoredMessage] | None:
         """The chat's messages, oldest first; None if it is not the owner's (or does not exist)."""
+        ...
+
+    async def read(self, owner: str, chat_id: str) -> ChatRead | None:
+        """The chat and its messages in one step; None if it is not the owner's (or does not exist)."""
+        ...
+
+    async def open_turn(self, owner: str, chat_id: str, job_id: str, ttl: float) -> ChatRead | None:
+        """``lock`` and ``read`` in one step: the chat taken for ``job_id`` with its messages, or (another job
+        holding it) the holder's id and no messages; None if it is not the owner's (or does not exist)."""
         ...
 
     async def page(self, owner: str, limit: int, after: str | None = None) -> ChatPage | None:

@@ -11,6 +11,7 @@ from services.stores.chats import (
     ChatLimitError,
     ChatLimits,
     ChatPage,
+    ChatRead,
     ChatSummary,
     NewChat,
     StoredMessage,
@@ -68,6 +69,17 @@ class MemoryChatStore:
 
     async def messages(self, owner: str, chat_id: str) -> list[StoredMessage] | None:
         return list(self._messages[chat_id]) if self._own(owner, chat_id) is not None else None
+
+    async def read(self, owner: str, chat_id: str) -> ChatRead | None:
+        chat = self._own(owner, chat_id)
+        return None if chat is None else ChatRead(chat, list(self._messages[chat_id]))
+
+    async def open_turn(self, owner: str, chat_id: str, job_id: str, ttl: float) -> ChatRead | None:
+        chat = self._own(owner, chat_id)
+        if chat is None:
+            return None
+        holder = await self.lock(chat_id, job_id, ttl)
+        return ChatRead(chat, [], holder) if holder is not None else ChatRead(chat, list(self._messages[chat_id]))
 
     async def page(self, owner: str, limit: int, after: str | None = None) -> ChatPage | None:
         chats = self._listed(owner)

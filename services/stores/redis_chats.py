@@ -23,6 +23,7 @@ from services.stores.chats import (
     ChatLimitError,
     ChatLimits,
     ChatPage,
+    ChatRead,
     ChatSummary,
     ForkOrigin,
     NewChat,
@@ -37,7 +38,7 @@ __all__ = ["RedisChatStore"]
 
 _SCRIPTS = importlib.resources.files("services.stores")
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(StoredMessage).decode
+_decode_all = msgspec.json.Decoder(list[StoredMessage]).decode
 
 
 def _text(value: bytes | None) -> str:
@@ -109,7 +110,7 @@ class RedisChatStore:
         self._retitle = self._script("chat_retitle.lua")
         self._lock = self._script("chat_lock.lua")
         self._page = self._script("chat_page.lua")
-        self._messages = self._script("chat_messages.lua")
+        self._open = self._script("chat_open.lua")
 
     def _script(self, name: str) -> AsyncScript:
         return self._redis.register_script(_SCRIPTS.joinpath(name).read_text())
@@ -155,10 +156,34 @@ class RedisChatStore:
         return _summary(chat_id, fields)
 
     async def messages(self, owner: str, chat_id: str) -> list[StoredMessage] | None:
-        saved: list[bytes] | None = await self._messages(
-            keys=[keys.chat(chat_id), keys.chat_messages(chat_id)], args=[owner]
-        )
-        return None if saved is None else [_decode(message) for message in saved]
+        found = await self.read(owner, chat_id)
+        return None if found is None else found.messages
+
+    async def read(self, owner: str, chat_id: str) -> ChatRead | None:
+        return await self._read(owner, chat_id, "", 0.0)
+
+    async def open_turn(self, owner: str, chat_id: str, job_id: str, ttl: float) -> ChatRead | None:
+        return await self._read(owner, chat_id, job_id, ttl)
+
+    async def _read(self, owner: str, chat_id: str, job_id: str, ttl: float) -> ChatRead | None:
+        """One round trip: (the lock, by a script that checks the owner first,) the summary and the messages.
+        Plain reads, not a script: Redis copies a list into a script's Lua and back, which costs more than the
+        round trip (a chat of 200 messages: 2.5 ms through a script, 0.8 ms as LRANGE)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if job_id:
+                await self._open(
+                    keys=[keys.chat(chat_id), keys.chat_lock(chat_id)], args=[owner, job_id, _ms(ttl)], client=pipe
+                )
+            pipe.hgetall(keys.chat(chat_id))
+            pipe.lrange(keys.chat_messages(chat_id), 0, -1)
+            replies: list[Any] = await pipe.execute()
+        *taken, fields, messages = replies
+        if fields.get(b"owner") != owner.encode() or (taken and taken[0] == -1):
+            return None
+        summary = _summary(chat_id, fields)
+        if taken and taken[0] != 0:
+            return ChatRead(summary, [], taken[0].decode())
+        return ChatRead(summary, _decode_all(b"[" + b",".join(messages) + b"]"))
 
     async def page(self, owner: str, limit: int, after: str | None = None) -> ChatPage | None:
         reply: list[Any] | None = await self._page(

@@ -17,6 +17,7 @@ from services.api.ports import JobStarter
 from services.stores.chats import (
     ChatLimitError,
     ChatPage,
+    ChatRead,
     ChatStore,
     ChatSummary,
     ForkOrigin,
@@ -94,12 +95,15 @@ class ChatService:
                 raise limit_error(exc) from None
             await self.store.lock(chat.id, job_id, self._lock_ttl)
             return Turn(chat, messages, [], created=True)
-        chat = await self.require(owner, chat_id)
-        await self._lock(chat_id, job_id)
+        opened = await self.store.open_turn(owner, chat_id, job_id, self._lock_ttl)
+        if opened is not None and opened.holder is not None:
+            await self._take_over(chat_id, opened.holder, job_id)
+            opened = await self.store.read(owner, chat_id)
+        if opened is None:
+            await self.store.unlock(chat_id, job_id)  # deleted meanwhile (a no-op when the lock is not ours)
+            raise missing(chat_id)
+        chat, saved = opened.chat, opened.messages
         try:
-            saved = await self.store.messages(owner, chat_id)
-            if saved is None:
-                raise missing(chat_id)
             pending = stored(new_lines(saved, lines), now)
             _need_user([*saved, *pending])
             if self.max_messages and len(saved) + len(pending) + 1 > self.max_messages:
@@ -112,10 +116,8 @@ class ChatService:
             raise
         return Turn(chat, [*saved, *pending], pending, created=False)
 
-    async def _lock(self, chat_id: str, job_id: str) -> None:
-        holder = await self.store.lock(chat_id, job_id, self._lock_ttl)
-        if holder is None:
-            return
+    async def _take_over(self, chat_id: str, holder: str, job_id: str) -> None:
+        """Take the chat from ``holder`` if its job has ended; else 409."""
         if await self._jobs.ended(holder, job_time(holder)):  # it ended without letting go (its worker died)
             if await self.store.steal(chat_id, holder, job_id, self._lock_ttl):
                 return
@@ -141,6 +143,12 @@ class ChatService:
         else:
             await self.store.unlock(turn.chat.id, job_id)
 
+    async def read(self, owner: str, chat_id: str) -> ChatRead:
+        found = await self.store.read(owner, chat_id)
+        if found is None:
+            raise missing(chat_id)
+        return found
+
     async def require(self, owner: str, chat_id: str) -> ChatSummary:
         chat = await self.store.summary(owner, chat_id)
         if chat is None:
@@ -154,10 +162,9 @@ class ChatService:
         return page
 
     async def fork(self, owner: str, chat_id: str, message_id: str) -> tuple[ChatSummary, list[StoredMessage]]:
-        chat = await self.require(owner, chat_id)
-        messages = await self.store.messages(owner, chat_id)
-        index = next((i for i, m in enumerate(messages or []) if m.id == message_id), None)
-        if messages is None or index is None:
+        chat, messages, _ = await self.read(owner, chat_id)
+        index = next((i for i, m in enumerate(messages) if m.id == message_id), None)
+        if index is None:
             raise InvalidRequestError(
                 f"chat {chat_id!r} has no message {message_id!r}", code=ErrorCode.NOT_FOUND, param="messageId"
             )

@@ -75,10 +75,7 @@ async def history(
 async def fetch(
     principal: NamedDependency[Principal], chats: NamedDependency[ChatService], chat_id: ChatId
 ) -> Response[bytes]:
-    chat = await chats.require(principal.user_id, chat_id)
-    messages = await chats.store.messages(principal.user_id, chat_id)
-    if messages is None:
-        raise missing(chat_id)
+    chat, messages, _ = await chats.read(principal.user_id, chat_id)
     return _json(chat_object(chat, messages))
 
 

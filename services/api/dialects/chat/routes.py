@@ -152,13 +152,13 @@ async def generate(
     caller: NamedDependency[Caller],
     generation: NamedDependency[GenerationService],
     chats: NamedDependency[ChatService],
-    chat_id: Annotated[str | None, QueryParameter(name="chatId", max_length=64, required=False)] = None,
+    chatId: Annotated[str | None, QueryParameter(max_length=64, required=False)] = None,  # noqa: N803 - the wire name
     username: Query = None,
     source: Query = None,
     title: Query = None,
 ) -> Response[bytes] | Stream:
     body = decode_body(_GENERATE, await request.body(), generation.settings)
-    query = {"chatId": chat_id, "username": username, "source": source, "title": title}
+    query = {"chatId": chatId, "username": username, "source": source, "title": title}
     return await _generate(caller, generation, chats, body, query)
 
 
