@@ -25,10 +25,15 @@ class Stack:
 
 @contextlib.contextmanager
 def own_stack(
-    logs: Path, fake: FakeUpstream, worker_env: dict[str, str] | None = None, api_env: dict[str, str] | None = None
+    logs: Path,
+    fake: FakeUpstream,
+    worker_env: dict[str, str] | None = None,
+    api_env: dict[str, str] | None = None,
+    aof: bool = False,
 ) -> Iterator[Stack]:
-    """A private redis-server, worker and API (pointed at ``fake``), stopped afterwards whatever state they are in."""
-    redis = RedisServer(logs)
+    """A private redis-server, worker and API (pointed at ``fake``), stopped afterwards whatever state they are in;
+    ``aof``: Redis keeps its data in an append-only file, for a restart on the same port to reload."""
+    redis = RedisServer(logs, aof=aof)
     worker = WorkerProcess(logs, redis.url, {**provider_env(fake), **(worker_env or {})})
     api = ApiProcess(logs, redis.url, api_env)
     try:
