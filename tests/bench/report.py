@@ -92,6 +92,79 @@ def _handoff(figures: dict[str, float] | None) -> list[str]:
     return lines
 
 
+#: the chat section's rows: label, and the target (the figure, its limit) where there is one
+_CHAT_TURN: dict[str, tuple[str, tuple[str, float] | None]] = {
+    "direct": ("the upstream directly: POST /v1/chat/completions", None),
+    "completions": ("Conduit: POST /v1/chat/completions", None),
+    "generate": ("Conduit: POST /api/v1/chat/generate?chatId=…", ("added p50", 2.0)),
+}
+_CHAT_READ: dict[str, tuple[str, tuple[str, float] | None]] = {
+    "personas": ("GET /api/v1/personas (the floor: authenticated, no chat store call)", None),
+    "history": ("GET /api/v1/chat/history?limit=20 (first page)", ("p99", 5.0)),
+    "history-after": ("GET /api/v1/chat/history?limit=20&after=… (a page from the middle)", ("p99", 5.0)),
+    "fetch": ("GET /api/v1/chat/fetch/{chatId} ({messages} messages)", ("p99", 5.0)),
+}
+
+
+def _target(value: float | None, target: tuple[str, float] | None) -> str:
+    if target is None:
+        return ""
+    name, limit = target
+    sign = "+" if name.startswith("added") else ""
+    verdict = "-" if value is None else "met" if value <= limit else "**missed**"
+    return f"{name} ≤ {sign}{limit:g} ms: {verdict}"
+
+
+def _chat_turns(results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    lines, base = [], results.get("completions")
+    for key, (label, target) in _CHAT_TURN.items():
+        reps = results.get(key, [])
+        added = key == "generate"
+        mine, theirs = _median(reps, "p50_ms"), _median(base or [], "p50_ms")
+        value = mine - theirs if added and mine is not None and theirs is not None else None
+        lines.append(
+            f"| {label} | {_spread(reps, 'p50_ms', 2)} | {_fmt(_median(reps, 'p90_ms'), 2)} "
+            f"| {_fmt(_median(reps, 'p99_ms'), 2)} | {_added(reps, base, 'p50_ms') if added else ''} "
+            f"| {_added(reps, base, 'p99_ms') if added else ''} | {_target(value, target)} | {_errors(reps)} |"
+        )
+    return lines
+
+
+def _chat(chat: dict[str, Any] | None) -> list[str]:
+    if not chat:
+        return []
+    results, plan = chat["results"], chat["plan"]
+    messages = plan["messages"]
+    lines = [
+        "",
+        "### Chat API (one request in flight; every turn on a fresh chat)",
+        "",
+        f"A turn on a chat of {messages} saved messages: the client re-sends them all plus one new question "
+        f"({messages + 1} messages, {chat['body_bytes'] / 1024:.0f} kB), non-stream, {plan['tokens']}-token "
+        "answers; the plain completions carry the same messages to the same model. *added* is the row's median "
+        "minus Conduit's plain `/v1/chat/completions`.",
+        "",
+        "| request | p50 ms | p90 ms | p99 ms | added p50 ms | added p99 ms | target | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += _chat_turns(results)
+    lines += [
+        "",
+        f"Reads of one user's {plan['chats']:,} chats (two of them pinned):",
+        "",
+        "| request | p50 ms | p90 ms | p99 ms | target | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, (label, target) in _CHAT_READ.items():
+        reps = results.get(key, [])
+        lines.append(
+            f"| {label.replace('{messages}', str(messages))} | {_spread(reps, 'p50_ms', 2)} "
+            f"| {_fmt(_median(reps, 'p90_ms'), 2)} | {_spread(reps, 'p99_ms', 2)} "
+            f"| {_target(_median(reps, 'p99_ms'), target)} | {_errors(reps)} |"
+        )
+    return lines
+
+
 def markdown(report: dict[str, Any], scenarios: list[Any]) -> str:
     results: dict[str, dict[str, list[dict[str, Any]]]] = report["results"]
     env = report["environment"]
@@ -179,6 +252,7 @@ def markdown(report: dict[str, Any], scenarios: list[Any]) -> str:
     idle, after = report.get("idle_rss_mb", {}), report.get("idle_after_rss_mb", {})
     lines += _admission(report.get("admission"))
     lines += _handoff(report.get("handoff"))
+    lines += _chat(report.get("chat"))
     lines += [
         "",
         "### Memory (RSS, MB)",

@@ -3,6 +3,7 @@ other OpenAI-compatible gateway, in one run; a markdown table on stdout and the 
 
 Environment:
   QUICK=1          the short set (under 2 minutes): fewer repetitions, shorter windows, a smaller crowd
+                   (the chat section, tests/bench/chat.py, runs in every set, smaller in QUICK and SMOKE)
   SMOKE=1          a few requests per scenario, to check the benchmark's own code (used by the tests)
   REPS=N           repetitions of each figure (default 3; QUICK 2)
   COMPARE_URL=…    another gateway's OpenAI base URL (e.g. http://127.0.0.1:4000/v1), run beside Conduit
@@ -28,6 +29,7 @@ import httpx
 import uvloop
 
 from tests.bench.admission import admission_cost
+from tests.bench.chat import chat_bench, chat_plan
 from tests.bench.handoff import handoff_cost
 from tests.bench.load import Run, Target, closed_loop, crowd
 from tests.bench.stack import ROOT, BenchStack, Sampler
@@ -216,6 +218,9 @@ async def _bench(plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
         await _run_scenarios(plan, plan.scenarios, targets, stack, results, say)
         await asyncio.sleep(2.0)
         report["idle_after_rss_mb"] = {k: round(v / MB, 1) for k, v in Sampler(stack.gateway_pids()).rss().items()}
+        say("chat API: turns on 200-message chats, and reads of one user's many chats")
+        smoke, quick = os.environ.get("SMOKE") == "1", os.environ.get("QUICK") == "1"
+        report["chat"] = await chat_bench(stack, chat_plan(plan.reps, quick, smoke), say)
         say("scale-out: adding a second worker process")
         stack.add_worker(1)
         stack.wait_workers(2)
@@ -266,4 +271,5 @@ def main() -> int:
     print(text)
     say(f"wrote {out / f'bench-{stamp}.json'} and .md ({report['wall_s']} s)")
     errors = sum(f["errors"] for per in report["results"].values() for reps in per.values() for f in reps)
+    errors += sum(f["errors"] for reps in report["chat"]["results"].values() for f in reps)
     return 1 if errors and os.environ.get("SMOKE") == "1" else 0

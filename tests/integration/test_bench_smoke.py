@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.bench.chat import GENERATE_ROWS, READ_ROWS
+
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ("direct", "conduit")
 SCALE_OUT = ("ns-c64", "st-c64", "st-c256")  # also measured with a second worker process, as "conduit-2w"
@@ -56,7 +58,24 @@ def test_bench_smoke_run_writes_a_complete_report_without_errors(tmp_path: Path)
                 assert figures["errors"] == 0, (key, target, figures["error_samples"])
 
     assert 0 < report["admission"]["p50_us"] <= report["admission"]["p99_us"]
+    _check_chat(report["chat"], reps)
     table = tables[0].read_text()
     assert "### Admission" in table
     assert "### Non-stream" in table
     assert "### Streaming" in table
+    assert "### Chat API" in table
+    assert "POST /api/v1/chat/generate" in table
+    assert "GET /api/v1/chat/fetch" in table
+
+
+def _check_chat(chat: dict[str, Any], reps: int) -> None:
+    """Every chat row ran every repetition, checked answers only (a turn stores exactly its two messages)."""
+    assert chat["plan"]["messages"] == 200
+    assert chat["body_bytes"] > 200 * 100, "the turn's body does not carry a 200-message history"
+    assert set(chat["results"]) == {*GENERATE_ROWS, *READ_ROWS}
+    for row, repetitions in chat["results"].items():
+        assert len(repetitions) == reps, row
+        for figures in repetitions:
+            assert figures["requests"] > 0, (row, figures)
+            assert figures["errors"] == 0, (row, figures["error_samples"])
+            assert 0 < figures["p50_ms"] <= figures["p99_ms"], (row, figures)
