@@ -20,6 +20,7 @@ from services.stores.chats import (
     MessageUsage,
     NewChat,
     StoredMessage,
+    ms,
     new_message_id,
 )
 
@@ -33,7 +34,7 @@ OTHER = "user-b"
 
 
 def message(content: str, role: str = "user", created: float = T0) -> StoredMessage:
-    return StoredMessage(id=new_message_id(), role=role, content=content, created=created)  # type: ignore[arg-type]
+    return StoredMessage(id=new_message_id(), role=role, content=content, created_at=ms(created))  # type: ignore[arg-type]
 
 
 async def new_chats(store: ChatStore, owner: str, count: int, start: float = T0) -> list[ChatSummary]:
@@ -73,7 +74,7 @@ class ChatStoreContract:
             id=new_message_id(),
             role="assistant",
             content="x" * 300,
-            created=T0 + 1.5,
+            created_at=ms(T0 + 1.5),
             model="gpt-4o-mini",
             usage=MessageUsage(prompt_tokens=3, completion_tokens=4, total_tokens=7),
             persona="pirate",
@@ -305,7 +306,7 @@ class ChatStoreContract:
         assert found is not None and found.holder is None
         assert found.chat == chat and [m.content for m in found.messages] == ["a", "b"]
         empty = await store.create(OWNER, NewChat(title="e"), [], T0)
-        assert (await store.read(OWNER, empty.id)) == (empty, [], None)
+        assert (await store.read(OWNER, empty.id)) == (empty, b"[]", None)
         assert await store.read(OTHER, chat.id) is None
         assert await store.read(OWNER, "chat_missing") is None
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["encode_json"]
+__all__ = ["encode_json", "escape_line_breaks"]
 
 _encode = msgspec.json.encode
 _ESCAPES = ((b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"), (b"\xc2\x85", b"\\u0085"))
@@ -18,7 +18,11 @@ _ESCAPES = ((b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"), (b"\xc
 
 def encode_json(value: Any) -> bytes:
     """``value`` as JSON, with the characters that break line-splitting clients escaped."""
-    out = _encode(value)
+    return escape_line_breaks(_encode(value))
+
+
+def escape_line_breaks(out: bytes) -> bytes:
+    """JSON text (from elsewhere: a store's) with the characters that break line-splitting clients escaped."""
     if b"\xe2\x80" in out or b"\xc2\x85" in out:
         for raw, escaped in _ESCAPES:
             out = out.replace(raw, escaped)

@@ -25,6 +25,9 @@ __all__ = [
     "PINNED_RANK",
     "PREVIEW_CHARS",
     "ChatLimitError",
+    "decode_messages",
+    "encode_messages",
+    "ms",
     "ChatLimits",
     "ChatPage",
     "ChatRead",
@@ -57,24 +60,27 @@ class _Record(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class MessageUsage(_Record, frozen=True, kw_only=True):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
 
 
-class StoredMessage(_Record, frozen=True, kw_only=True):
-    """One message of a chat. ``model``, ``usage``, ``persona`` and ``status`` are an assistant reply's."""
+class StoredMessage(_Record, frozen=True, kw_only=True, rename={"created_at": "createdAt"}):
+    """One message of a chat. Its JSON is the message as the API shows it (``GET /api/v1/chat/fetch``), so a chat
+    is answered with its stored messages as they are. ``model``, ``persona``, ``usage`` and ``status`` are an
+    assistant reply's (absent from other messages)."""
 
     id: str
     role: MessageRole
     content: str
-    created: float
-    model: str = ""
+    #: when it was saved, in milliseconds since the Unix epoch
+    created_at: int
+    model: str | None = None
+    persona: str | None = None
     usage: MessageUsage | None = None
-    persona: str = ""
-    status: MessageStatus = "complete"
+    status: MessageStatus | None = None
     #: why a reply was cut short (the job's error code: ``cancelled``, ``upstream_timeout``, ...)
-    error: str = ""
+    error: str | None = None
 
 
 class ForkOrigin(_Record, frozen=True, kw_only=True):
@@ -122,9 +128,28 @@ class ChatRead(NamedTuple):
     """A chat with its messages, read in one step (``read``, ``open_turn``)."""
 
     chat: ChatSummary
-    messages: list[StoredMessage]
-    #: ``open_turn`` only: the job holding the chat, when it was refused (then ``messages`` is empty)
+    #: its messages, oldest first, as one JSON array (``StoredMessage``'s JSON: what the API shows)
+    raw: bytes
+    #: ``open_turn`` only: the job holding the chat, when it was refused (then ``raw`` is ``[]``)
     holder: str | None = None
+
+    @property
+    def messages(self) -> list[StoredMessage]:
+        return decode_messages(self.raw)
+
+
+_decode_messages = msgspec.json.Decoder(list[StoredMessage]).decode
+encode_messages = msgspec.json.Encoder().encode
+
+
+def decode_messages(raw: bytes) -> list[StoredMessage]:
+    """Messages from their JSON array (``ChatRead.raw``)."""
+    return _decode_messages(raw)
+
+
+def ms(seconds: float) -> int:
+    """Unix seconds as the milliseconds a message's ``created_at`` holds."""
+    return int(seconds * 1000)
 
 
 class ChatLimits(_Record, frozen=True, kw_only=True):

@@ -15,6 +15,7 @@ from services.stores.chats import (
     ChatSummary,
     NewChat,
     StoredMessage,
+    encode_messages,
     list_rank,
     new_chat_id,
     preview_of,
@@ -72,14 +73,16 @@ class MemoryChatStore:
 
     async def read(self, owner: str, chat_id: str) -> ChatRead | None:
         chat = self._own(owner, chat_id)
-        return None if chat is None else ChatRead(chat, list(self._messages[chat_id]))
+        return None if chat is None else ChatRead(chat, encode_messages(self._messages[chat_id]))
 
     async def open_turn(self, owner: str, chat_id: str, job_id: str, ttl: float) -> ChatRead | None:
         chat = self._own(owner, chat_id)
         if chat is None:
             return None
         holder = await self.lock(chat_id, job_id, ttl)
-        return ChatRead(chat, [], holder) if holder is not None else ChatRead(chat, list(self._messages[chat_id]))
+        if holder is not None:
+            return ChatRead(chat, b"[]", holder)
+        return ChatRead(chat, encode_messages(self._messages[chat_id]))
 
     async def page(self, owner: str, limit: int, after: str | None = None) -> ChatPage | None:
         chats = self._listed(owner)

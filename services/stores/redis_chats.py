@@ -38,7 +38,6 @@ __all__ = ["RedisChatStore"]
 
 _SCRIPTS = importlib.resources.files("services.stores")
 _encode = msgspec.json.Encoder().encode
-_decode_all = msgspec.json.Decoder(list[StoredMessage]).decode
 
 
 def _text(value: bytes | None) -> str:
@@ -182,8 +181,8 @@ class RedisChatStore:
             return None
         summary = _summary(chat_id, fields)
         if taken and taken[0] != 0:
-            return ChatRead(summary, [], taken[0].decode())
-        return ChatRead(summary, _decode_all(b"[" + b",".join(messages) + b"]"))
+            return ChatRead(summary, b"[]", taken[0].decode())
+        return ChatRead(summary, b"[" + b",".join(messages) + b"]")
 
     async def page(self, owner: str, limit: int, after: str | None = None) -> ChatPage | None:
         reply: list[Any] | None = await self._page(

@@ -13,7 +13,7 @@ chat keeps the user's messages, and a retry that sends them again does not repea
 
 import time
 
-from services.stores.chats import ChatStore, MessageUsage, StoredMessage
+from services.stores.chats import ChatStore, MessageUsage, StoredMessage, ms
 from services.worker.job_end import JobEnd
 from services.worker.titles import Titler
 from shared.events import Done, Failed
@@ -34,7 +34,7 @@ def reply_of(job: GenerationJob, end: JobEnd, now: float) -> StoredMessage | Non
         id=turn.reply_id,
         role="assistant",
         content=end.text,
-        created=now,
+        created_at=ms(now),
         model=end.terminal.model if isinstance(end.terminal, Done) and end.terminal.model else end.model,
         usage=MessageUsage(
             prompt_tokens=usage.prompt_tokens,
@@ -45,7 +45,7 @@ def reply_of(job: GenerationJob, end: JobEnd, now: float) -> StoredMessage | Non
         else None,
         persona=turn.persona,
         status="cut_short" if failed is not None else "complete",
-        error=failed.code if failed is not None else "",
+        error=failed.code if failed is not None else None,
     )
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Iterable
 from typing import TypeVar
 
-from services.stores.chats import ChatStore, NewChat, StoredMessage, new_message_id
+from services.stores.chats import ChatStore, NewChat, StoredMessage, ms, new_message_id
 from shared.jobs import Role
 
 __all__ = ["Line", "conversation", "create_chats", "delete_chats", "gather_bounded"]
@@ -66,7 +66,7 @@ async def gather_bounded(calls: Iterable[Awaitable[T]], parallel: int = PARALLEL
 
 
 def _stored(lines: list[Line], now: float) -> list[StoredMessage]:
-    return [StoredMessage(id=new_message_id(), role=role, content=text, created=now) for role, text in lines]
+    return [StoredMessage(id=new_message_id(), role=role, content=text, created_at=ms(now)) for role, text in lines]
 
 
 async def create_chats(

@@ -23,6 +23,7 @@ from services.stores.chats import (
     ForkOrigin,
     NewChat,
     StoredMessage,
+    ms,
     new_message_id,
 )
 from shared.errors import ErrorCode, GatewayError, InvalidRequestError
@@ -71,7 +72,10 @@ def limit_error(exc: ChatLimitError) -> GatewayError:
 
 
 def stored(lines: Sequence[Line], now: float) -> list[StoredMessage]:
-    return [StoredMessage(id=new_message_id(), role=line.role, content=line.content, created=now) for line in lines]
+    created = ms(now)
+    return [
+        StoredMessage(id=new_message_id(), role=line.role, content=line.content, created_at=created) for line in lines
+    ]
 
 
 class ChatService:
@@ -162,7 +166,8 @@ class ChatService:
         return page
 
     async def fork(self, owner: str, chat_id: str, message_id: str) -> tuple[ChatSummary, list[StoredMessage]]:
-        chat, messages, _ = await self.read(owner, chat_id)
+        found = await self.read(owner, chat_id)
+        chat, messages = found.chat, found.messages
         index = next((i for i, m in enumerate(messages) if m.id == message_id), None)
         if index is None:
             raise InvalidRequestError(

@@ -80,7 +80,7 @@ async def test_a_turn_past_the_message_cap_is_413_and_lets_go() -> None:
 
 
 def _stored(*pairs: tuple[str, str]) -> list[StoredMessage]:
-    return [StoredMessage(id=f"m{i}", role=r, content=c, created=0) for i, (r, c) in enumerate(pairs)]  # type: ignore[arg-type]
+    return [StoredMessage(id=f"m{i}", role=r, content=c, created_at=0) for i, (r, c) in enumerate(pairs)]  # type: ignore[arg-type]
 
 
 def test_new_lines_skip_the_stored_tail_the_client_repeats() -> None:

@@ -1,5 +1,7 @@
 """What the worker saves to a chat when a job ends (``services.worker.chat_replies.reply_of``)."""
 
+import msgspec
+
 from services.worker.chat_replies import reply_of
 from services.worker.job_end import JobEnd
 from shared.events import Done, Failed, Usage
@@ -21,7 +23,7 @@ def test_a_finished_job_saves_its_whole_answer_with_model_and_usage() -> None:
     end = JobEnd(Done(seq=6, model="gpt-4o-mini-2024-07-18"), USAGE, "openai", "gpt-4o-mini", "Hello there")
     reply = reply_of(JOB, end, 100.0)
     assert reply is not None
-    assert (reply.id, reply.role, reply.content, reply.created) == ("msg_1", "assistant", "Hello there", 100.0)
+    assert (reply.id, reply.role, reply.content, reply.created_at) == ("msg_1", "assistant", "Hello there", 100_000)
     assert reply.model == "gpt-4o-mini-2024-07-18" and reply.persona == "maya" and reply.status == "complete"
     assert reply.usage is not None and reply.usage.total_tokens == 14
 
@@ -31,6 +33,7 @@ def test_a_cancelled_job_saves_its_partial_answer_cut_short() -> None:
     reply = reply_of(JOB, end, 1.0)
     assert reply is not None
     assert (reply.content, reply.status, reply.error, reply.usage) == ("Hel", "cut_short", "cancelled", None)
+    assert b"usage" not in msgspec.json.encode(reply)  # absent, as the API shows it
 
 
 def test_a_job_that_failed_before_any_text_saves_nothing() -> None:

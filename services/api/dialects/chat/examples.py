@@ -13,14 +13,14 @@ from services.api.dialects.chat.translate import (
     CHAT_ID,
     PERSONA,
     TITLE,
-    chat_object,
+    chat_body,
     generate_body,
     oneoff_body,
     summary_object,
 )
 from services.api.sse import START, FrameId, frames
 from services.api.wire import encode_json
-from services.stores.chats import ChatSummary, ForkOrigin, MessageUsage, StoredMessage
+from services.stores.chats import ChatSummary, ForkOrigin, MessageUsage, StoredMessage, encode_messages, ms
 from shared.errors import ErrorCode
 from shared.events import Done, Event, Failed, ModelInfo, ReasoningDelta, Started, TextDelta, Usage
 from shared.jobs import StreamView
@@ -125,15 +125,16 @@ _SUMMARY = ChatSummary(
     source="web",
 )
 _MESSAGES = [
-    StoredMessage(id="msg_0e6b1d2c7a9f4e3b5c8d1a20", role="user", content=_QUESTION, created=_NOW),
+    StoredMessage(id="msg_0e6b1d2c7a9f4e3b5c8d1a20", role="user", content=_QUESTION, created_at=ms(_NOW)),
     StoredMessage(
         id="msg_9a4c3e7b2d1f6a8e0b5c4d31",
         role="assistant",
         content=_TEXT,
-        created=_NOW + 2.5,
+        created_at=ms(_NOW + 2.5),
         model=_ANSWERED,
         usage=MessageUsage(prompt_tokens=41, completion_tokens=12, total_tokens=53),
         persona="maya",
+        status="complete",
     ),
 ]
 _CUT = msgspec.structs.replace(_MESSAGES[1], content="Five, seven", status="cut_short", error="cancelled")
@@ -141,10 +142,10 @@ _FORKED = msgspec.structs.replace(
     _SUMMARY, id="chat_0b8e6d4f2a1c9e7b5d3f1a08", forked_from=ForkOrigin(chat_id=CHAT, message_id=_MESSAGES[1].id)
 )
 CHAT_BODIES = {
-    "a chat": _json(chat_object(_SUMMARY, _MESSAGES)),
-    "a reply cut short": _json(chat_object(_SUMMARY, [_MESSAGES[0], _CUT])),
+    "a chat": _json(chat_body(_SUMMARY, encode_messages(_MESSAGES))),
+    "a reply cut short": _json(chat_body(_SUMMARY, encode_messages([_MESSAGES[0], _CUT]))),
 }
-FORKED_BODY = _json(chat_object(_FORKED, _MESSAGES))
+FORKED_BODY = _json(chat_body(_FORKED, encode_messages(_MESSAGES)))
 SUMMARY_BODY = _json(summary_object(msgspec.structs.replace(_SUMMARY, pinned=True)))
 HISTORY_PAGES = {
     "a page": {"chats": [_json(summary_object(_SUMMARY))], "hasMore": True, "nextCursor": CHAT},

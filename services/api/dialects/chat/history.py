@@ -19,11 +19,11 @@ from services.api.chats.service import ChatService, missing
 from services.api.chats.turns import Line, auto_title
 from services.api.dialects.chat import docs, examples
 from services.api.dialects.chat.schemas import ForkRequest, NewChatRequest, PatchRequest, PinRequest
-from services.api.dialects.chat.translate import chat_object, summary_object
+from services.api.dialects.chat.translate import chat_body, summary_object
 from services.api.generation import GenerationService
 from services.api.openapi_doc import documented
 from services.api.wire import encode_json
-from services.stores.chats import NewChat, StoredMessage, new_message_id
+from services.stores.chats import NewChat, StoredMessage, encode_messages, ms, new_message_id
 from shared.errors import InvalidRequestError
 from shared.jobs import Principal
 
@@ -75,8 +75,8 @@ async def history(
 async def fetch(
     principal: NamedDependency[Principal], chats: NamedDependency[ChatService], chat_id: ChatId
 ) -> Response[bytes]:
-    chat, messages, _ = await chats.read(principal.user_id, chat_id)
-    return _json(chat_object(chat, messages))
+    found = await chats.read(principal.user_id, chat_id)
+    return Response(chat_body(found.chat, found.raw), media_type=_JSON)
 
 
 @post(
@@ -101,7 +101,7 @@ async def fork(
 ) -> Response[bytes]:
     body = decode_body(_FORK, await request.body(), generation.settings)
     chat, messages = await chats.fork(principal.user_id, body.chatId, body.messageId)
-    return _json(chat_object(chat, messages), 201)
+    return Response(chat_body(chat, encode_messages(messages)), status_code=201, media_type=_JSON)
 
 
 async def _set(chats: ChatService, principal: Principal, chat_id: str, title: str | None, pinned: bool | None) -> Any:
@@ -201,11 +201,14 @@ async def new_chat(
     body = decode_body(_NEW, await request.body(), generation.settings)
     persona = chats.personas.get(body.persona).name
     now = time.time()
-    messages = [StoredMessage(id=new_message_id(), role=m.role, content=m.content, created=now) for m in body.messages]
+    created = ms(now)
+    messages = [
+        StoredMessage(id=new_message_id(), role=m.role, content=m.content, created_at=created) for m in body.messages
+    ]
     lines = [Line(m.role, m.content) for m in body.messages]
     new = NewChat(title=body.title or auto_title(lines), title_auto=body.title is None, persona=persona)
     chat = await chats.create(principal.user_id, new, messages)
-    return _json(chat_object(chat, messages), 201)
+    return Response(chat_body(chat, encode_messages(messages)), status_code=201, media_type=_JSON)
 
 
 #: Litestar 2 makes a path's automatic OPTIONS answer when the path's first handler is registered, and keeps it

@@ -3,8 +3,8 @@
 from typing import Any
 
 from services.api.answer import Answer
-from services.api.wire import encode_json
-from services.stores.chats import ChatSummary, StoredMessage
+from services.api.wire import encode_json, escape_line_breaks
+from services.stores.chats import ChatSummary
 from shared.events import Usage
 from shared.jobs import StreamView
 
@@ -12,9 +12,8 @@ __all__ = [
     "CHAT_ID",
     "PERSONA",
     "TITLE",
-    "chat_object",
+    "chat_body",
     "generate_body",
-    "message_object",
     "oneoff_body",
     "summary_object",
     "usage_object",
@@ -47,34 +46,9 @@ def summary_object(chat: ChatSummary) -> dict[str, Any]:
     return body
 
 
-def message_object(message: StoredMessage) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": message.id,
-        "role": message.role,
-        "content": message.content,
-        "createdAt": _ms(message.created),
-    }
-    if message.role == "assistant":
-        usage = message.usage
-        body["model"] = message.model or None
-        body["persona"] = message.persona or None
-        body["usage"] = (
-            {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.total_tokens,
-            }
-            if usage is not None
-            else None
-        )
-        body["status"] = message.status
-        if message.error:
-            body["error"] = message.error
-    return body
-
-
-def chat_object(chat: ChatSummary, messages: list[StoredMessage]) -> dict[str, Any]:
-    return {**summary_object(chat), "messages": [message_object(m) for m in messages]}
+def chat_body(chat: ChatSummary, raw: bytes) -> bytes:
+    """A chat with its messages (``raw``: their JSON array as stored, which is how the API shows them)."""
+    return encode_json(summary_object(chat))[:-1] + b',"messages":' + escape_line_breaks(raw) + b"}"
 
 
 def usage_object(usage: Usage | None) -> dict[str, int]:
