@@ -24,6 +24,7 @@ __all__ = [
     "TextPart",
     "ToolCall",
     "ToolSpec",
+    "TurnMessage",
     "UpstreamOverride",
     "message_text",
 ]
@@ -142,13 +143,24 @@ class Admission(_Wire, frozen=True, kw_only=True):
     lease: bool = False
 
 
+class TurnMessage(_Wire, frozen=True, kw_only=True):
+    """A message the client added to a chat with a generation, saved with the reply (``created_at``: ms)."""
+
+    id: str
+    role: Role
+    content: str
+    created_at: int
+
+
 class ChatTurn(_Wire, frozen=True, kw_only=True):
-    """A generation on a saved chat: when the job ends, the worker saves its reply there (as message
-    ``reply_id``, answered as ``persona``) and lets go of the chat's generation lock the job holds."""
+    """A generation on a saved chat: when the job ends, the worker saves the client's new messages (``turns``)
+    and its reply there, in one step (the reply as message ``reply_id``, answered as ``persona``), and lets go
+    of the chat's generation lock the job holds."""
 
     chat_id: str
     reply_id: str
     persona: str = ""
+    turns: list[TurnMessage] = []
     #: the generation that created the chat: its title may be rewritten by a model afterwards
     first: bool = False
 

@@ -225,7 +225,7 @@ class ChatStoreContract:
         assert await store.append(OTHER, chat.id, [message("intrusion")], T0 + 1) is None
         assert not await store.retitle(OTHER, chat.id, "mine now")
         assert not await store.delete(OTHER, chat.id)
-        await store.finish_turn(OTHER, chat.id, "job-1", message("reply", "assistant"), T0 + 1)
+        await store.finish_turn(OTHER, chat.id, "job-1", [message("reply", "assistant")], T0 + 1)
         assert await listed(store, OTHER) == []
         assert await store.summary(OWNER, chat.id) == chat
         assert len(await saved(store, chat.id)) == 1
@@ -268,9 +268,9 @@ class ChatStoreContract:
         chat = await store.create(OWNER, NewChat(title="t"), [message("1"), message("2")], T0)
         assert await store.lock(chat.id, "job-1", 60) is None
         reply = message("the answer", "assistant")
-        await store.finish_turn(OWNER, chat.id, "job-2", reply, T0 + 3)  # not the holder: saved, lock stays
+        await store.finish_turn(OWNER, chat.id, "job-2", [reply], T0 + 3)  # not the holder: saved, lock stays
         assert await store.lock(chat.id, "job-3", 60) == "job-1"
-        await store.finish_turn(OWNER, chat.id, "job-1", None, T0 + 4)
+        await store.finish_turn(OWNER, chat.id, "job-1", [], T0 + 4)
         assert await store.lock(chat.id, "job-3", 60) is None
         assert (await saved(store, chat.id))[2:] == [reply]
         summary = await store.summary(OWNER, chat.id)
@@ -281,7 +281,7 @@ class ChatStoreContract:
         (chat,) = await new_chats(store, OWNER, 1)
         await store.delete(OWNER, chat.id)
         assert await store.lock(chat.id, "job-1", 60) is None
-        await store.finish_turn(OWNER, chat.id, "job-1", message("too late", "assistant"), T0 + 5)
+        await store.finish_turn(OWNER, chat.id, "job-1", [message("too late", "assistant")], T0 + 5)
         assert await store.summary(OWNER, chat.id) is None
         assert await store.messages(OWNER, chat.id) is None
         assert await listed(store) == []

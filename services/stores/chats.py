@@ -17,6 +17,7 @@ Implementations: ``RedisChatStore`` (``services.stores.redis_chats``) and ``Memo
 """
 
 import secrets
+from collections.abc import Sequence
 from typing import Literal, NamedTuple, Protocol
 
 import msgspec
@@ -238,10 +239,12 @@ class ChatStore(Protocol):
         """Let go of the chat if ``job_id`` holds it."""
         ...
 
-    async def finish_turn(self, owner: str, chat_id: str, job_id: str, reply: StoredMessage | None, now: float) -> None:
-        """A generation's end, in one step: append ``reply`` (if any; never refused by ``max_messages``, its
-        place was checked when the turn began) and let go of the chat if ``job_id`` holds it. A chat deleted
-        meanwhile stays deleted (the reply is dropped)."""
+    async def finish_turn(
+        self, owner: str, chat_id: str, job_id: str, messages: Sequence[StoredMessage], now: float
+    ) -> None:
+        """A generation's end, in one step: append ``messages`` (the turn's new messages and its reply; never
+        refused by ``max_messages``, their place was checked when the turn began) and let go of the chat if
+        ``job_id`` holds it. A chat deleted meanwhile stays deleted (the messages are dropped)."""
         ...
 
     async def retitle(self, owner: str, chat_id: str, title: str) -> bool:

@@ -4,6 +4,7 @@ Locks run out by ``time.monotonic``. Nothing awaits inside a method, so each one
 """
 
 import time
+from collections.abc import Sequence
 
 import msgspec
 
@@ -158,8 +159,10 @@ class MemoryChatStore:
         if self._holder(chat_id) == job_id:
             del self._locks[chat_id]
 
-    async def finish_turn(self, owner: str, chat_id: str, job_id: str, reply: StoredMessage | None, now: float) -> None:
-        self._add(owner, chat_id, [reply] if reply is not None else [], now, 0)
+    async def finish_turn(
+        self, owner: str, chat_id: str, job_id: str, messages: Sequence[StoredMessage], now: float
+    ) -> None:
+        self._add(owner, chat_id, list(messages), now, 0)
         await self.unlock(chat_id, job_id)
 
     async def retitle(self, owner: str, chat_id: str, title: str) -> bool:

@@ -12,6 +12,7 @@ refused in the same step that would change it.
 
 import importlib.resources
 import math
+from collections.abc import Sequence
 from typing import Any, cast
 
 import msgspec
@@ -223,7 +224,7 @@ class RedisChatStore:
         return await self._add(owner, chat_id, messages, now, self._limits.max_messages, job_id="")
 
     async def _add(
-        self, owner: str, chat_id: str, messages: list[StoredMessage], now: float, cap: int, job_id: str
+        self, owner: str, chat_id: str, messages: Sequence[StoredMessage], now: float, cap: int, job_id: str
     ) -> ChatSummary | None:
         reply: bytes | list[bytes] | None = await self._append(
             keys=[keys.chat(chat_id), keys.chat_messages(chat_id), keys.user_chats(owner), keys.chat_lock(chat_id)],
@@ -254,8 +255,10 @@ class RedisChatStore:
     async def unlock(self, chat_id: str, job_id: str) -> None:
         await self._lock(keys=[keys.chat_lock(chat_id)], args=["drop", job_id])
 
-    async def finish_turn(self, owner: str, chat_id: str, job_id: str, reply: StoredMessage | None, now: float) -> None:
-        await self._add(owner, chat_id, [reply] if reply is not None else [], now, 0, job_id=job_id)
+    async def finish_turn(
+        self, owner: str, chat_id: str, job_id: str, messages: Sequence[StoredMessage], now: float
+    ) -> None:
+        await self._add(owner, chat_id, messages, now, 0, job_id=job_id)
 
     async def retitle(self, owner: str, chat_id: str, title: str) -> bool:
         replaced: int = await self._retitle(keys=[keys.chat(chat_id)], args=[owner, title])

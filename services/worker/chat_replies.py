@@ -2,9 +2,10 @@
 
 The worker saves it, not the API, because the worker is the one process that always sees a job end: the
 client may have hung up (a detached job runs on), its API replica may have died, and a cancelled job's
-partial answer is known only here. The reply is saved, and the chat let go for the next generation, in one
-store call made before the job's terminal event is published: a client that saw the end of the stream finds
-the reply in the chat, and may generate again at once.
+partial answer is known only here. The turn (the client's new messages, which the
+job carries, and the reply) is saved, and the chat let go for the next generation, in one store call made
+before the job's terminal event is published: a client that saw the end of the stream finds the reply in the
+chat, and may generate again at once; a chat never holds a turn's question without the turn's end.
 
 A job that ended with an answer saves it whole; one cancelled or failed after part of its answer saves that
 part marked ``cut_short`` with the job's error code; one that failed before any text saves nothing (the
@@ -60,7 +61,9 @@ class ChatReplies:
             return
         now = time.time()
         reply = reply_of(job, end, now)
-        await self._store.finish_turn(job.principal.user_id, turn.chat_id, job.id, reply, now)
+        turns = [StoredMessage(id=m.id, role=m.role, content=m.content, created_at=m.created_at) for m in turn.turns]
+        saved = [*turns, reply] if reply is not None else turns
+        await self._store.finish_turn(job.principal.user_id, turn.chat_id, job.id, saved, now)
         if self._titler is not None and turn.first and reply is not None and reply.status == "complete":
             question = next((message_text(m) for m in reversed(job.messages) if m.role == "user"), "")
             self._titler.schedule(job.principal.user_id, turn.chat_id, question, reply.content)

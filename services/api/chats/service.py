@@ -2,8 +2,8 @@
 
 A turn: ``begin`` takes the chat for the job (a new chat is created holding the client's messages; an
 existing one is locked, 409 while another job holds it unless that job has ended, and its new messages
-found), ``commit`` saves those messages once the job is admitted, ``abandon`` undoes ``begin`` for a job
-that will never run. The reply is saved by the worker when the job ends (``ChatTurn`` in the job).
+found), ``abandon`` undoes ``begin`` for a job that will never run. The new messages travel in the job
+(``ChatTurn.turns``), and the worker saves them with the reply when the job ends, in one step.
 """
 
 import secrets
@@ -35,7 +35,7 @@ class Turn(NamedTuple):
     chat: ChatSummary
     #: the chat's messages the model sees (saved ones, then the new ones)
     history: list[StoredMessage]
-    #: messages to save when the job is admitted (none for a new chat: it was created holding them)
+    #: the client's new messages, saved with the reply (none for a new chat: it was created holding them)
     pending: list[StoredMessage]
     created: bool
 
@@ -130,15 +130,6 @@ class ChatService:
         raise GatewayError(
             f"chat {chat_id!r} is generating a reply already; wait for it to finish", code=ErrorCode.CONFLICT
         )
-
-    async def commit(self, owner: str, turn: Turn) -> None:
-        if turn.pending:
-            try:
-                chat = await self.store.append(owner, turn.chat.id, turn.pending, time.time())
-            except ChatLimitError as exc:
-                raise limit_error(exc) from None
-            if chat is None:
-                raise missing(turn.chat.id)
 
     async def abandon(self, owner: str, turn: Turn, job_id: str) -> None:
         """The job will never run: a chat the turn created goes; an existing one is let go."""

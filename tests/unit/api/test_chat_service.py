@@ -44,7 +44,7 @@ async def test_a_second_generation_on_a_chat_is_409_until_the_first_ends() -> No
     with pytest.raises(GatewayError) as refused:
         await chats.begin("ana", turn.chat.id, [Line("user", "again")], NEW, "job2")
     assert refused.value.code == ErrorCode.CONFLICT
-    await chats.store.finish_turn("ana", turn.chat.id, "job1", None, 1.0)
+    await chats.store.finish_turn("ana", turn.chat.id, "job1", [], 1.0)
     again = await chats.begin("ana", turn.chat.id, [Line("user", "again")], NEW, "job2")
     assert [m.content for m in again.pending] == ["again"]
 
@@ -63,7 +63,7 @@ async def test_abandoning_a_new_chats_turn_deletes_it_and_an_existing_ones_lets_
     await chats.abandon("ana", created, "j1")
     assert await chats.store.summary("ana", created.chat.id) is None
     kept = await chats.begin("ana", None, [Line("user", "hi")], NEW, "j2")
-    await chats.store.finish_turn("ana", kept.chat.id, "j2", None, 1.0)
+    await chats.store.finish_turn("ana", kept.chat.id, "j2", [], 1.0)
     turn = await chats.begin("ana", kept.chat.id, [Line("user", "x")], NEW, "j3")
     await chats.abandon("ana", turn, "j3")
     assert (await chats.begin("ana", kept.chat.id, [Line("user", "x")], NEW, "j4")).chat.id == kept.chat.id
@@ -72,7 +72,7 @@ async def test_abandoning_a_new_chats_turn_deletes_it_and_an_existing_ones_lets_
 async def test_a_turn_past_the_message_cap_is_413_and_lets_go() -> None:
     chats, _ = service(max_messages=3)
     turn = await chats.begin("ana", None, [Line("user", "a")], NEW, "j1")
-    await chats.store.finish_turn("ana", turn.chat.id, "j1", None, 1.0)
+    await chats.store.finish_turn("ana", turn.chat.id, "j1", [], 1.0)
     with pytest.raises(GatewayError) as refused:
         await chats.begin("ana", turn.chat.id, [Line("user", "a"), Line("user", "b"), Line("user", "c")], NEW, "j2")
     assert refused.value.code == ErrorCode.REQUEST_TOO_LARGE

@@ -29,7 +29,7 @@ from services.api.sse import JOB_HEADER, sse_response
 from services.api.wire import encode_json
 from services.stores.chats import NewChat, new_message_id
 from shared.catalog import resolve_model
-from shared.jobs import ChatTurn, Principal, SamplingParams
+from shared.jobs import ChatTurn, Principal, SamplingParams, TurnMessage
 
 __all__ = ["GENERATE", "ONEOFF", "ROUTES"]
 
@@ -105,7 +105,13 @@ async def _generate(
         SamplingParams(temperature=persona.temperature),
         body.stream,
         Rendering(GENERATE, "", named, labels=labels),
-        chat=ChatTurn(chat_id=turn.chat.id, reply_id=new_message_id(), persona=persona.name, first=turn.created),
+        chat=ChatTurn(
+            chat_id=turn.chat.id,
+            reply_id=new_message_id(),
+            persona=persona.name,
+            first=turn.created,
+            turns=[TurnMessage(id=m.id, role=m.role, content=m.content, created_at=m.created_at) for m in turn.pending],
+        ),
         job_id=job_id,
     )
     return await _generate_turn(caller, generation, chats, turn, spec)
@@ -117,7 +123,6 @@ async def _generate_turn(
     owner = caller.principal.user_id
     try:
         prepared = await generation.prepare(caller, spec)
-        await chats.commit(owner, turn)
     except BaseException:  # not admitted: the turn is undone (a chat it created goes, an existing one is let go)
         await chats.abandon(owner, turn, spec.job_id)
         raise
