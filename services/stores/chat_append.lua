@@ -4,8 +4,7 @@
 --   KEYS[1] the chat (hash), KEYS[2] its messages (list), KEYS[3] the owner's chats (zset), KEYS[4] its lock
 --   ARGV[1] owner, ARGV[2] chat id, ARGV[3] max messages (0: none), ARGV[4] now (unix s), ARGV[5] the rank of
 --   now (unpinned), ARGV[6] what pinning adds to a rank, ARGV[7] the preview, ARGV[8] the job id to release
---   ('': none), ARGV[9 ..] the messages (JSON), then as many pieces of the chat's digest, one per message
---   (the digest chains them: sha1(digest .. piece), as shared with chats.py's ``chain``)
+--   ('': none), ARGV[9 ..] the messages (JSON)
 -- Returns false if the chat is not the owner's, 'messages' if the cap would be passed, else the chat's summary
 -- (HGETALL).
 local function release()
@@ -17,22 +16,17 @@ if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
   release()
   return false
 end
-local count = (#ARGV - 8) / 2
+local count = #ARGV - 8
 if count > 0 then
   local held, max = tonumber(redis.call('HGET', KEYS[1], 'count')), tonumber(ARGV[3])
   if max > 0 and held + count > max then
     release()
     return 'messages'
   end
-  local last = 8 + count
-  for i = 9, last, 1000 do -- in steps: unpack puts every value on Lua's stack, which is bounded
-    redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, last)))
+  for i = 9, #ARGV, 1000 do -- in steps: unpack puts every value on Lua's stack, which is bounded
+    redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
   end
-  local digest = redis.call('HGET', KEYS[1], 'digest') or ''
-  for i = last + 1, #ARGV do
-    digest = redis.sha1hex(digest .. ARGV[i])
-  end
-  redis.call('HSET', KEYS[1], 'count', held + count, 'updated', ARGV[4], 'preview', ARGV[7], 'digest', digest)
+  redis.call('HSET', KEYS[1], 'count', held + count, 'updated', ARGV[4], 'preview', ARGV[7])
   local rank = tonumber(ARGV[5])
   if redis.call('HGET', KEYS[1], 'pinned') == '1' then
     rank = rank + tonumber(ARGV[6])

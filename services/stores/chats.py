@@ -16,7 +16,6 @@ Implementations: ``RedisChatStore`` (``services.stores.redis_chats``) and ``Memo
 (``services.stores.memory_chats``, for unit tests only).
 """
 
-import hashlib
 import secrets
 from collections.abc import Sequence
 from typing import Literal, NamedTuple, Protocol
@@ -27,9 +26,6 @@ __all__ = [
     "PINNED_RANK",
     "PREVIEW_CHARS",
     "ChatLimitError",
-    "chain",
-    "piece",
-    "prefix_digests",
     "decode_messages",
     "encode_messages",
     "ms",
@@ -137,9 +133,6 @@ class ChatRead(NamedTuple):
     raw: bytes
     #: ``open_turn`` only: the job holding the chat, when it was refused (then ``raw`` is ``[]``)
     holder: str | None = None
-    #: ``open_turn`` only: the chat's messages are the first ``chat.message_count`` the client sent (their
-    #: digests matched), so they were not read (``raw`` is ``[]``)
-    known: bool = False
 
     @property
     def messages(self) -> list[StoredMessage]:
@@ -153,25 +146,6 @@ encode_messages = msgspec.json.Encoder().encode
 def decode_messages(raw: bytes) -> list[StoredMessage]:
     """Messages from their JSON array (``ChatRead.raw``)."""
     return _decode_messages(raw)
-
-
-def piece(role: str, content: str) -> str:
-    """A message's part of a chat's digest."""
-    return hashlib.sha1(f"{role}\0{content}".encode(), usedforsecurity=False).hexdigest()
-
-
-def chain(digest: str, piece: str) -> str:
-    """A chat's digest after one more message (the Lua scripts chain it alike, with ``redis.sha1hex``)."""
-    return hashlib.sha1(f"{digest}{piece}".encode(), usedforsecurity=False).hexdigest()
-
-
-def prefix_digests(messages: Sequence[tuple[str, str]]) -> list[str]:
-    """The digests of a chat holding the first 0, 1, ... ``len(messages)`` of ``messages`` ((role, content)):
-    a chat whose stored digest is the ``n``-th holds exactly the first ``n``, without reading them."""
-    digests = [""]
-    for role, content in messages:
-        digests.append(chain(digests[-1], piece(role, content)))
-    return digests
 
 
 def ms(seconds: float) -> int:
@@ -228,13 +202,9 @@ class ChatStore(Protocol):
         """The chat and its messages in one step; None if it is not the owner's (or does not exist)."""
         ...
 
-    async def open_turn(
-        self, owner: str, chat_id: str, job_id: str, ttl: float, prefixes: Sequence[str] = ()
-    ) -> ChatRead | None:
+    async def open_turn(self, owner: str, chat_id: str, job_id: str, ttl: float) -> ChatRead | None:
         """``lock`` and ``read`` in one step: the chat taken for ``job_id`` with its messages, or (another job
-        holding it) the holder's id and no messages; None if it is not the owner's (or does not exist).
-        ``prefixes``: ``prefix_digests`` of the messages the client sent; when the chat holds exactly the first
-        ``n`` of them, its messages are not read (``known``)."""
+        holding it) the holder's id and no messages; None if it is not the owner's (or does not exist)."""
         ...
 
     async def page(self, owner: str, limit: int, after: str | None = None) -> ChatPage | None:

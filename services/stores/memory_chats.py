@@ -19,7 +19,6 @@ from services.stores.chats import (
     encode_messages,
     list_rank,
     new_chat_id,
-    prefix_digests,
     preview_of,
 )
 
@@ -77,20 +76,14 @@ class MemoryChatStore:
         chat = self._own(owner, chat_id)
         return None if chat is None else ChatRead(chat, encode_messages(self._messages[chat_id]))
 
-    async def open_turn(
-        self, owner: str, chat_id: str, job_id: str, ttl: float, prefixes: Sequence[str] = ()
-    ) -> ChatRead | None:
+    async def open_turn(self, owner: str, chat_id: str, job_id: str, ttl: float) -> ChatRead | None:
         chat = self._own(owner, chat_id)
         if chat is None:
             return None
         holder = await self.lock(chat_id, job_id, ttl)
         if holder is not None:
             return ChatRead(chat, b"[]", holder)
-        messages = self._messages[chat_id]
-        digest = prefix_digests([(m.role, m.content) for m in messages])[-1]
-        if len(messages) < len(prefixes) and prefixes[len(messages)] == digest:
-            return ChatRead(chat, b"[]", known=True)
-        return ChatRead(chat, encode_messages(messages))
+        return ChatRead(chat, encode_messages(self._messages[chat_id]))
 
     async def page(self, owner: str, limit: int, after: str | None = None) -> ChatPage | None:
         chats = self._listed(owner)

@@ -31,8 +31,6 @@ from services.stores.chats import (
     StoredMessage,
     list_rank,
     new_chat_id,
-    piece,
-    prefix_digests,
     preview_of,
 )
 from shared import keys
@@ -133,8 +131,7 @@ class RedisChatStore:
             source=chat.source,
             forked_from=chat.forked_from,
         )
-        digest = prefix_digests([(m.role, m.content) for m in messages])[-1]
-        fields = [*_hash(summary), "digest", digest]
+        fields = _hash(summary)
         refused: bytes = await self._create(
             keys=[keys.chat(summary.id), keys.chat_messages(summary.id), keys.user_chats(owner)],
             args=[
@@ -163,39 +160,30 @@ class RedisChatStore:
         return None if found is None else found.messages
 
     async def read(self, owner: str, chat_id: str) -> ChatRead | None:
-        return await self._read(owner, chat_id)
+        return await self._read(owner, chat_id, "", 0.0)
 
-    async def open_turn(
-        self, owner: str, chat_id: str, job_id: str, ttl: float, prefixes: Sequence[str] = ()
-    ) -> ChatRead | None:
-        """One round trip when the client sent the chat's messages again (their digests match): the lock, by a
-        script that checks the owner first, and the summary; else a second one reads the messages."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            chat_keys = [keys.chat(chat_id), keys.chat_lock(chat_id)]
-            await self._open(keys=chat_keys, args=[owner, job_id, _ms(ttl), *prefixes], client=pipe)
-            pipe.hgetall(keys.chat(chat_id))
-            taken, fields = await pipe.execute()
-        if taken == -1 or fields.get(b"owner") != owner.encode():
-            return None
-        summary = _summary(chat_id, fields)
-        if isinstance(taken, bytes):
-            return ChatRead(summary, b"[]", taken.decode())
-        if taken == 1:
-            return ChatRead(summary, b"[]", known=True)
-        messages = cast(list[bytes], await self._redis.lrange(keys.chat_messages(chat_id), 0, -1))
-        return ChatRead(summary, b"[" + b",".join(messages) + b"]")
+    async def open_turn(self, owner: str, chat_id: str, job_id: str, ttl: float) -> ChatRead | None:
+        return await self._read(owner, chat_id, job_id, ttl)
 
-    async def _read(self, owner: str, chat_id: str) -> ChatRead | None:
-        """One round trip: the summary and the messages. Plain reads, not a script: Redis copies a list into a
-        script's Lua and back, which costs more than the round trip (a chat of 200 messages: 2.5 ms through a
-        script, 0.8 ms as LRANGE)."""
+    async def _read(self, owner: str, chat_id: str, job_id: str, ttl: float) -> ChatRead | None:
+        """One round trip: (the lock, by a script that checks the owner first,) the summary and the messages.
+        Plain reads, not a script: Redis copies a list into a script's Lua and back, which costs more than the
+        round trip (a chat of 200 messages: 2.5 ms through a script, 0.8 ms as LRANGE)."""
         async with self._redis.pipeline(transaction=False) as pipe:
+            if job_id:
+                await self._open(
+                    keys=[keys.chat(chat_id), keys.chat_lock(chat_id)], args=[owner, job_id, _ms(ttl)], client=pipe
+                )
             pipe.hgetall(keys.chat(chat_id))
             pipe.lrange(keys.chat_messages(chat_id), 0, -1)
-            fields, messages = await pipe.execute()
-        if fields.get(b"owner") != owner.encode():
+            replies: list[Any] = await pipe.execute()
+        *taken, fields, messages = replies
+        if fields.get(b"owner") != owner.encode() or (taken and taken[0] == -1):
             return None
-        return ChatRead(_summary(chat_id, fields), b"[" + b",".join(messages) + b"]")
+        summary = _summary(chat_id, fields)
+        if taken and taken[0] != 0:
+            return ChatRead(summary, b"[]", taken[0].decode())
+        return ChatRead(summary, b"[" + b",".join(messages) + b"]")
 
     async def page(self, owner: str, limit: int, after: str | None = None) -> ChatPage | None:
         reply: list[Any] | None = await self._page(
@@ -250,7 +238,6 @@ class RedisChatStore:
                 preview_of(messages[-1].content) if messages else "",
                 job_id,
                 *(_encode(message) for message in messages),
-                *(piece(message.role, message.content) for message in messages),
             ],
         )
         if isinstance(reply, bytes):

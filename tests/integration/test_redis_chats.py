@@ -54,7 +54,7 @@ async def test_a_chat_is_a_hash_a_list_and_a_ranked_entry_without_ttl(client: ai
     fields = cast(dict[bytes, bytes], await client.hgetall(keys.chat(chat.id)))
     assert {field.decode() for field in fields} == {
         *("owner", "title", "title_auto", "pinned", "created", "updated", "count", "preview", "persona"),
-        *("scope", "username", "source", "forked_chat", "forked_message", "digest"),
+        *("scope", "username", "source", "forked_chat", "forked_message"),
     }
     raw = await client.lrange(keys.chat_messages(chat.id), 0, -1)
     assert [msgspec.json.decode(item, type=StoredMessage) for item in raw] == sent

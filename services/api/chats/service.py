@@ -25,7 +25,6 @@ from services.stores.chats import (
     StoredMessage,
     ms,
     new_message_id,
-    prefix_digests,
 )
 from shared.errors import ErrorCode, GatewayError, InvalidRequestError
 
@@ -35,7 +34,7 @@ __all__ = ["ChatService", "Turn", "job_time", "new_job_id"]
 class Turn(NamedTuple):
     chat: ChatSummary
     #: the chat's messages the model sees (saved ones, then the new ones)
-    history: Sequence[StoredMessage | Line]
+    history: list[StoredMessage]
     #: the client's new messages, saved with the reply (none for a new chat: it was created holding them)
     pending: list[StoredMessage]
     created: bool
@@ -100,38 +99,26 @@ class ChatService:
                 raise limit_error(exc) from None
             await self.store.lock(chat.id, job_id, self._lock_ttl)
             return Turn(chat, messages, [], created=True)
-        prefixes = prefix_digests(lines)
-        opened = await self.store.open_turn(owner, chat_id, job_id, self._lock_ttl, prefixes)
+        opened = await self.store.open_turn(owner, chat_id, job_id, self._lock_ttl)
         if opened is not None and opened.holder is not None:
             await self._take_over(chat_id, opened.holder, job_id)
             opened = await self.store.read(owner, chat_id)
         if opened is None:
             await self.store.unlock(chat_id, job_id)  # deleted meanwhile (a no-op when the lock is not ours)
             raise missing(chat_id)
+        chat, saved = opened.chat, opened.messages
         try:
-            return self._turn(opened, lines, now)
+            pending = stored(new_lines(saved, lines), now)
+            _need_user([*saved, *pending])
+            if self.max_messages and len(saved) + len(pending) + 1 > self.max_messages:
+                raise GatewayError(
+                    f"a chat may hold at most {self.max_messages} messages; this one holds {len(saved)}",
+                    code=ErrorCode.REQUEST_TOO_LARGE,
+                )
         except BaseException:
             await self.store.unlock(chat_id, job_id)
             raise
-
-    def _turn(self, opened: ChatRead, lines: Sequence[Line], now: float) -> Turn:
-        """The turn on an opened chat: its saved messages (the client's own first ones, when it sent them all
-        again), then the new ones."""
-        held = opened.chat.message_count
-        if opened.known:
-            saved: Sequence[StoredMessage | Line] = lines[:held]
-            pending = stored(lines[held:], now)
-        else:
-            saved = opened.messages
-            pending = stored(new_lines(opened.messages, lines), now)
-            held = len(saved)
-        _need_user([*saved, *pending])
-        if self.max_messages and held + len(pending) + 1 > self.max_messages:
-            raise GatewayError(
-                f"a chat may hold at most {self.max_messages} messages; this one holds {held}",
-                code=ErrorCode.REQUEST_TOO_LARGE,
-            )
-        return Turn(opened.chat, [*saved, *pending], pending, created=False)
+        return Turn(chat, [*saved, *pending], pending, created=False)
 
     async def _take_over(self, chat_id: str, holder: str, job_id: str) -> None:
         """Take the chat from ``holder`` if its job has ended; else 409."""
