@@ -74,7 +74,8 @@ async def test_the_turns_new_messages_are_saved_with_the_reply_in_one_step() -> 
     saved = await store.messages("ana", chat.id) or []
     assert [(m.id, m.content) for m in saved] == [("m1", "question"), ("r1", "answer")]
     assert await store.lock(chat.id, "next", 60) is None  # let go
-    failed = msgspec.structs.replace(asked, id="j3", chat=msgspec.structs.replace(asked.chat, reply_id="r2"))
+    turn = ChatTurn(chat_id=chat.id, reply_id="r2", persona="maya", turns=turns)
+    failed = msgspec.structs.replace(asked, id="j3", chat=turn)
     failure = Failed(seq=2, code="upstream_error", message="x")
     await ChatReplies(store).on_end(failed, JobEnd(failure, None, "openai", "m", ""))
     assert [m.id for m in await store.messages("ana", chat.id) or []] == ["m1", "r1", "m1"]  # the question kept
