@@ -30,10 +30,12 @@ API_ENV = {"CONDUIT_HEARTBEAT_INTERVAL": "1", "CONDUIT_COMMIT_TIMEOUT": "1"}
 MESSAGES = [{"role": "user", "content": "hi"}]
 CHAT = {"model": "gpt-4o-mini", "messages": MESSAGES}
 #: routes that never touch Redis: they answer as usual whatever Redis does
-REDIS_FREE = ("/healthz", "/docs", "/openapi")
+REDIS_FREE = ("/healthz", "/docs", "/openapi", "/api/v1/personas")
 #: what a client may be told while Redis is away: the gateway is unavailable, or (its workers unseen) has none
 CODES = {"unavailable", "no_worker"}
 WITHIN = 2.0
+#: what a call that succeeds answers (a chat made is a 201)
+OK = (200, 201)
 
 
 def _from_memory(call: "Call") -> bool:
@@ -50,9 +52,28 @@ class Call(NamedTuple):
     key: bool = False
 
 
-def _calls(job_id: str) -> dict[str, list[Call]]:
+def _chat_calls(chat_id: str, message_id: str) -> dict[str, list[Call]]:
+    """The chat API's (DELETE /api/v1/chat/{id} shares its route with PATCH, which stands for it: a chat deleted
+    once would make every later call a 404)."""
+    ask = {"chat_history": MESSAGES, "model": "echo"}
+    chat = f"/api/v1/chat/{chat_id}"
+    return {
+        "/api/v1/chat/generate": [Call("POST", "/api/v1/chat/generate", ask, key=True)],
+        "/api/v1/chat/generate/stream": [Call("POST", "/api/v1/chat/generate/stream", ask)],
+        "/api/v1/chat": [Call("POST", "/api/v1/chat", ask)],
+        "/api/v1/chat/history": [Call("GET", "/api/v1/chat/history"), Call("GET", "/api/v1/chat/history", key=True)],
+        "/api/v1/chat/fetch/{chat_id:str}": [Call("GET", f"/api/v1/chat/fetch/{chat_id}")],
+        "/api/v1/chat/fork": [Call("POST", "/api/v1/chat/fork", {"chatId": chat_id, "messageId": message_id})],
+        "/api/v1/chat/{chat_id:str}/pin": [Call("PUT", f"{chat}/pin", {"pinned": True})],
+        "/api/v1/chat/{chat_id:str}": [Call("PATCH", chat, {"title": "renamed"})],
+        "/api/v1/chat/new": [Call("POST", "/api/v1/chat/new", {"messages": MESSAGES})],
+    }
+
+
+def _calls(job_id: str, chat_id: str = "chat_x", message_id: str = "msg_x") -> dict[str, list[Call]]:
     """Per route (as the app names it), requests that succeed while Redis is up."""
     return {
+        **_chat_calls(chat_id, message_id),
         "/v1/chat/completions": [
             Call("POST", "/v1/chat/completions", CHAT),
             Call("POST", "/v1/chat/completions", {**CHAT, "stream": True}),
@@ -83,6 +104,8 @@ class Gateway(NamedTuple):
     stack: Stack
     key: str
     job_id: str
+    chat_id: str
+    message_id: str
 
 
 async def _send(client: httpx.AsyncClient, url: str, call: Call, key: str) -> Outcome:
@@ -96,7 +119,8 @@ async def _send(client: httpx.AsyncClient, url: str, call: Call, key: str) -> Ou
 
 
 async def _hit_all(gateway: Gateway) -> list[Outcome]:
-    calls = [call for group in _calls(gateway.job_id).values() for call in group]
+    groups = _calls(gateway.job_id, gateway.chat_id, gateway.message_id).values()
+    calls = [call for group in groups for call in group]
     async with httpx.AsyncClient(timeout=30) as client:
         return list(await asyncio.gather(*(_send(client, gateway.stack.url, call, gateway.key) for call in calls)))
 
@@ -112,6 +136,8 @@ def _wrong(outcome: Outcome) -> str | None:
         return f"{call}: answered in {outcome.seconds:.2f} s"
     if call.path == "/readyz":
         shaped = body["status"] == "unavailable" and bool(body["reason"])
+    elif call.path.startswith("/api/v1/"):
+        shaped = body["error"]["code"] in CODES and body["error"]["status"] == 503
     elif call.path.startswith("/api/ai/"):
         shaped = set(body) == {"detail", "code"} and body["code"] in CODES
     else:
@@ -124,7 +150,7 @@ def _check_refused(outcomes: list[Outcome], *, at_once: bool = False) -> None:
     wrong = [
         problem
         for outcome in outcomes
-        if not (at_once and outcome.status == 200 and _from_memory(outcome.call)) and (problem := _wrong(outcome))
+        if not (at_once and outcome.status in OK and _from_memory(outcome.call)) and (problem := _wrong(outcome))
     ]
     assert not wrong, "\n".join(wrong)
 
@@ -136,9 +162,9 @@ async def _recovered(gateway: Gateway, within: float = 20.0) -> float:
     while True:
         outcomes = await _hit_all(gateway)
         assert not [o for o in outcomes if o.status == 500], outcomes
-        if all(o.status == 200 for o in outcomes):
+        if all(o.status in OK for o in outcomes):
             return time.monotonic() - started
-        assert time.monotonic() - started < within, [o for o in outcomes if o.status != 200]
+        assert time.monotonic() - started < within, [o for o in outcomes if o.status not in OK]
         await asyncio.sleep(0.5)
 
 
@@ -161,7 +187,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> Ite
         try:
             response = httpx.post(f"{stack.url}/v1/chat/completions", json={**CHAT, "stream": True}, headers=auth())
             assert response.status_code == 200
-            yield Gateway(stack, _create_key(stack.redis.url), response.headers["x-conduit-job-id"])
+            saved = httpx.post(f"{stack.url}/api/v1/chat/new", json={"messages": MESSAGES}, headers=auth()).json()
+            job_id = response.headers["x-conduit-job-id"]
+            yield Gateway(stack, _create_key(stack.redis.url), job_id, saved["id"], saved["messages"][0]["id"])
         finally:
             stack.redis.stop()  # a test may have replaced it with a restarted one
 
@@ -176,7 +204,7 @@ def test_every_route_is_exercised() -> None:
 
 async def test_with_redis_up_every_call_succeeds(gateway: Gateway) -> None:
     outcomes = await _hit_all(gateway)
-    assert [o for o in outcomes if o.status != 200] == []
+    assert [o for o in outcomes if o.status not in OK] == []
 
 
 async def test_a_frozen_redis_is_a_quick_503_everywhere_then_recovers(gateway: Gateway) -> None:

@@ -34,7 +34,12 @@ PREFLIGHT = {
     "access-control-request-headers": "authorization, content-type, x-stainless-os",
 }
 #: a value for each path parameter of a GET route (a new one fails the HEAD test until it has one here)
-SAMPLES = {"model_id": "openai/gpt-4o-mini", "path": "nope", "file_path": "swagger-ui-bundle.js"}
+SAMPLES = {
+    "model_id": "openai/gpt-4o-mini",
+    "path": "nope",
+    "file_path": "swagger-ui-bundle.js",
+    "chat_id": "chat_none",
+}
 #: headers that differ between any two responses, or that the server sets by itself for a body it sends
 VOLATILE = re.compile(r"^(date|x-request-id|x-ratelimit-.*|transfer-encoding)$")
 

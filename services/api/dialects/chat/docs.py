@@ -82,9 +82,13 @@ MESSAGE_REFINEMENTS = (
     Refinement(
         "SavedMessage",
         extra={
-            "if": {"required": ["role"], "properties": {"role": {"const": "assistant"}}},
-            "then": {"required": _ASSISTANT_ONLY},
-            "else": {"not": {"anyOf": [{"required": [name]} for name in [*_ASSISTANT_ONLY, "error"]]}},
+            # a reply the gateway wrote carries them all (usage when the provider reported it); an assistant
+            # message a client saved itself (`/new`, `chat_history`) none, like every other message
+            "if": {"anyOf": [{"required": [name]} for name in [*_ASSISTANT_ONLY, "error"]]},
+            "then": {
+                "required": ["model", "persona", "status"],
+                "properties": {"role": {"const": "assistant"}},
+            },
         },
     ),
 )

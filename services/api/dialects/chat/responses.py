@@ -91,7 +91,8 @@ class SavedChatSummary(_Exact, kw_only=True):
 
 
 class SavedMessage(_Exact, kw_only=True):
-    """A message of a chat; `model`, `persona`, `usage` and `status` (and `error`) are an assistant reply's."""
+    """A message of a chat; `model`, `persona`, `usage` and `status` (and `error`) are those of a reply the
+    gateway wrote (an assistant message a client saved itself, with `/new` or in `chat_history`, has none)."""
 
     id: str
     role: Literal["system", "user", "assistant", "tool"]
