@@ -55,7 +55,7 @@ class ChatPlan:
 
 def chat_plan(reps: int, quick: bool, smoke: bool) -> ChatPlan:
     if smoke:
-        return ChatPlan(reps=reps, turns=5, reads=20, chats=300, budget=20.0)
+        return ChatPlan(reps=reps, turns=3, reads=10, chats=60, budget=20.0)
     if quick:
         return ChatPlan(reps=reps, turns=150, reads=400, chats=10_000, budget=30.0)
     return ChatPlan(reps=reps, turns=300, reads=1000, chats=10_000)
