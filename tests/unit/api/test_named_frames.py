@@ -3,11 +3,11 @@ keep their bytes (the golden downstream files pin those)."""
 
 from openai._streaming import SSEDecoder
 
-from services.api.sse import FrameId, Named, frames, unnumbered_frames
+from services.api.sse import FrameId, Named, Payload, frames, unnumbered_frames
 
 
 def test_a_named_frame_carries_its_event_line_between_id_and_data() -> None:
-    payloads = [Named(b"message_start", b'{"type":"message_start"}'), b"[DONE]"]
+    payloads: list[Payload] = [Named(b"message_start", b'{"type":"message_start"}'), b"[DONE]"]
     assert frames(3, payloads) == (
         b'id: 3\nevent: message_start\ndata: {"type":"message_start"}\n\nid: 3.1\ndata: [DONE]\n\n'
     )
