@@ -41,6 +41,7 @@ __all__ = [
     "list_rank",
     "new_chat_id",
     "new_message_id",
+    "new_summary",
     "preview_of",
 ]
 
@@ -167,6 +168,25 @@ class ChatLimitError(Exception):
         super().__init__(f"{limit} cap {cap} reached")
         self.limit = limit
         self.cap = cap
+
+
+def new_summary(owner: str, chat: NewChat, messages: Sequence[StoredMessage], now: float) -> ChatSummary:
+    """The summary of a chat ``create`` makes (a new id; ``created`` and ``updated`` are ``now``)."""
+    return ChatSummary(
+        id=new_chat_id(),
+        owner=owner,
+        title=chat.title,
+        created=now,
+        updated=now,
+        message_count=len(messages),
+        preview=preview_of(messages[-1].content) if messages else "",
+        title_auto=chat.title_auto,
+        persona=chat.persona,
+        scope=chat.scope,
+        username=chat.username,
+        source=chat.source,
+        forked_from=chat.forked_from,
+    )
 
 
 def new_chat_id() -> str:

@@ -18,7 +18,7 @@ from services.stores.chats import (
     StoredMessage,
     encode_messages,
     list_rank,
-    new_chat_id,
+    new_summary,
     preview_of,
 )
 
@@ -47,21 +47,7 @@ class MemoryChatStore:
             raise ChatLimitError("chats", limits.max_chats)
         if limits.max_messages and len(messages) > limits.max_messages:
             raise ChatLimitError("messages", limits.max_messages)
-        summary = ChatSummary(
-            id=new_chat_id(),
-            owner=owner,
-            title=chat.title,
-            created=now,
-            updated=now,
-            message_count=len(messages),
-            preview=preview_of(messages[-1].content) if messages else "",
-            title_auto=chat.title_auto,
-            persona=chat.persona,
-            scope=chat.scope,
-            username=chat.username,
-            source=chat.source,
-            forked_from=chat.forked_from,
-        )
+        summary = new_summary(owner, chat, messages, now)
         self._chats[summary.id] = summary
         self._messages[summary.id] = list(messages)
         return summary

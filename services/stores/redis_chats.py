@@ -30,7 +30,7 @@ from services.stores.chats import (
     NewChat,
     StoredMessage,
     list_rank,
-    new_chat_id,
+    new_summary,
     preview_of,
 )
 from shared import keys
@@ -116,21 +116,7 @@ class RedisChatStore:
         return self._redis.register_script(_SCRIPTS.joinpath(name).read_text())
 
     async def create(self, owner: str, chat: NewChat, messages: list[StoredMessage], now: float) -> ChatSummary:
-        summary = ChatSummary(
-            id=new_chat_id(),
-            owner=owner,
-            title=chat.title,
-            created=now,
-            updated=now,
-            message_count=len(messages),
-            preview=preview_of(messages[-1].content) if messages else "",
-            title_auto=chat.title_auto,
-            persona=chat.persona,
-            scope=chat.scope,
-            username=chat.username,
-            source=chat.source,
-            forked_from=chat.forked_from,
-        )
+        summary = new_summary(owner, chat, messages, now)
         fields = _hash(summary)
         refused: bytes = await self._create(
             keys=[keys.chat(summary.id), keys.chat_messages(summary.id), keys.user_chats(owner)],

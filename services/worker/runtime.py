@@ -32,7 +32,7 @@ from services.worker.chat_replies import ChatReplies
 from services.worker.claims import JobClaims
 from services.worker.generate import PipelineContext, run_job
 from services.worker.http_client import upstream_client
-from services.worker.providers.registry import build_streamers
+from services.worker.providers.registry import Streamer, build_streamers
 from services.worker.publisher import JobPublisher
 from services.worker.settings import WorkerSettings
 from services.worker.sink import RedisSink
@@ -84,26 +84,26 @@ class WorkerRuntime:
         self.ledger = Ledger(self.redis)
         self.claims = JobClaims(self.redis, settings.worker_name, settings.lease_ttl)
         self.sink = RedisSink(self.redis, settings.log_ttl, settings.total_timeout + settings.log_ttl)
+        streamers = build_streamers(settings.echo_delay)
         self.context = PipelineContext(
             settings,
             self.catalog,
             self.client,
             self.sink,
-            build_streamers(settings.echo_delay),
+            streamers,
             self.cancels.requested,
             self._watched,
-            (self.ledger.on_end, self._chat_replies().on_end),
+            (self.ledger.on_end, self._chat_replies(streamers).on_end),
         )
         self._tasks = [
             asyncio.create_task(self.cancels.listen(), name="cancel-listener"),
             asyncio.create_task(self._announce(), name="presence"),
         ]
 
-    def _chat_replies(self) -> ChatReplies:
+    def _chat_replies(self, streamers: dict[str, Streamer]) -> ChatReplies:
         store = RedisChatStore(self.redis, ChatLimits())
         self.titler = None
         if self.settings.chat_title_model:
-            streamers = build_streamers(self.settings.echo_delay)
             try:
                 self.titler = Titler(store, self.settings, self.catalog, self.client, streamers)
             except InvalidRequestError as exc:

@@ -72,6 +72,7 @@ def limit_error(exc: ChatLimitError) -> GatewayError:
 
 
 def stored(lines: Sequence[Line], now: float) -> list[StoredMessage]:
+    """Messages a client sent, as a chat keeps them (new ids, created ``now``)."""
     created = ms(now)
     return [
         StoredMessage(id=new_message_id(), role=line.role, content=line.content, created_at=created) for line in lines

@@ -15,7 +15,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from services.api.auth.deps import provide_principal
 from services.api.body import decode_body
-from services.api.chats.service import ChatService, missing
+from services.api.chats.service import ChatService, missing, stored
 from services.api.chats.turns import Line, auto_title
 from services.api.dialects.chat import docs, examples
 from services.api.dialects.chat.schemas import ForkRequest, NewChatRequest, PatchRequest, PinRequest
@@ -23,7 +23,7 @@ from services.api.dialects.chat.translate import chat_body, summary_object
 from services.api.generation import GenerationService
 from services.api.openapi_doc import documented
 from services.api.wire import encode_json
-from services.stores.chats import NewChat, StoredMessage, encode_messages, ms, new_message_id
+from services.stores.chats import NewChat, encode_messages
 from shared.errors import InvalidRequestError
 from shared.jobs import Principal
 
@@ -200,12 +200,8 @@ async def new_chat(
 ) -> Response[bytes]:
     body = decode_body(_NEW, await request.body(), generation.settings)
     persona = chats.personas.get(body.persona).name
-    now = time.time()
-    created = ms(now)
-    messages = [
-        StoredMessage(id=new_message_id(), role=m.role, content=m.content, created_at=created) for m in body.messages
-    ]
     lines = [Line(m.role, m.content) for m in body.messages]
+    messages = stored(lines, time.time())
     new = NewChat(title=body.title or auto_title(lines), title_auto=body.title is None, persona=persona)
     chat = await chats.create(principal.user_id, new, messages)
     return Response(chat_body(chat, encode_messages(messages)), status_code=201, media_type=_JSON)
