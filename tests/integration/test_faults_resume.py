@@ -25,6 +25,14 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "count"
 API_ENV = {"CONDUIT_SHUTDOWN_GRACE": "1", "CONDUIT_HEARTBEAT_INTERVAL": "1"}
 
 
+def _answers(api: ApiProcess) -> bool:
+    """Whether ``api`` takes connections (one a test stopped with SIGTERM may still be running its shutdown)."""
+    try:
+        return httpx.get(f"{api.base_url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 class Replicas:
     """Two API replicas on one Redis and worker: ``victim()`` is the one a test kills (started again as
     needed), ``second`` the one clients resume on."""
@@ -37,7 +45,7 @@ class Replicas:
 
     def victim(self) -> ApiProcess:
         api = self._spares[-1] if self._spares else self.stack.api
-        if api.proc is not None and api.proc.poll() is None:
+        if api.proc is not None and api.proc.poll() is None and _answers(api):
             return api
         fresh = ApiProcess(self._logs, self.stack.redis.url, API_ENV)
         self._spares.append(fresh)
