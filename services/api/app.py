@@ -14,7 +14,6 @@ from services.api.auth.tokens import JwtConfig, TokenVerifier
 from services.api.chats.personas import DEFAULT_PERSONAS_PATH, check_personas, load_personas
 from services.api.compression import GzipMiddleware
 from services.api.cors import CorsMiddleware, parse_origins
-from services.api.deps import DEPENDENCIES
 from services.api.dialects import registry
 from services.api.errors import exception_handlers
 from services.api.lifespan import lifespan
@@ -68,7 +67,6 @@ def create_app(
         exception_handlers=exception_handlers(  # type: ignore[arg-type]
             registry.error_renderers(), fallback=registry.FALLBACK.render_error
         ),
-        dependencies=DEPENDENCIES,
         openapi_config=openapi.openapi_config(VERSION, registry.tags()),
         request_max_body_size=settings.max_body_bytes,
         state=State(

@@ -1,25 +1,23 @@
-"""App-wide dependencies: the typed collaborators handlers take by name (built once by the lifespan)."""
+"""The app-wide services handlers use, built once by the lifespan and kept on the app's state.
+
+Handlers take ``state: State`` and call these, rather than declaring the services as dependencies: Litestar
+resolves the dependencies of one level concurrently, in an anyio task group of their own, so a service beside
+``principal`` cost every request a task group (about 0.2 ms of a 1 ms request, measured on the chat fetch).
+"""
 
 from litestar.datastructures import State
-from litestar.di import Provide
 
 from services.api.chats.service import ChatService
 from services.api.generation import GenerationService
 
-__all__ = ["DEPENDENCIES"]
+__all__ = ["chats_of", "generation_of"]
 
 
-def provide_generation(state: State) -> GenerationService:
+def generation_of(state: State) -> GenerationService:
     service: GenerationService = state.generation
     return service
 
 
-def provide_chats(state: State) -> ChatService:
+def chats_of(state: State) -> ChatService:
     service: ChatService = state.chats
     return service
-
-
-DEPENDENCIES = {
-    "generation": Provide(provide_generation, sync_to_thread=False),
-    "chats": Provide(provide_chats, sync_to_thread=False),
-}

@@ -18,6 +18,7 @@ from typing import Any, cast
 import msgspec
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from services.stores.chats import (
     PINNED_RANK,
@@ -155,14 +156,13 @@ class RedisChatStore:
         """One round trip: (the lock, by a script that checks the owner first,) the summary and the messages.
         Plain reads, not a script: Redis copies a list into a script's Lua and back, which costs more than the
         round trip (a chat of 200 messages: 2.5 ms through a script, 0.8 ms as LRANGE)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if job_id:
-                await self._open(
-                    keys=[keys.chat(chat_id), keys.chat_lock(chat_id)], args=[owner, job_id, _ms(ttl)], client=pipe
-                )
-            pipe.hgetall(keys.chat(chat_id))
-            pipe.lrange(keys.chat_messages(chat_id), 0, -1)
-            replies: list[Any] = await pipe.execute()
+        replies = await self._pipelined(owner, chat_id, job_id, ttl)
+        if replies and isinstance(replies[0], NoScriptError):  # Redis restarted, or its scripts were flushed
+            await self._open.registered_client.script_load(self._open.script)
+            replies = await self._pipelined(owner, chat_id, job_id, ttl)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         *taken, fields, messages = replies
         if fields.get(b"owner") != owner.encode() or (taken and taken[0] == -1):
             return None
@@ -170,6 +170,17 @@ class RedisChatStore:
         if taken and taken[0] != 0:
             return ChatRead(summary, b"[]", taken[0].decode())
         return ChatRead(summary, b"[" + b",".join(messages) + b"]")
+
+    async def _pipelined(self, owner: str, chat_id: str, job_id: str, ttl: float) -> list[Any]:
+        """The lock script by its digest (a pipeline running a script object would first ask Redis whether it
+        knows the script, a round trip of its own), then the summary and the messages."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if job_id:
+                pipe.evalsha(self._open.sha, 2, keys.chat(chat_id), keys.chat_lock(chat_id), owner, job_id, _ms(ttl))
+            pipe.hgetall(keys.chat(chat_id))
+            pipe.lrange(keys.chat_messages(chat_id), 0, -1)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
 
     async def page(self, owner: str, limit: int, after: str | None = None) -> ChatPage | None:
         reply: list[Any] | None = await self._page(

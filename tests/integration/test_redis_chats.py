@@ -94,3 +94,19 @@ async def test_a_page_out_of_ten_thousand_chats(client: aioredis.Redis) -> None:
     pinned = await store.page("user-a", 2)
     assert pinned is not None
     assert [chat.id for chat in pinned.chats] == [made[0], newest[0]]
+
+
+async def test_a_turn_opens_after_redis_forgot_its_scripts(client: aioredis.Redis) -> None:
+    """The lock script runs by its digest inside the read's pipeline; a Redis that lost its scripts (a restart,
+    SCRIPT FLUSH) gets it loaded again, and the turn opens as before."""
+    store = RedisChatStore(client, ChatLimits())
+    sent = [message("hi"), message("there", "assistant")]
+    chat = await store.create("user-a", NewChat(title="t"), sent, T0)
+    await client.script_flush()
+    opened = await store.open_turn("user-a", chat.id, "job-1", 30)
+    assert opened is not None and opened.holder is None and opened.messages == sent
+    assert await client.get(keys.chat_lock(chat.id)) == b"job-1"
+    await client.script_flush()
+    again = await store.open_turn("user-a", chat.id, "job-2", 30)
+    assert again is not None and again.holder == "job-1"
+    assert await store.open_turn("user-b", chat.id, "job-3", 30) is None

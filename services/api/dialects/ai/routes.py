@@ -11,6 +11,7 @@ from litestar.response import Stream
 from services.api.auth.deps import provide_paid_principal
 from services.api.body import decode_body
 from services.api.caller import Caller, provide_caller
+from services.api.deps import generation_of
 from services.api.dialects.ai import docs
 from services.api.dialects.ai.schemas import AiChatRequest, AiCompletionRequest
 from services.api.dialects.ai.sse import TokenEncoder
@@ -64,8 +65,11 @@ async def _generate(
     tags=["ai"],
 )
 async def ai_chat(
-    request: Request[Any, Any, State], caller: NamedDependency[Caller], generation: NamedDependency[GenerationService]
+    request: Request[Any, Any, State],
+    caller: NamedDependency[Caller],
+    state: State,
 ) -> Response[bytes] | Stream:
+    generation = generation_of(state)
     return await _generate(caller, generation, decode_body(_CHAT, await request.body(), generation.settings), CHAT)
 
 
@@ -84,8 +88,11 @@ async def ai_chat(
     tags=["ai"],
 )
 async def ai_completions(
-    request: Request[Any, Any, State], caller: NamedDependency[Caller], generation: NamedDependency[GenerationService]
+    request: Request[Any, Any, State],
+    caller: NamedDependency[Caller],
+    state: State,
 ) -> Response[bytes] | Stream:
+    generation = generation_of(state)
     body = decode_body(_COMPLETION, await request.body(), generation.settings)
     return await _generate(caller, generation, body, COMPLETION)
 

@@ -17,10 +17,10 @@ from services.api.auth.deps import provide_principal
 from services.api.body import decode_body
 from services.api.chats.service import ChatService, missing, stored
 from services.api.chats.turns import Line, auto_title
+from services.api.deps import chats_of, generation_of
 from services.api.dialects.chat import docs, examples
 from services.api.dialects.chat.schemas import ForkRequest, NewChatRequest, PatchRequest, PinRequest
 from services.api.dialects.chat.translate import chat_body, summary_object
-from services.api.generation import GenerationService
 from services.api.openapi_doc import documented
 from services.api.wire import encode_json
 from services.stores.chats import NewChat, encode_messages
@@ -54,10 +54,11 @@ def _json(body: object, status: int = 200) -> Response[bytes]:
 )
 async def history(
     principal: NamedDependency[Principal],
-    chats: NamedDependency[ChatService],
+    state: State,
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 20,
     after: Annotated[str | None, QueryParameter(max_length=64, required=False)] = None,
 ) -> Response[bytes]:
+    chats = chats_of(state)
     page = await chats.page(principal.user_id, limit, after or None)
     items = [summary_object(chat) for chat in page.chats]
     next_cursor = items[-1]["id"] if page.has_more and items else None
@@ -73,8 +74,11 @@ async def history(
     operation_class=documented(replies=docs.FETCH_REPLIES, refinements=docs.MESSAGE_REFINEMENTS),
 )
 async def fetch(
-    principal: NamedDependency[Principal], chats: NamedDependency[ChatService], chat_id: ChatId
+    principal: NamedDependency[Principal],
+    chat_id: ChatId,
+    state: State,
 ) -> Response[bytes]:
+    chats = chats_of(state)
     found = await chats.read(principal.user_id, chat_id)
     return Response(chat_body(found.chat, found.raw), media_type=_JSON)
 
@@ -96,9 +100,10 @@ async def fetch(
 async def fork(
     request: Request[Any, Any, State],
     principal: NamedDependency[Principal],
-    chats: NamedDependency[ChatService],
-    generation: NamedDependency[GenerationService],
+    state: State,
 ) -> Response[bytes]:
+    generation = generation_of(state)
+    chats = chats_of(state)
     body = decode_body(_FORK, await request.body(), generation.settings)
     chat, messages = await chats.fork(principal.user_id, body.chatId, body.messageId)
     return Response(chat_body(chat, encode_messages(messages)), status_code=201, media_type=_JSON)
@@ -124,10 +129,11 @@ async def _set(chats: ChatService, principal: Principal, chat_id: str, title: st
 async def pin(
     request: Request[Any, Any, State],
     principal: NamedDependency[Principal],
-    chats: NamedDependency[ChatService],
-    generation: NamedDependency[GenerationService],
+    state: State,
     chat_id: ChatId,
 ) -> Response[bytes]:
+    generation = generation_of(state)
+    chats = chats_of(state)
     raw = await request.body()
     if raw.strip():
         pinned = decode_body(_PIN, raw, generation.settings).pinned
@@ -152,10 +158,11 @@ async def pin(
 async def patch_chat(
     request: Request[Any, Any, State],
     principal: NamedDependency[Principal],
-    chats: NamedDependency[ChatService],
-    generation: NamedDependency[GenerationService],
+    state: State,
     chat_id: ChatId,
 ) -> Response[bytes]:
+    generation = generation_of(state)
+    chats = chats_of(state)
     body = decode_body(_PATCH, await request.body(), generation.settings)
     if body.title is None and body.pinned is None:
         raise InvalidRequestError("send title and/or pinned")
@@ -172,8 +179,11 @@ async def patch_chat(
     operation_class=documented(replies=docs.DELETE_REPLIES),
 )
 async def delete_chat(
-    principal: NamedDependency[Principal], chats: NamedDependency[ChatService], chat_id: ChatId
+    principal: NamedDependency[Principal],
+    chat_id: ChatId,
+    state: State,
 ) -> None:
+    chats = chats_of(state)
     if not await chats.store.delete(principal.user_id, chat_id):
         raise missing(chat_id)
 
@@ -195,9 +205,10 @@ async def delete_chat(
 async def new_chat(
     request: Request[Any, Any, State],
     principal: NamedDependency[Principal],
-    chats: NamedDependency[ChatService],
-    generation: NamedDependency[GenerationService],
+    state: State,
 ) -> Response[bytes]:
+    generation = generation_of(state)
+    chats = chats_of(state)
     body = decode_body(_NEW, await request.body(), generation.settings)
     persona = chats.personas.get(body.persona).name
     lines = [Line(m.role, m.content) for m in body.messages]

@@ -16,6 +16,7 @@ from services.api.caller import Caller, provide_caller
 from services.api.chats.personas import Persona, persona_object
 from services.api.chats.service import ChatService, Turn, new_job_id
 from services.api.chats.turns import Line, auto_title, context_messages
+from services.api.deps import chats_of, generation_of
 from services.api.dialect import BodyBuilder
 from services.api.dialects.chat import docs, examples
 from services.api.dialects.chat.schemas import ChatRequest, GenerateRequest
@@ -155,13 +156,14 @@ async def _generate_turn(
 async def generate(
     request: Request[Any, Any, State],
     caller: NamedDependency[Caller],
-    generation: NamedDependency[GenerationService],
-    chats: NamedDependency[ChatService],
+    state: State,
     chatId: Annotated[str | None, QueryParameter(max_length=64, required=False)] = None,  # noqa: N803 - the wire name
     username: Query = None,
     source: Query = None,
     title: Query = None,
 ) -> Response[bytes] | Stream:
+    generation = generation_of(state)
+    chats = chats_of(state)
     body = decode_body(_GENERATE, await request.body(), generation.settings)
     query = {"chatId": chatId, "username": username, "source": source, "title": title}
     return await _generate(caller, generation, chats, body, query)
@@ -187,12 +189,13 @@ async def generate(
 async def generate_stream(
     request: Request[Any, Any, State],
     caller: NamedDependency[Caller],
-    generation: NamedDependency[GenerationService],
-    chats: NamedDependency[ChatService],
+    state: State,
     username: Query = None,
     source: Query = None,
     title: Query = None,
 ) -> Response[bytes] | Stream:
+    generation = generation_of(state)
+    chats = chats_of(state)
     body = decode_body(_GENERATE, await request.body(), generation.settings)
     body.stream = True
     query = {"chatId": None, "username": username, "source": source, "title": title}
@@ -216,9 +219,10 @@ async def generate_stream(
 async def one_off(
     request: Request[Any, Any, State],
     caller: NamedDependency[Caller],
-    generation: NamedDependency[GenerationService],
-    chats: NamedDependency[ChatService],
+    state: State,
 ) -> Response[bytes] | Stream:
+    generation = generation_of(state)
+    chats = chats_of(state)
     body = decode_body(_CHAT, await request.body(), generation.settings)
     persona = chats.personas.get(body.persona)
     provider, model, named = await _model(generation, persona, body.model)
@@ -242,7 +246,8 @@ async def one_off(
     tags=_TAGS,
     operation_class=documented(replies=docs.PERSONAS_REPLIES),
 )
-async def list_personas(principal: NamedDependency[Principal], chats: NamedDependency[ChatService]) -> Response[bytes]:
+async def list_personas(principal: NamedDependency[Principal], state: State) -> Response[bytes]:
+    chats = chats_of(state)
     personas = chats.personas
     data = [persona_object(personas.by_name[name], name == personas.default) for name in personas.names()]
     return Response(encode_json({"personas": data, "default": personas.default}), media_type=_JSON)

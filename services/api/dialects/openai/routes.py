@@ -12,6 +12,7 @@ from litestar.response import Stream
 from services.api.auth.deps import provide_paid_principal, provide_principal
 from services.api.body import decode_body
 from services.api.caller import Caller, provide_caller
+from services.api.deps import generation_of
 from services.api.dialects.openai import docs
 from services.api.dialects.openai.schemas import (
     CHAT_FIELDS,
@@ -73,8 +74,11 @@ def _include_usage(body: ChatCompletionRequest | CompletionRequest) -> bool:
     tags=["openai"],
 )
 async def chat_completions(
-    request: Request[Any, Any, State], caller: NamedDependency[Caller], generation: NamedDependency[GenerationService]
+    request: Request[Any, Any, State],
+    caller: NamedDependency[Caller],
+    state: State,
 ) -> Response[bytes] | Stream:
+    generation = generation_of(state)
     raw = await request.body()
     body = decode_body(_CHAT, raw, generation.settings)
     provider, model = resolve_model(generation.catalog, body.model)
@@ -104,8 +108,11 @@ async def chat_completions(
     tags=["openai"],
 )
 async def completions(
-    request: Request[Any, Any, State], caller: NamedDependency[Caller], generation: NamedDependency[GenerationService]
+    request: Request[Any, Any, State],
+    caller: NamedDependency[Caller],
+    state: State,
 ) -> Response[bytes] | Stream:
+    generation = generation_of(state)
     raw = await request.body()
     body = decode_body(_COMPLETION, raw, generation.settings)
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
@@ -152,8 +159,10 @@ async def _listed(generation: GenerationService) -> list[dict[str, Any]]:
     operation_class=documented(replies=docs.LIST_MODELS_REPLIES),
 )
 async def list_models(
-    principal: NamedDependency[Principal], generation: NamedDependency[GenerationService]
+    principal: NamedDependency[Principal],
+    state: State,
 ) -> Response[bytes]:
+    generation = generation_of(state)
     return Response(encode_json({"object": "list", "data": await _listed(generation)}), media_type=_JSON)
 
 
@@ -166,9 +175,12 @@ async def list_models(
     operation_class=documented(replies=docs.RETRIEVE_MODEL_REPLIES),
 )
 async def retrieve_model(
-    principal: NamedDependency[Principal], generation: NamedDependency[GenerationService], model_id: FromPath[str]
+    principal: NamedDependency[Principal],
+    model_id: FromPath[str],
+    state: State,
 ) -> Response[bytes]:
     """Any name the chat endpoint takes now: ``provider/model``, a catalog id, or a bare name by prefix."""
+    generation = generation_of(state)
     wanted = model_id.lstrip("/")
     catalog = generation.catalog
     missing = InvalidRequestError(
