@@ -277,6 +277,16 @@ class ChatStoreContract:
         assert summary is not None
         assert (summary.message_count, summary.updated, summary.preview) == (3, T0 + 3, "the answer")
 
+    async def test_finish_turn_sent_twice_saves_the_turn_once(self, store: ChatStore) -> None:
+        (chat,) = await new_chats(store, OWNER, 1)
+        turn = [message("a question"), message("its answer", "assistant")]
+        for _ in range(2):  # a retried round trip
+            await store.finish_turn(OWNER, chat.id, "job-1", turn, T0 + 6)
+        held = await saved(store, chat.id)
+        assert len(held) == 3 and held[1:] == turn  # the chat's first message, then the turn once
+        summary = await store.summary(OWNER, chat.id)
+        assert summary is not None and summary.message_count == 3
+
     async def test_finish_turn_on_a_deleted_chat_does_not_bring_it_back(self, store: ChatStore) -> None:
         (chat,) = await new_chats(store, OWNER, 1)
         await store.delete(OWNER, chat.id)

@@ -5,6 +5,8 @@
 --   ARGV[1] owner, ARGV[2] chat id, ARGV[3] max messages (0: none), ARGV[4] now (unix s), ARGV[5] the rank of
 --   now (unpinned), ARGV[6] what pinning adds to a rank, ARGV[7] the preview, ARGV[8] the job id to release
 --   ('': none), ARGV[9 ..] the messages (JSON)
+-- A generation's end whose last message the chat already ends with was sent twice (a retried round trip): it
+-- adds nothing again.
 -- Returns false if the chat is not the owner's, 'messages' if the cap would be passed, else the chat's summary
 -- (HGETALL).
 local function release()
@@ -17,6 +19,9 @@ if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
   return false
 end
 local count = #ARGV - 8
+if count > 0 and ARGV[8] ~= '' and redis.call('LINDEX', KEYS[2], -1) == ARGV[#ARGV] then
+  count = 0
+end
 if count > 0 then
   local held, max = tonumber(redis.call('HGET', KEYS[1], 'count')), tonumber(ARGV[3])
   if max > 0 and held + count > max then

@@ -148,7 +148,9 @@ class MemoryChatStore:
     async def finish_turn(
         self, owner: str, chat_id: str, job_id: str, messages: Sequence[StoredMessage], now: float
     ) -> None:
-        self._add(owner, chat_id, list(messages), now, 0)
+        held = self._messages.get(chat_id) or []
+        if not (messages and held and held[-1] == messages[-1]):  # else sent twice: saved already
+            self._add(owner, chat_id, list(messages), now, 0)
         await self.unlock(chat_id, job_id)
 
     async def retitle(self, owner: str, chat_id: str, title: str) -> bool:

@@ -96,6 +96,25 @@ def _hash(summary: ChatSummary) -> list[str]:
     return [item for pair in fields.items() for item in pair]
 
 
+def _append_call(
+    owner: str, chat_id: str, messages: Sequence[StoredMessage], now: float, cap: int, job_id: str
+) -> tuple[list[str], list[Any]]:
+    """The keys and arguments of ``chat_append.lua``."""
+    keys_ = [keys.chat(chat_id), keys.chat_messages(chat_id), keys.user_chats(owner), keys.chat_lock(chat_id)]
+    args = [
+        owner,
+        chat_id,
+        cap,
+        repr(now),
+        list_rank(now, pinned=False),
+        PINNED_RANK,
+        preview_of(messages[-1].content) if messages else "",
+        job_id,
+        *(_encode(message) for message in messages),
+    ]
+    return keys_, args
+
+
 def _ms(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
@@ -223,20 +242,8 @@ class RedisChatStore:
     async def _add(
         self, owner: str, chat_id: str, messages: Sequence[StoredMessage], now: float, cap: int, job_id: str
     ) -> ChatSummary | None:
-        reply: bytes | list[bytes] | None = await self._append(
-            keys=[keys.chat(chat_id), keys.chat_messages(chat_id), keys.user_chats(owner), keys.chat_lock(chat_id)],
-            args=[
-                owner,
-                chat_id,
-                cap,
-                repr(now),
-                list_rank(now, pinned=False),
-                PINNED_RANK,
-                preview_of(messages[-1].content) if messages else "",
-                job_id,
-                *(_encode(message) for message in messages),
-            ],
-        )
+        call = _append_call(owner, chat_id, messages, now, cap, job_id)
+        reply: bytes | list[bytes] | None = await self._append(*call)
         if isinstance(reply, bytes):
             raise ChatLimitError(reply.decode(), cap)
         return None if reply is None else _summary(chat_id, _pairs(reply))
@@ -255,7 +262,17 @@ class RedisChatStore:
     async def finish_turn(
         self, owner: str, chat_id: str, job_id: str, messages: Sequence[StoredMessage], now: float
     ) -> None:
-        await self._add(owner, chat_id, messages, now, 0, job_id=job_id)
+        await self._redis.execute_command(*self.finish_turn_command(owner, chat_id, job_id, messages, now))  # type: ignore[no-untyped-call]
+
+    def finish_turn_command(
+        self, owner: str, chat_id: str, job_id: str, messages: Sequence[StoredMessage], now: float
+    ) -> tuple[Any, ...]:
+        """``finish_turn`` as one command, for a caller that sends it in a round trip of its own: the worker,
+        ahead of the job's terminal event. ``EVAL``, not ``EVALSHA``: it needs no script loaded beforehand
+        (Redis caches the script by its digest all the same). Sent twice (a retried round trip), it saves
+        nothing twice."""
+        keys_, args = _append_call(owner, chat_id, messages, now, 0, job_id)
+        return ("EVAL", self._append.script, len(keys_), *keys_, *args)
 
     async def retitle(self, owner: str, chat_id: str, title: str) -> bool:
         replaced: int = await self._retitle(keys=[keys.chat(chat_id)], args=[owner, title])

@@ -252,10 +252,10 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     if usage is not None:
         publisher.emit(usage)
     provider, model = outcome.provider or job.provider, outcome.model or job.model
-    await run_hooks(ctx.ends, job, JobEnd(terminal, usage, provider, model, "".join(outcome.parts or ())))
+    saves = await run_hooks(ctx.ends, job, JobEnd(terminal, usage, provider, model, "".join(outcome.parts or ())))
     admission = job.admission
     release = ("ZREM", keys.lease(admission.subject), job.id) if admission is not None and admission.lease else None
-    published = await publisher.close(terminal, release)  # the stream lease goes with the terminal event
+    published = await publisher.close(terminal, release, saves)  # the lease and the saves go with the end
     principal = job.principal
     tokens = "" if usage is None else f", {usage.prompt_tokens} + {usage.completion_tokens} tokens"
     log.info(

@@ -20,7 +20,7 @@ while the upstream is silent); it decides whether the job stops.
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -58,6 +58,7 @@ class JobPublisher:
         self._record = record
         self._name_key = name_key
         self._after: tuple[Any, ...] | None = None
+        self._before: tuple[tuple[Any, ...], ...] = ()
         self._orphan_grace = orphan_grace
         self._unheard_since = 0.0  # when flushes started reaching nobody (0: the last one was heard)
         self._job_id = job_id
@@ -99,12 +100,15 @@ class JobPublisher:
         self._wake.set()
         return numbered
 
-    async def close(self, terminal: T, after: tuple[Any, ...] | None = None) -> T:
-        """Queue the terminal event, wait until everything is flushed, return it as numbered; ``after`` is a
-        command sent with it (in the same round trip)."""
+    async def close(
+        self, terminal: T, after: tuple[Any, ...] | None = None, before: Sequence[tuple[Any, ...]] = ()
+    ) -> T:
+        """Queue the terminal event, wait until everything is flushed, return it as numbered; ``before`` and
+        ``after`` are commands sent with it, ahead of it and behind it, in the same round trip."""
         if not is_terminal(terminal):
             raise ValueError(f"close() takes a terminal event, not {type(terminal).__name__}")
         self._after = after
+        self._before = tuple(before)
         numbered = self.emit(terminal)
         self._closed = True
         await asyncio.shield(self._task)  # the flusher may be sending other jobs' events too: never cancel it
@@ -137,7 +141,8 @@ class JobPublisher:
             if batch:
                 first = self.receivers == -1
                 record, self._record = self._record, None
-                after = self._after if is_terminal(batch[-1]) else None
+                last = is_terminal(batch[-1])
+                after, before = (self._after, self._before) if last else (None, ())
                 flush = Flush(
                     self._job_id,
                     self._reply_to,
@@ -147,6 +152,7 @@ class JobPublisher:
                     self._name_key if record is not None else "",
                     first or self._closed,
                     after,
+                    before,
                 )
                 self.receivers = await self._sink.send(flush)
                 self.last_flush = time.monotonic()

@@ -49,6 +49,9 @@ class Flush(NamedTuple):
     #: one more command after the flush's own (the job's settlement, with its terminal event); its failure
     #: is logged, and does not fail the flush
     after: tuple[Any, ...] | None = None
+    #: commands ahead of the flush's own, in the same round trip (what a job's end saves, in place before a
+    #: client can see the end); their failures are logged, and do not fail the flush
+    before: tuple[tuple[Any, ...], ...] = ()
 
 
 class _Waiting(NamedTuple):
@@ -114,10 +117,13 @@ class RedisSink:
                 raise
             return
         for waiting, position in zip(batch, publishes, strict=True):
-            if waiting.flush.after is not None and isinstance(results[position.stop], Exception):
-                log.warning(
-                    "job %s: %s failed: %s", waiting.flush.job_id, waiting.flush.after[0], results[position.stop]
-                )
+            flush = waiting.flush
+            extra = list(zip(flush.before, results[position.start - len(flush.before) : position.start], strict=True))
+            if flush.after is not None:
+                extra.append((flush.after, results[position.stop]))
+            for command, reply in extra:
+                if isinstance(reply, Exception):
+                    log.warning("job %s: %s failed: %s", flush.job_id, command[0], reply)
             if waiting.done.done():
                 continue
             failed = next((r for r in results[position.start : position.stop] if isinstance(r, Exception)), None)
@@ -129,10 +135,11 @@ class RedisSink:
 
     def _commands(self, flushes: list[Flush]) -> tuple[list[tuple[Any, ...]], list[slice]]:
         """The commands of every flush, and the slice of each flush's own replies (its PUBLISH first; its
-        ``after`` command's reply right behind them)."""
+        ``before`` commands' replies right ahead of them, its ``after`` command's right behind)."""
         commands: list[tuple[Any, ...]] = []
         positions: list[slice] = []
-        for job_id, reply_to, payload, last_seq, record, name_key, expire, after in flushes:
+        for job_id, reply_to, payload, last_seq, record, name_key, expire, after, before in flushes:
+            commands.extend(before)
             start = len(commands)
             log_key = keys.job_log(job_id)
             if reply_to:

@@ -4,7 +4,7 @@ last user message word by word (as the ``echo`` provider does) and runs the work
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Self
@@ -15,10 +15,10 @@ from services.api.chats.service import ChatService
 from services.api.generation import GenerationService
 from services.api.ratelimit.limiter import Admitted
 from services.api.tiers import Limits
-from services.stores.chats import ChatLimits
+from services.stores.chats import ChatLimits, StoredMessage
 from services.stores.memory_chats import MemoryChatStore
 from services.worker.chat_replies import ChatReplies
-from services.worker.job_end import JobEnd
+from services.worker.job_end import Command, JobEnd
 from shared.events import Done, Event, Failed, ModelInfo, Started, TextDelta, Usage
 from shared.jobs import Admission, GenerationJob, message_text
 
@@ -85,13 +85,35 @@ class MemoryJob:
         return event
 
 
+class MemoryTurnEnds:
+    """The worker's ``TurnEnds`` over a memory store: its "command" is the store call, made by ``run``."""
+
+    def __init__(self, store: MemoryChatStore) -> None:
+        self.store = store
+
+    def finish_turn_command(
+        self, owner: str, chat_id: str, job_id: str, messages: Sequence[StoredMessage], now: float
+    ) -> Command:
+        return ("finish_turn", owner, chat_id, job_id, list(messages), now)
+
+    async def run(self, command: Command) -> None:
+        name, *args = command
+        assert name == "finish_turn", command
+        await self.store.finish_turn(*args)
+
+
 class MemoryJobs:
     """The ``JobStarter`` port; ``fail`` makes the next jobs fail with that code before any text."""
 
     commit_timeout = 1.0
 
-    def __init__(self, hooks: list[Callable[[GenerationJob, JobEnd], object]]) -> None:
+    def __init__(
+        self,
+        hooks: list[Callable[[GenerationJob, JobEnd], object]],
+        run_command: Callable[[Command], Awaitable[None]],
+    ) -> None:
         self.hooks = hooks
+        self.run_command = run_command
         self.started: list[GenerationJob] = []
         self.ended_jobs: set[str] = set()
         self.fail: str | None = None
@@ -119,7 +141,9 @@ class MemoryJobs:
             terminal = Done(seq=len(events) + 1, model=job.model, elapsed_ms=elapsed)
         end = JobEnd(terminal, usage, job.provider, job.model, "" if self.fail else text)
         for hook in self.hooks:
-            await hook(job, end)  # type: ignore[misc]
+            command = await hook(job, end)  # type: ignore[misc]
+            if command is not None:  # what the worker's sink would send ahead of the terminal event
+                await self.run_command(command)
         self.ended_jobs.add(job.id)
         for event in [*events, terminal]:
             put(event)
@@ -135,7 +159,8 @@ def memory_collaborators(
     async def collaborators(app: Litestar) -> AsyncIterator[None]:
         state = app.state
         store = MemoryChatStore(limits or ChatLimits(max_chats=50, max_messages=40))
-        jobs = MemoryJobs([ChatReplies(store).on_end])
+        turns = MemoryTurnEnds(store)
+        jobs = MemoryJobs([ChatReplies(turns).on_end], turns.run)
         state.jobs = jobs
         state.generation = GenerationService(
             settings=state.settings,

@@ -110,3 +110,77 @@ async def test_a_turn_opens_after_redis_forgot_its_scripts(client: aioredis.Redi
     again = await store.open_turn("user-a", chat.id, "job-2", 30)
     assert again is not None and again.holder == "job-1"
     assert await store.open_turn("user-b", chat.id, "job-3", 30) is None
+
+
+async def test_a_jobs_turn_is_saved_ahead_of_its_terminal_event_in_the_same_round_trip(
+    client: aioredis.Redis,
+) -> None:
+    """The worker's chat hook returns the save as a command; the sink sends it ahead of the terminal flush, so
+    whoever hears the end finds the reply, and a resent round trip saves nothing twice."""
+    from services.worker.chat_replies import ChatReplies
+    from services.worker.job_end import JobEnd
+    from services.worker.sink import Flush, RedisSink
+    from shared.events import Done, Failed, Usage
+    from shared.jobs import ChatTurn, GenerationJob, Principal, TurnMessage
+
+    store = RedisChatStore(client, ChatLimits())
+    chat = await store.create("ana", NewChat(title="t"), [message("hello")], T0)
+    await store.lock(chat.id, "j1", 60)
+    turns = [TurnMessage(id="m1", role="user", content="question", created_at=5)]
+    job = GenerationJob(
+        id="j1",
+        request_id="r",
+        principal=Principal(user_id="ana", tier="pro"),
+        provider="openai",
+        model="m",
+        messages=[],
+        chat=ChatTurn(chat_id=chat.id, reply_id="r1", persona="maya", turns=turns),
+    )
+    usage = Usage(seq=3, prompt_tokens=1, completion_tokens=1)
+    command = await ChatReplies(store).on_end(job, JobEnd(Done(seq=4), usage, "openai", "m", "answer"))
+    assert command is not None and command[0] == "EVAL"
+    sink, pubsub = RedisSink(client, log_ttl=60), client.pubsub()
+    await pubsub.subscribe("replies:a")
+    await pubsub.get_message(timeout=1)
+    try:
+        assert await sink.send(Flush("j1", "replies:a", b"the end", 4, before=(command,))) == 1
+        assert await pubsub.get_message(timeout=1) is not None
+        held = await store.messages("ana", chat.id) or []
+        assert [(m.id, m.content) for m in held] == [(held[0].id, "hello"), ("m1", "question"), ("r1", "answer")]
+        assert await store.lock(chat.id, "next", 60) is None  # let go
+        await sink.send(Flush("j1", "", b"the end", 4, before=(command,)))  # the round trip resent
+        assert [m.id for m in await store.messages("ana", chat.id) or []] == [held[0].id, "m1", "r1"]
+        await store.unlock(chat.id, "next")
+        failed = msgspec.structs.replace(job, id="j2", chat=ChatTurn(chat_id=chat.id, reply_id="r2", turns=turns))
+        failure = Failed(seq=2, code="upstream_error", message="x")
+        lost = await ChatReplies(store).on_end(failed, JobEnd(failure, None, "openai", "m", ""))
+        assert lost is not None
+        await sink.send(Flush("j2", "", b"failed", 2, before=(lost,)))
+        kept = [m.id for m in await store.messages("ana", chat.id) or []]
+        assert kept == [held[0].id, "m1", "r1", "m1"]  # the question kept, no reply
+        plain = msgspec.structs.replace(job, id="j3", chat=None)
+        assert await ChatReplies(store).on_end(plain, JobEnd(Done(seq=2), None, "echo", "echo", "hi")) is None
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await sink.aclose()
+
+
+async def _log_length(client: aioredis.Redis, job_id: str) -> int:
+    length: int = await client.xlen(keys.job_log(job_id))
+    return length
+
+
+async def test_a_failing_command_ahead_of_a_flush_is_logged_and_the_flush_goes_out(
+    client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    from services.worker.sink import Flush, RedisSink
+
+    sink = RedisSink(client, log_ttl=60)
+    try:
+        await client.set("text", "x")
+        with caplog.at_level("WARNING", logger="conduit.worker"):
+            assert await sink.send(Flush("j9", "", b"end", 1, before=(("INCR", "text"),))) == 1
+        assert "job j9: INCR failed" in caplog.text
+        assert await _log_length(client, "j9") == 1
+    finally:
+        await sink.aclose()

@@ -1,7 +1,6 @@
 """What the worker saves to a chat when a job ends (``services.worker.chat_replies.reply_of``)."""
 
 import msgspec
-import pytest
 
 from services.worker.chat_replies import reply_of
 from services.worker.job_end import JobEnd
@@ -54,28 +53,3 @@ def test_a_models_title_is_cleaned_to_one_short_line() -> None:
     assert clean_title("\n**Title: Weekly plan**\nmore text") == "Weekly plan"
     assert len(clean_title("x" * 500)) == MAX_TITLE
     assert clean_title("  \n ") == ""
-
-
-@pytest.mark.anyio
-async def test_the_turns_new_messages_are_saved_with_the_reply_in_one_step() -> None:
-    from services.stores.chats import ChatLimits, NewChat
-    from services.stores.memory_chats import MemoryChatStore
-    from services.worker.chat_replies import ChatReplies
-    from shared.jobs import TurnMessage
-
-    store = MemoryChatStore(ChatLimits())
-    chat = await store.create("ana", NewChat(title="t"), [], 1.0)
-    turns = [TurnMessage(id="m1", role="user", content="question", created_at=5)]
-    asked = msgspec.structs.replace(
-        JOB, id="j2", chat=ChatTurn(chat_id=chat.id, reply_id="r1", persona="maya", turns=turns)
-    )
-    await store.lock(chat.id, "j2", 60)
-    await ChatReplies(store).on_end(asked, JobEnd(Done(seq=4), USAGE, "openai", "m", "answer"))
-    saved = await store.messages("ana", chat.id) or []
-    assert [(m.id, m.content) for m in saved] == [("m1", "question"), ("r1", "answer")]
-    assert await store.lock(chat.id, "next", 60) is None  # let go
-    turn = ChatTurn(chat_id=chat.id, reply_id="r2", persona="maya", turns=turns)
-    failed = msgspec.structs.replace(asked, id="j3", chat=turn)
-    failure = Failed(seq=2, code="upstream_error", message="x")
-    await ChatReplies(store).on_end(failed, JobEnd(failure, None, "openai", "m", ""))
-    assert [m.id for m in await store.messages("ana", chat.id) or []] == ["m1", "r1", "m1"]  # the question kept
