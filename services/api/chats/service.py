@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from services.api.chats.personas import Personas
-from services.api.chats.turns import Line, new_lines
+from services.api.chats.turns import Said, new_lines
 from services.api.ports import JobStarter
 from services.stores.chats import (
     ChatLimitError,
@@ -54,7 +54,7 @@ def job_time(job_id: str) -> float:
         return 0.0
 
 
-def _need_user(messages: Sequence[Line | StoredMessage]) -> None:
+def _need_user(messages: Sequence[Said | StoredMessage]) -> None:
     if not any(message.role == "user" for message in messages):
         raise InvalidRequestError("chat_history needs a user message for the model to answer", param="chat_history")
 
@@ -71,7 +71,7 @@ def limit_error(exc: ChatLimitError) -> GatewayError:
     return GatewayError(f"a chat may hold at most {exc.cap} messages", code=ErrorCode.REQUEST_TOO_LARGE)
 
 
-def stored(lines: Sequence[Line], now: float) -> list[StoredMessage]:
+def stored(lines: Sequence[Said], now: float) -> list[StoredMessage]:
     """Messages a client sent, as a chat keeps them (new ids, created ``now``)."""
     created = ms(now)
     return [
@@ -89,7 +89,7 @@ class ChatService:
         self.max_messages = max_messages
         self._lock_ttl = lock_ttl
 
-    async def begin(self, owner: str, chat_id: str | None, lines: Sequence[Line], new: NewChat, job_id: str) -> Turn:
+    async def begin(self, owner: str, chat_id: str | None, lines: Sequence[Said], new: NewChat, job_id: str) -> Turn:
         now = time.time()
         if not chat_id:
             _need_user(lines)

@@ -3,12 +3,12 @@ message, and the context a model sees (persona, voice, fast context, then the hi
 
 import re
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from services.stores.chats import StoredMessage
 from shared.jobs import ChatMessage, Role
 
-__all__ = ["VOICE_INSTRUCTION", "Line", "auto_title", "context_messages", "new_lines"]
+__all__ = ["VOICE_INSTRUCTION", "Line", "Said", "auto_title", "context_messages", "new_lines"]
 
 #: what ``voice: true`` adds to the system prompt (the README quotes it)
 VOICE_INSTRUCTION = (
@@ -19,14 +19,24 @@ TITLE_CHARS = 60
 _SPACE = re.compile(r"\s+")
 
 
+class Said(Protocol):
+    """A message as a client sends it (the dialect's ``chat_history`` items, taken as they were decoded)."""
+
+    @property
+    def role(self) -> Role: ...
+
+    @property
+    def content(self) -> str: ...
+
+
 class Line(NamedTuple):
-    """A message as a client sends it (``chat_history`` items)."""
+    """A message made here (``Said``)."""
 
     role: Role
     content: str
 
 
-def new_lines(stored: Sequence[StoredMessage], sent: Sequence[Line]) -> list[Line]:
+def new_lines(stored: Sequence[StoredMessage], sent: Sequence[Said]) -> list[Said]:
     """The messages of ``sent`` the chat does not hold yet: ``sent`` may repeat the whole chat (or its last
     messages) before its new ones, so the longest tail of ``stored`` that ``sent`` starts with is dropped."""
     for overlap in range(min(len(stored), len(sent)), 0, -1):
@@ -36,7 +46,7 @@ def new_lines(stored: Sequence[StoredMessage], sent: Sequence[Line]) -> list[Lin
     return list(sent)
 
 
-def auto_title(lines: Sequence[Line]) -> str:
+def auto_title(lines: Sequence[Said]) -> str:
     """The first user message, on one line, cut at a word boundary near ``TITLE_CHARS`` characters."""
     text = next((_SPACE.sub(" ", line.content).strip() for line in lines if line.role == "user"), "")
     if not text:
@@ -48,7 +58,7 @@ def auto_title(lines: Sequence[Line]) -> str:
 
 
 def context_messages(
-    system: str, voice: bool, fast_context: Sequence[str], history: Sequence[StoredMessage | Line]
+    system: str, voice: bool, fast_context: Sequence[str], history: Sequence[StoredMessage | Said]
 ) -> list[ChatMessage]:
     """What the model sees: the persona's system prompt (with the voice instruction), the fast context as
     material before the history, then the history."""

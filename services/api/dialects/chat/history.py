@@ -16,7 +16,7 @@ from litestar.params import PathParameter, QueryParameter
 from services.api.auth.deps import provide_principal
 from services.api.body import decode_body
 from services.api.chats.service import ChatService, missing, stored
-from services.api.chats.turns import Line, auto_title
+from services.api.chats.turns import auto_title
 from services.api.deps import chats_of, generation_of
 from services.api.dialects.chat import docs, examples
 from services.api.dialects.chat.schemas import ForkRequest, NewChatRequest, PatchRequest, PinRequest
@@ -211,7 +211,7 @@ async def new_chat(
     chats = chats_of(state)
     body = decode_body(_NEW, await request.body(), generation.settings)
     persona = chats.personas.get(body.persona).name
-    lines = [Line(m.role, m.content) for m in body.messages]
+    lines = body.messages
     messages = stored(lines, time.time())
     new = NewChat(title=body.title or auto_title(lines), title_auto=body.title is None, persona=persona)
     chat = await chats.create(principal.user_id, new, messages)

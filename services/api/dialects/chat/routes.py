@@ -15,7 +15,7 @@ from services.api.body import decode_body
 from services.api.caller import Caller, provide_caller
 from services.api.chats.personas import Persona, persona_object
 from services.api.chats.service import ChatService, Turn, new_job_id
-from services.api.chats.turns import Line, auto_title, context_messages
+from services.api.chats.turns import auto_title, context_messages
 from services.api.deps import chats_of, generation_of
 from services.api.dialect import BodyBuilder
 from services.api.dialects.chat import docs, examples
@@ -87,7 +87,7 @@ async def _generate(
     provider, model, named = await _model(generation, persona, body.model)
     await generation.check_provider(provider)
     owner, job_id = caller.principal.user_id, new_job_id()
-    lines = [Line(m.role, m.content) for m in body.chat_history]
+    lines = body.chat_history
     title = query["title"]
     new = NewChat(
         title=title or auto_title(lines),
@@ -226,7 +226,7 @@ async def one_off(
     body = decode_body(_CHAT, await request.body(), generation.settings)
     persona = chats.personas.get(body.persona)
     provider, model, named = await _model(generation, persona, body.model)
-    lines = [Line(m.role, m.content) for m in body.chat_history]
+    lines = body.chat_history
     spec = JobRequest(
         provider,
         model,
