@@ -108,5 +108,6 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await jobs.close()
         if broker_client is not None:
             await broker_client.aclose()
+        await store.aclose()
         await blocking.aclose()
         await redis.aclose()

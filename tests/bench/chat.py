@@ -166,6 +166,7 @@ async def chat_bench(stack: BenchStack, plan: ChatPlan, say: Callable[[str], Non
         reads[0].conn.close()
         await delete_chats(store, READER, order)
     finally:
+        await store.aclose()
         await client.aclose()
     sent = len(msgspec.json.encode({"chat_history": wire([*history, question(0)])}))
     return {"plan": asdict(plan), "results": results, "body_bytes": sent}

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from services.stores.chats import ChatLimits, ChatStore, NewChat, StoredMessage, list_rank
+from services.stores.chats import ChatLimits, NewChat, StoredMessage, list_rank
 from services.stores.redis_chats import RedisChatStore
 from shared import keys
 from tests.harness import RedisServer
@@ -36,19 +36,26 @@ async def client(server: RedisServer) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-def make_store(client: aioredis.Redis) -> MakeStore:
-    def make(limits: ChatLimits) -> ChatStore:
-        return RedisChatStore(client, limits)
+async def make_store(client: aioredis.Redis) -> AsyncIterator[MakeStore]:
+    made: list[RedisChatStore] = []
 
-    return make
+    def make(limits: ChatLimits) -> RedisChatStore:
+        made.append(RedisChatStore(client, limits))
+        return made[-1]
+
+    yield make
+    for store in made:
+        await store.aclose()
 
 
 class TestRedisChatStore(ChatStoreContract):
     pass
 
 
-async def test_a_chat_is_a_hash_a_list_and_a_ranked_entry_without_ttl(client: aioredis.Redis) -> None:
-    store = RedisChatStore(client, ChatLimits())
+async def test_a_chat_is_a_hash_a_list_and_a_ranked_entry_without_ttl(
+    client: aioredis.Redis, make_store: MakeStore
+) -> None:
+    store = make_store(ChatLimits())
     sent = [message("hi"), message("there", "assistant")]
     chat = await store.create("user-a", NewChat(title="t", title_auto=True), sent, T0)
     fields = cast(dict[bytes, bytes], await client.hgetall(keys.chat(chat.id)))
@@ -69,8 +76,8 @@ async def test_a_chat_is_a_hash_a_list_and_a_ranked_entry_without_ttl(client: ai
     assert await client.keys("*") == []
 
 
-async def test_a_page_out_of_ten_thousand_chats(client: aioredis.Redis) -> None:
-    store = RedisChatStore(client, ChatLimits(max_chats=10_000))
+async def test_a_page_out_of_ten_thousand_chats(client: aioredis.Redis, make_store: MakeStore) -> None:
+    store = make_store(ChatLimits(max_chats=10_000))
     made: list[str] = []
     for start in range(0, 10_000, 50):
         batch = [
@@ -96,10 +103,10 @@ async def test_a_page_out_of_ten_thousand_chats(client: aioredis.Redis) -> None:
     assert [chat.id for chat in pinned.chats] == [made[0], newest[0]]
 
 
-async def test_a_turn_opens_after_redis_forgot_its_scripts(client: aioredis.Redis) -> None:
+async def test_a_turn_opens_after_redis_forgot_its_scripts(client: aioredis.Redis, make_store: MakeStore) -> None:
     """The lock script runs by its digest inside the read's pipeline; a Redis that lost its scripts (a restart,
     SCRIPT FLUSH) gets it loaded again, and the turn opens as before."""
-    store = RedisChatStore(client, ChatLimits())
+    store = make_store(ChatLimits())
     sent = [message("hi"), message("there", "assistant")]
     chat = await store.create("user-a", NewChat(title="t"), sent, T0)
     await client.script_flush()
@@ -113,7 +120,7 @@ async def test_a_turn_opens_after_redis_forgot_its_scripts(client: aioredis.Redi
 
 
 async def test_a_jobs_turn_is_saved_ahead_of_its_terminal_event_in_the_same_round_trip(
-    client: aioredis.Redis,
+    client: aioredis.Redis, make_store: MakeStore
 ) -> None:
     """The worker's chat hook returns the save as a command; the sink sends it ahead of the terminal flush, so
     whoever hears the end finds the reply, and a resent round trip saves nothing twice."""
@@ -123,7 +130,7 @@ async def test_a_jobs_turn_is_saved_ahead_of_its_terminal_event_in_the_same_roun
     from shared.events import Done, Failed, Usage
     from shared.jobs import ChatTurn, GenerationJob, Principal, TurnMessage
 
-    store = RedisChatStore(client, ChatLimits())
+    store = cast(RedisChatStore, make_store(ChatLimits()))
     chat = await store.create("ana", NewChat(title="t"), [message("hello")], T0)
     await store.lock(chat.id, "j1", 60)
     turns = [TurnMessage(id="m1", role="user", content="question", created_at=5)]
