@@ -8,8 +8,9 @@ go this way (this module belongs to neither side, so both may import it).
 A call is a list of commands, whose replies come back in order (an error reply in its place, not raised).
 ``EVALSHA`` of a script given to ``GroupedCalls(scripts=...)`` works on a Redis that does not know the script
 yet (new, restarted, flushed): the call is sent again, whole, after loading it. With ``resend``, a call whose
-connection broke is sent once more on a new one (every command must allow running twice: the claim does;
-the admission, which charges counters, does not, and fails with the connection).
+connection broke (not one that timed out) is sent once more on a new one (every command must allow running
+twice: the claim does; the admission, which charges counters, does not, and fails with the connection). A
+round trip that timed out fails the calls that waited behind it too: they waited as long, for the same Redis.
 """
 
 import asyncio
@@ -76,7 +77,9 @@ class GroupedCalls:
         try:
             replies = await self._execute([commands for commands, _ in batch])
         except BaseException as exc:  # Redis unreachable (or the sender cancelled): every caller learns it
-            failure = exc if isinstance(exc, Exception) else redis.exceptions.ConnectionError("call interrupted")
+            failure = _redis_error(exc)
+            if isinstance(failure, redis.exceptions.TimeoutError):  # those waiting behind it waited as long
+                batch, self._waiting = [*batch, *self._waiting], []
             for _, done in batch:
                 if not done.done():
                     done.set_exception(failure)
@@ -91,7 +94,9 @@ class GroupedCalls:
         flat = [command for commands in calls for command in commands]
         try:
             results = await self._round_trip(flat)
-        except (ConnectionError, TimeoutError, OSError, redis.exceptions.ConnectionError):
+        except TimeoutError:  # a silent Redis (frozen, or too busy): asking again would only double the wait
+            raise
+        except (ConnectionError, OSError, redis.exceptions.ConnectionError):
             if not self._resend:
                 raise
             results = await self._round_trip(flat)  # once more, on a new connection
@@ -126,6 +131,24 @@ class GroupedCalls:
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.disconnect()
+
+
+def _redis_error(exc: BaseException) -> Exception:
+    """What callers see of a failed round trip: redis-py's exceptions, as from its own calls (the API maps
+    them to a 503)."""
+    if isinstance(exc, redis.exceptions.RedisError):
+        return exc
+    failure: Exception
+    if isinstance(exc, TimeoutError):
+        failure = redis.exceptions.TimeoutError("Redis did not answer in time")
+    elif isinstance(exc, ConnectionError | OSError):
+        failure = redis.exceptions.ConnectionError(f"Redis unreachable: {exc}")
+    elif isinstance(exc, Exception):
+        return exc
+    else:
+        failure = redis.exceptions.ConnectionError("call interrupted")
+    failure.__cause__ = exc
+    return failure
 
 
 def _no_script(reply: Any) -> bool:
