@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.connection import AbstractConnection
 
-__all__ = ["GroupedCalls", "ScriptCalls", "exchange", "own_connection", "script_sha"]
+__all__ = ["GroupedCalls", "ScriptCalls", "exchange", "own_connection", "raised", "script_sha"]
 
 Command = tuple[Any, ...]
 
@@ -131,6 +131,14 @@ class GroupedCalls:
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.disconnect()
+
+
+def raised(replies: list[Any]) -> list[Any]:
+    """A call's replies, its first error reply raised."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 def _redis_error(exc: BaseException) -> Exception:

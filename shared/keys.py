@@ -13,6 +13,7 @@ __all__ = [
     "chat",
     "chat_lock",
     "chat_messages",
+    "file",
     "SWEEP_LOCK",
     "job_cancel",
     "job_claim",
@@ -29,6 +30,7 @@ __all__ = [
     "usage",
     "usage_field",
     "user_chats",
+    "user_files",
     "worker_info",
     "worker_jobs",
     "worker_reaped",
@@ -179,3 +181,14 @@ def user_chats(user_id: str) -> str:
 
 #: held (briefly) by the one API process that sweeps for dead workers and lost jobs this round
 SWEEP_LOCK = f"{PREFIX}sweep"
+
+
+def file(file_id: str) -> str:
+    """A file's record (JSON, ``services.stores.files.FileRecord``); its TTL is the file's expiry, if any."""
+    return f"{PREFIX}file:{file_id}"
+
+
+def user_files(user_id: str) -> str:
+    """Sorted set of a user's files: file id -> when it was created (ms); an entry whose record expired is
+    dropped when a page of the list reaches it."""
+    return f"{PREFIX}files:{user_id}"

@@ -171,6 +171,7 @@ class ApiProcess(_Process):
             "CONDUIT_IDLE_TIMEOUT": "5",
             "CONDUIT_HEARTBEAT_INTERVAL": "2",
             "CONDUIT_COMMIT_TIMEOUT": "2",
+            "CONDUIT_FILES_DIR": str(log_dir / "files"),  # every replica of a stack shares it
             # the tests' users make far more requests than a real one: limits only where a test sets them
             **{f"CONDUIT_TIER_{tier}_{limit}": "0" for tier in ("PRO", "ENTERPRISE") for limit in _LIMITS},
         }

@@ -5,12 +5,22 @@ resolves the dependencies of one level concurrently, in an anyio task group of t
 ``principal`` cost every request a task group (about 0.2 ms of a 1 ms request, measured on the chat fetch).
 """
 
+from typing import NamedTuple
+
 from litestar.datastructures import State
 
 from services.api.chats.service import ChatService
 from services.api.generation import GenerationService
+from services.stores.files import FileRecords, FileStore
 
-__all__ = ["chats_of", "generation_of"]
+__all__ = ["Files", "chats_of", "files_of", "generation_of"]
+
+
+class Files(NamedTuple):
+    """Uploaded files: their bytes, and their records."""
+
+    store: FileStore
+    records: FileRecords
 
 
 def generation_of(state: State) -> GenerationService:
@@ -21,3 +31,8 @@ def generation_of(state: State) -> GenerationService:
 def chats_of(state: State) -> ChatService:
     service: ChatService = state.chats
     return service
+
+
+def files_of(state: State) -> Files:
+    files: Files = state.files
+    return files

@@ -1,7 +1,9 @@
 """Process-wide collaborators: Redis pools, the pub/sub hub, the job queue, the worker directory."""
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -11,6 +13,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
 from services.api.auth.keys import KeyStore
 from services.api.chats.service import ChatService
+from services.api.deps import Files
 from services.api.enqueue import Broker, CeleryBroker, JobQueue, RedisListBroker
 from services.api.generation import GenerationService
 from services.api.jobnames import RedisJobNames
@@ -20,8 +23,11 @@ from services.api.relay.run import Gateway
 from services.api.settings import ApiSettings
 from services.api.sweeper import Sweeper
 from services.api.workers import WorkerDirectory
+from services.devstate import state_dir
 from services.stores.chats import ChatLimits
+from services.stores.local_files import LocalFileStore
 from services.stores.redis_chats import RedisChatStore
+from services.stores.redis_files import RedisFileRecords
 from shared.heap import settle
 
 __all__ = ["lifespan", "redis_client"]
@@ -58,6 +64,10 @@ def _broker(settings: ApiSettings, redis: "aioredis.Redis") -> tuple[Broker, "ai
         own = redis_client(broker)
         return RedisListBroker(own, redis), own
     return CeleryBroker(broker), None
+
+
+def files_dir(settings: ApiSettings) -> Path:
+    return Path(settings.files_dir).expanduser() if settings.files_dir else state_dir(os.environ) / "files"
 
 
 @asynccontextmanager
@@ -98,6 +108,8 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
         max_messages=settings.chat_max_messages,
         lock_ttl=settings.queue_timeout + settings.chat_turn_timeout,
     )
+    file_records = RedisFileRecords(redis)
+    app.state.files = Files(LocalFileStore(files_dir(settings)), file_records)
     settle()  # start-up is over: what the process keeps is frozen out of the collector's way
     try:
         yield
@@ -109,5 +121,6 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if broker_client is not None:
             await broker_client.aclose()
         await store.aclose()
+        await file_records.aclose()
         await blocking.aclose()
         await redis.aclose()

@@ -93,6 +93,8 @@ class Reply(NamedTuple):
     headers: Sequence[Header] = ()
     #: OpenAPI links: operations the response's values feed (``RESUME``)
     links: Mapping[str, JsonSchema] = {}
+    #: the body's media type, when it is not JSON (``body`` is then a plain schema, ``examples`` unused)
+    media_type: str = _JSON
 
 
 def ref(struct: type) -> JsonSchema:
@@ -197,9 +199,9 @@ def _reply(reply: Reply) -> JsonSchema:
     }
     content: JsonSchema = {}
     if reply.body is not None:
-        content[_JSON] = {"schema": _schema(reply.body)}
+        content[reply.media_type] = {"schema": _schema(reply.body)}
         if reply.examples:
-            content[_JSON]["examples"] = _examples(reply.examples)
+            content[reply.media_type]["examples"] = _examples(reply.examples)
     if reply.stream is not None:
         content["text/event-stream"] = {
             "schema": _event_schema(reply.stream),
@@ -217,6 +219,8 @@ class DocumentedOperation(Operation):
     """An operation whose request body, headers, responses and security come from its handler's declaration."""
 
     body: ClassVar[type | None] = None
+    #: a ``multipart/form-data`` body's schema, for a handler that takes a form (an upload) instead of JSON
+    form: ClassVar[JsonSchema | None] = None
     body_required: ClassVar[bool] = True
     body_examples: ClassVar[Mapping[str, Any]] = {}
     replies: ClassVar[Mapping[int, Reply]] = {}
@@ -244,6 +248,8 @@ class DocumentedOperation(Operation):
             if self.body_examples:
                 media["examples"] = _examples(self.body_examples)
             schema["requestBody"] = {"required": self.body_required, "content": {_JSON: media}}
+        if self.form is not None:
+            schema["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": self.form}}}
         if self.headers:
             schema["parameters"] = [
                 *schema.get("parameters", []),
@@ -259,6 +265,7 @@ def documented(
     *,
     replies: Mapping[int, Reply],
     body: type | None = None,
+    form: JsonSchema | None = None,
     body_examples: Mapping[str, Any] | None = None,
     body_required: bool = True,
     headers: Sequence[Header] = (),
@@ -266,10 +273,12 @@ def documented(
     refinements: Sequence[Refinement] = (),
 ) -> type[Operation]:
     """An ``operation_class`` documenting a handler: every status it answers with (``replies``), its JSON
-    ``body`` Struct with examples (``body_required=False``: the body may be left out), the request ``headers``
+    ``body`` Struct with examples (``body_required=False``: the body may be left out) or its ``form`` (a
+    ``multipart/form-data`` schema), the request ``headers``
     it reads, ``refinements`` of its body's schema; ``public``: no token needed."""
     namespace = {
         "body": body,
+        "form": form,
         "body_required": body_required,
         "body_examples": dict(body_examples or {}),
         "replies": dict(replies),

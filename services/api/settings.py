@@ -82,6 +82,14 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     #: longest a chat stays taken by a generation whose end was never reported (its worker and the queue lost
     #: it); a generation whose job is known to have ended frees the chat at once
     chat_turn_timeout: float = 900.0
+    #: where uploaded files are kept (default: ``files/`` in the state directory, beside ``make up``'s Redis
+    #: data); every API replica (and batch worker) must see the same one
+    files_dir: str = ""
+    #: the largest file an upload may carry, and the request lines a batch input may hold (OpenAI's caps)
+    file_max_bytes: int = 200_000_000
+    batch_max_lines: int = 50_000
+    #: seconds a batch input is kept when its upload names no expiry (OpenAI's 30 days; 0: until deleted)
+    batch_file_expiry: int = 2_592_000
 
     @property
     def broker(self) -> str:

@@ -19,7 +19,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-from services.redis_calls import GroupedCalls
+from services.redis_calls import GroupedCalls, raised
 from services.stores.chats import (
     PINNED_RANK,
     ChatLimitError,
@@ -121,13 +121,6 @@ def _source(name: str) -> str:
     return _SCRIPTS.joinpath(name).read_text()
 
 
-def _raised(replies: list[Any]) -> list[Any]:
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    return replies
-
-
 def _ms(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
@@ -177,7 +170,7 @@ class RedisChatStore:
         return summary
 
     async def summary(self, owner: str, chat_id: str) -> ChatSummary | None:
-        (flat,) = _raised(await self._reads([("HGETALL", keys.chat(chat_id))]))
+        (flat,) = raised(await self._reads([("HGETALL", keys.chat(chat_id))]))
         fields = _pairs(flat)
         if fields.get(b"owner") != owner.encode():
             return None
@@ -199,7 +192,7 @@ class RedisChatStore:
         round trip (a chat of 200 messages: 2.5 ms through a script, 0.8 ms as LRANGE)."""
         lock = [("EVALSHA", self._open.sha, 2, keys.chat(chat_id), keys.chat_lock(chat_id), owner, job_id, _ms(ttl))]
         reads = [("HGETALL", keys.chat(chat_id)), ("LRANGE", keys.chat_messages(chat_id), 0, -1)]
-        *taken, flat, messages = _raised(await self._reads([*lock, *reads] if job_id else reads))
+        *taken, flat, messages = raised(await self._reads([*lock, *reads] if job_id else reads))
         fields = _pairs(flat)
         if fields.get(b"owner") != owner.encode() or (taken and taken[0] == -1):
             return None
@@ -209,7 +202,7 @@ class RedisChatStore:
         return ChatRead(summary, b"[" + b",".join(messages) + b"]")
 
     async def page(self, owner: str, limit: int, after: str | None = None) -> ChatPage | None:
-        (reply,) = _raised(
+        (reply,) = raised(
             await self._reads(
                 [("EVALSHA", self._page.sha, 1, keys.user_chats(owner), after or "", max(limit, 0), keys.chat(""))]
             )

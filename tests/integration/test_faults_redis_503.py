@@ -6,6 +6,7 @@ it has a call here (or is one that never touches Redis).
 """
 
 import asyncio
+import json
 import time
 import warnings
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.anyio
 API_ENV = {"CONDUIT_HEARTBEAT_INTERVAL": "1", "CONDUIT_COMMIT_TIMEOUT": "1"}
 MESSAGES = [{"role": "user", "content": "hi"}]
 CHAT = {"model": "gpt-4o-mini", "messages": MESSAGES}
+BATCH_LINE = json.dumps({"custom_id": "1", "method": "POST", "url": "/v1/chat/completions", "body": CHAT}).encode()
 #: routes that never touch Redis: they answer as usual whatever Redis does
 REDIS_FREE = ("/healthz", "/docs", "/openapi", "/api/v1/personas")
 #: what a client may be told while Redis is away: the gateway is unavailable, or (its workers unseen) has none
@@ -50,6 +52,8 @@ class Call(NamedTuple):
     body: dict[str, Any] | None = None
     #: authenticate with an API key (looked up in Redis) rather than a JWT (checked without Redis)
     key: bool = False
+    #: send a batch input file, multipart (``body`` unused)
+    upload: bool = False
 
 
 def _chat_calls(chat_id: str, message_id: str) -> dict[str, list[Call]]:
@@ -70,10 +74,22 @@ def _chat_calls(chat_id: str, message_id: str) -> dict[str, list[Call]]:
     }
 
 
-def _calls(job_id: str, chat_id: str = "chat_x", message_id: str = "msg_x") -> dict[str, list[Call]]:
+def _file_calls(file_id: str) -> dict[str, list[Call]]:
+    """The files API's (DELETE /v1/files/{id} shares its route with the GET, which stands for it)."""
+    return {
+        "/v1/files": [Call("POST", "/v1/files", upload=True), Call("GET", "/v1/files", key=True)],
+        "/v1/files/{file_id:str}": [Call("GET", f"/v1/files/{file_id}")],
+        "/v1/files/{file_id:str}/content": [Call("GET", f"/v1/files/{file_id}/content")],
+    }
+
+
+def _calls(
+    job_id: str, chat_id: str = "chat_x", message_id: str = "msg_x", file_id: str = "file-x"
+) -> dict[str, list[Call]]:
     """Per route (as the app names it), requests that succeed while Redis is up."""
     return {
         **_chat_calls(chat_id, message_id),
+        **_file_calls(file_id),
         "/v1/chat/completions": [
             Call("POST", "/v1/chat/completions", CHAT),
             Call("POST", "/v1/chat/completions", {**CHAT, "stream": True}),
@@ -106,12 +122,17 @@ class Gateway(NamedTuple):
     job_id: str
     chat_id: str
     message_id: str
+    file_id: str
 
 
 async def _send(client: httpx.AsyncClient, url: str, call: Call, key: str) -> Outcome:
     headers = {"authorization": f"Bearer {key}"} if call.key else auth()
     started = time.monotonic()
-    response = await client.request(call.method, f"{url}{call.path}", json=call.body, headers=headers)
+    if call.upload:
+        files, form = {"file": ("in.jsonl", BATCH_LINE)}, {"purpose": "batch"}
+        response = await client.post(f"{url}{call.path}", files=files, data=form, headers=headers)
+    else:
+        response = await client.request(call.method, f"{url}{call.path}", json=call.body, headers=headers)
     seconds = time.monotonic() - started
     is_json = response.headers.get("content-type", "").startswith("application/json")
     body = response.json() if is_json else response.text
@@ -119,7 +140,7 @@ async def _send(client: httpx.AsyncClient, url: str, call: Call, key: str) -> Ou
 
 
 async def _hit_all(gateway: Gateway) -> list[Outcome]:
-    groups = _calls(gateway.job_id, gateway.chat_id, gateway.message_id).values()
+    groups = _calls(gateway.job_id, gateway.chat_id, gateway.message_id, gateway.file_id).values()
     calls = [call for group in groups for call in group]
     async with httpx.AsyncClient(timeout=30) as client:
         return list(await asyncio.gather(*(_send(client, gateway.stack.url, call, gateway.key) for call in calls)))
@@ -189,7 +210,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> Ite
             assert response.status_code == 200
             saved = httpx.post(f"{stack.url}/api/v1/chat/new", json={"messages": MESSAGES}, headers=auth()).json()
             job_id = response.headers["x-conduit-job-id"]
-            yield Gateway(stack, _create_key(stack.redis.url), job_id, saved["id"], saved["messages"][0]["id"])
+            upload = {"file": ("in.jsonl", BATCH_LINE)}
+            made = httpx.post(f"{stack.url}/v1/files", files=upload, data={"purpose": "batch"}, headers=auth()).json()
+            key = _create_key(stack.redis.url)
+            yield Gateway(stack, key, job_id, saved["id"], saved["messages"][0]["id"], made["id"])
         finally:
             stack.redis.stop()  # a test may have replaced it with a restarted one
 

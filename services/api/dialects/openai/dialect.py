@@ -1,9 +1,10 @@
-"""The OpenAI dialect: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``."""
+"""The OpenAI dialect: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``, ``/v1/files``."""
 
 from services.api.dialect import Dialect, ResumeDoc
-from services.api.dialects.openai import docs, responses
+from services.api.dialects.openai import docs, files, responses
 from services.api.dialects.openai.errors import render_error
-from services.api.dialects.openai.routes import CHAT, COMPLETION, ROUTES
+from services.api.dialects.openai.requests import CHAT, COMPLETION
+from services.api.dialects.openai.routes import ROUTES
 from services.api.dialects.openai.sse import ChatChunkEncoder, CompletionChunkEncoder
 from services.api.dialects.openai.translate import chat_body, completion_body
 from services.api.sse import FrameId
@@ -12,7 +13,7 @@ __all__ = ["DIALECT"]
 
 DIALECT = Dialect(
     name="openai",
-    routes=ROUTES,
+    routes=[*ROUTES, *files.ROUTES],
     paths=("/v1/",),
     render_error=render_error,
     error_schema=responses.ErrorResponse,

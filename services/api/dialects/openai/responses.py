@@ -16,7 +16,10 @@ __all__ = [
     "CreateChatCompletionStreamResponse",
     "CreateCompletionResponse",
     "CreateCompletionStreamResponse",
+    "DeleteFileResponse",
     "ErrorResponse",
+    "ListFilesResponse",
+    "OpenAIFile",
     "ListModelsResponse",
     "Model",
 ]
@@ -213,3 +216,32 @@ class CreateCompletionStreamResponse(_Exact, kw_only=True):
     system_fingerprint: Fingerprint | UnsetType = UNSET
     choices: list[CompletionStreamChoice]
     usage: CompletionUsage | UnsetType = UNSET
+
+
+class OpenAIFile(_Exact, kw_only=True):
+    """An uploaded file (a batch input), or a batch's output or error file."""
+
+    id: Annotated[str, Meta(examples=["file-5f1c2a9e0b7d4c3a8e6f1b2d"])]
+    object: Literal["file"]
+    bytes: Annotated[int, Meta(description="Its size in bytes.")]
+    created_at: Annotated[int, Meta(description="Unix time (seconds) of the upload.")]
+    expires_at: Annotated[int | None, Meta(description="Unix time (seconds) it is deleted at; null: kept.")]
+    filename: str
+    purpose: Annotated[str, Meta(description="`batch` (an input), or `batch_output` (a batch's results).")]
+    status: Annotated[Literal["processed"], Meta(description="Deprecated by OpenAI; always `processed` here.")]
+
+
+class ListFilesResponse(_Exact, kw_only=True):
+    """A page of your files; the next is `after=<last_id>` while `has_more`."""
+
+    object: Literal["list"]
+    data: list[OpenAIFile]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class DeleteFileResponse(_Exact, kw_only=True):
+    id: str
+    object: Literal["file"]
+    deleted: Literal[True]

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
@@ -10,13 +9,11 @@ from litestar.params import FromPath
 from litestar.response import Stream
 
 from services.api.auth.deps import provide_paid_principal, provide_principal
-from services.api.body import decode_body
 from services.api.caller import Caller, provide_caller
 from services.api.deps import generation_of
 from services.api.dialects.openai import docs
+from services.api.dialects.openai.requests import chat_request, completion_request
 from services.api.dialects.openai.schemas import (
-    CHAT_FIELDS,
-    COMPLETION_FIELDS,
     ChatCompletionRequest,
     CompletionRequest,
 )
@@ -24,34 +21,21 @@ from services.api.dialects.openai.sse import ChatChunkEncoder, CompletionChunkEn
 from services.api.dialects.openai.translate import (
     chat_body,
     completion_body,
-    extra_fields,
-    to_messages,
-    to_params,
 )
-from services.api.generation import GenerationService, JobRequest, Rendering, stream_body
+from services.api.generation import GenerationService, stream_body
 from services.api.openapi_doc import documented
 from services.api.openapi_parts import GENERATION_HEADERS
 from services.api.sse import JOB_HEADER, sse_response
 from services.api.wire import encode_json
 from shared.catalog import resolve_model
 from shared.errors import ErrorCode, InvalidRequestError
-from shared.jobs import ChatMessage, Principal
+from shared.jobs import Principal
 
-__all__ = ["CHAT", "COMPLETION", "ROUTES"]
+__all__ = ["ROUTES"]
 
-#: dialect names in a job's StreamView (``dialect.py`` maps them back to encoders)
-CHAT = "openai.chat"
-COMPLETION = "openai.completion"
-
-_CHAT = msgspec.json.Decoder(ChatCompletionRequest)
-_COMPLETION = msgspec.json.Decoder(CompletionRequest)
 _PAID = {"principal": Provide(provide_paid_principal), "caller": Provide(provide_caller)}
 _ANY = {"principal": Provide(provide_principal)}
 _JSON = "application/json"
-
-
-def _include_usage(body: ChatCompletionRequest | CompletionRequest) -> bool:
-    return bool(body.stream and body.stream_options and body.stream_options.include_usage)
 
 
 @post(
@@ -79,12 +63,7 @@ async def chat_completions(
     state: State,
 ) -> Response[bytes] | Stream:
     generation = generation_of(state)
-    raw = await request.body()
-    body = decode_body(_CHAT, raw, generation.settings)
-    provider, model = resolve_model(generation.catalog, body.model)
-    rendering = Rendering(CHAT, "chatcmpl-", body.model, _include_usage(body))
-    messages, params = to_messages(body.messages), to_params(body, extra_fields(raw, CHAT_FIELDS))
-    spec = JobRequest(provider, model, messages, params, bool(body.stream), rendering)
+    body, spec = chat_request(await request.body(), generation.settings, generation.catalog)
     job, view, limits = await generation.prepare(caller, spec)
     if body.stream:
         stream = await generation.open_stream(caller, job)
@@ -113,16 +92,8 @@ async def completions(
     state: State,
 ) -> Response[bytes] | Stream:
     generation = generation_of(state)
-    raw = await request.body()
-    body = decode_body(_COMPLETION, raw, generation.settings)
-    prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
-    provider, model = resolve_model(generation.catalog, body.model)
-    messages = [ChatMessage(role="user", content=prompt)]
-    params = to_params(body, extra_fields(raw, COMPLETION_FIELDS))
-    rendering = Rendering(COMPLETION, "cmpl-", body.model, _include_usage(body))
-    job, view, limits = await generation.prepare(
-        caller, JobRequest(provider, model, messages, params, bool(body.stream), rendering, prompt)
-    )
+    body, spec = completion_request(await request.body(), generation.settings, generation.catalog)
+    job, view, limits = await generation.prepare(caller, spec)
     if body.stream:
         stream = await generation.open_stream(caller, job)
         return sse_response(stream_body(stream, CompletionChunkEncoder.for_view(view)), job.id, stream.close, limits)

@@ -14,11 +14,12 @@ from services.api.dialects.openai.schemas import (
     RefusalContent,
 )
 from services.api.wire import encode_json
+from services.stores.files import FileRecord
 from shared.errors import InvalidRequestError
 from shared.events import Usage
 from shared.jobs import ChatMessage, ContentPart, ImagePart, SamplingParams, TextPart, ToolCall, ToolSpec
 
-__all__ = ["chat_body", "completion_body", "to_messages", "to_params", "usage_object"]
+__all__ = ["chat_body", "completion_body", "file_object", "to_messages", "to_params", "usage_object"]
 
 
 def _content(message: Message) -> str | list[ContentPart] | None:
@@ -181,3 +182,16 @@ def completion_body(completion_id: str, model: str, answer: Answer) -> bytes:
             **fingerprint,
         }
     )
+
+
+def file_object(record: FileRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "object": "file",
+        "bytes": record.bytes,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "filename": record.filename,
+        "purpose": record.purpose,
+        "status": "processed",
+    }

@@ -1,0 +1,132 @@
+"""The file stores: ``LocalFileStore`` on a real directory, ``RedisFileRecords`` against a real redis-server."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from services.stores.files import FileRecord, new_file_id
+from services.stores.local_files import CHUNK, LocalFileStore
+from services.stores.redis_files import RedisFileRecords
+from shared import keys
+from tests.harness import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+
+def _left(directory: Path) -> list[Path]:
+    return list(directory.iterdir())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    redis_server = RedisServer(tmp_path_factory.mktemp("redis-files"))
+    yield redis_server
+    redis_server.stop()
+
+
+@pytest.fixture
+async def records(server: RedisServer) -> AsyncIterator[RedisFileRecords]:
+    client = aioredis.Redis.from_url(server.url, socket_timeout=5)
+    await client.flushdb()
+    store = RedisFileRecords(client)
+    try:
+        yield store
+    finally:
+        await store.aclose()
+        await client.aclose()
+
+
+async def _read(store: LocalFileStore, file_id: str) -> bytes:
+    return b"".join([chunk async for chunk in store.read(file_id)])
+
+
+async def test_a_local_file_appears_whole_once_written_and_goes_when_deleted(tmp_path: Path) -> None:
+    store = LocalFileStore(tmp_path / "files")
+    data = bytes(range(256)) * (CHUNK // 100)  # a few chunks
+    file_id = new_file_id()
+    async with store.writer(file_id) as out:
+        for start in range(0, len(data), 65_536):
+            await out.write(data[start : start + 65_536])
+        assert not (tmp_path / "files" / file_id).exists()  # not before the writer is left
+    assert await _read(store, file_id) == data
+    await store.delete(file_id)
+    await store.delete(file_id)  # gone already: no error
+    with pytest.raises(FileNotFoundError):
+        await _read(store, file_id)
+
+
+async def test_a_failed_write_leaves_no_file_and_a_crashed_one_is_cleared_at_start(tmp_path: Path) -> None:
+    store = LocalFileStore(tmp_path)
+    with pytest.raises(RuntimeError):
+        async with store.writer("file-x") as out:
+            await out.write(b"half")
+            raise RuntimeError("the upload broke")
+    assert _left(tmp_path) == []
+    (tmp_path / "file-y.1234.part").write_bytes(b"left by a crash")
+    LocalFileStore(tmp_path)
+    assert _left(tmp_path) == []
+
+
+async def test_a_path_is_never_built_from_anything_but_an_id(tmp_path: Path) -> None:
+    store = LocalFileStore(tmp_path / "files")
+    for bad in ("../secret", "a/b", "", ".", "x" * 200, "file-\x00"):
+        with pytest.raises(ValueError, match="not a file id"):
+            store.writer(bad)
+        with pytest.raises(ValueError, match="not a file id"):
+            await store.delete(bad)
+
+
+def _record(owner: str, purpose: str = "batch", expires: int | None = None, name: str = "in.jsonl") -> FileRecord:
+    return FileRecord(
+        id=new_file_id(),
+        owner=owner,
+        bytes=10,
+        created_at=int(time.time()),
+        filename=name,
+        purpose=purpose,  # type: ignore[arg-type]
+        expires_at=expires,
+    )
+
+
+async def test_records_are_their_owners_and_pages_follow_creation(records: RedisFileRecords) -> None:
+    made = []
+    for index in range(7):
+        made.append(_record("ana", "batch_output" if index % 3 == 0 else "batch"))
+        await records.add(made[-1])
+        await asyncio.sleep(0.002)
+    await records.add(_record("bob"))
+    assert await records.get("ana", made[0].id) == made[0]
+    assert await records.get("bob", made[0].id) is None
+    first = await records.page("ana", limit=3, after=None, newest_first=True, purpose=None)
+    assert first is not None and [f.id for f in first.files] == [f.id for f in made[::-1][:3]] and first.has_more
+    rest = await records.page("ana", limit=10, after=first.files[-1].id, newest_first=True, purpose=None)
+    assert rest is not None and [f.id for f in rest.files] == [f.id for f in made[::-1][3:]] and not rest.has_more
+    oldest = await records.page("ana", limit=2, after=None, newest_first=False, purpose="batch_output")
+    assert oldest is not None and [f.id for f in oldest.files] == [made[0].id, made[3].id] and oldest.has_more
+    assert await records.page("ana", limit=2, after="file-nope", newest_first=True, purpose=None) is None
+    assert await records.page("bob", limit=2, after=made[0].id, newest_first=True, purpose=None) is None
+    assert not await records.delete("bob", made[1].id)
+    assert await records.delete("ana", made[1].id)
+    assert not await records.delete("ana", made[1].id)
+    assert await records.get("ana", made[1].id) is None
+
+
+async def test_an_expired_record_is_gone_and_leaves_the_list(records: RedisFileRecords, server: RedisServer) -> None:
+    kept, brief = _record("ana"), _record("ana", expires=int(time.time()) + 1)
+    await records.add(kept)
+    await records.add(brief)
+    client = aioredis.Redis.from_url(server.url)
+    try:
+        assert 0 < await client.ttl(keys.file(brief.id)) <= 1
+        assert await client.ttl(keys.file(kept.id)) == -1
+        await asyncio.sleep(2.1)
+        assert await records.get("ana", brief.id) is None
+        page = await records.page("ana", limit=10, after=None, newest_first=True, purpose=None)
+        assert page is not None and [f.id for f in page.files] == [kept.id]
+        assert await client.zrange(keys.user_files("ana"), 0, -1) == [kept.id.encode()]
+    finally:
+        await client.aclose()
