@@ -132,13 +132,13 @@ def test_without_cors_origins_no_response_has_cors_headers(stack: Stack) -> None
 # --- HEAD -------------------------------------------------------------------------------------------
 
 
-def _get_paths(job_id: str) -> list[str]:
+def _get_paths(job_id: str, file_id: str = "file-none") -> list[str]:
     """Every GET route of the app, its parameters filled in."""
     with warnings.catch_warnings():  # the handlers' own Litestar 3 deprecations are not what this test is about
         warnings.simplefilter("ignore", LitestarDeprecationWarning)
         app = create_app(ApiSettings(jwt_secret=JWT_SECRET))
     paths = []
-    values = {**SAMPLES, "job_id": job_id}
+    values = {**SAMPLES, "job_id": job_id, "file_id": file_id}
     for route in app.routes:
         if isinstance(route, HTTPRoute) and "GET" in route.methods:
             missing = [name for name in route.path_parameters if name not in values]
@@ -155,7 +155,9 @@ def _comparable(response: httpx.Response) -> list[tuple[str, str]]:
 def test_head_answers_every_get_route_with_the_get_status_and_headers(stack: Stack) -> None:
     headers = {**auth(), "accept-encoding": "gzip"}
     with httpx.Client(base_url=stack.url, headers=headers, timeout=30) as client:
-        for path in _get_paths(_stream_job(stack)):
+        line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": CHAT}
+        upload = client.post("/v1/files", files={"file": ("a.jsonl", json.dumps(line))}, data={"purpose": "batch"})
+        for path in _get_paths(_stream_job(stack), upload.json()["id"]):
             before, head, after = client.get(path), client.head(path), client.get(path)
 
             assert head.status_code == before.status_code, path
