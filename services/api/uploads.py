@@ -7,7 +7,7 @@ read, up to about twice ``max_bytes`` in all, and dropped, so the client, which 
 reading the answer, gets the 400 or 413 instead of a broken connection.
 """
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import NamedTuple
 
@@ -41,7 +41,9 @@ def _boundary(content_type: str) -> str:
 
 
 class _Receiver:
-    def __init__(self, store: FileStore, file_id: str, max_bytes: int, check: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, store: FileStore, file_id: str, max_bytes: int, check: Callable[[bytes], Awaitable[None]]
+    ) -> None:
         self._store, self._file_id, self._max_bytes, self._check = store, file_id, max_bytes, check
         self.refused: GatewayError | None = None
         self.filename: str | None = None
@@ -71,7 +73,7 @@ class _Receiver:
                 self.refused = GatewayError(message, code=ErrorCode.REQUEST_TOO_LARGE, param="file")
                 return
             try:
-                self._check(chunk)
+                await self._check(chunk)
             except GatewayError as exc:
                 self.refused = exc
                 return
@@ -109,7 +111,7 @@ async def receive_upload(
     file_id: str,
     *,
     max_bytes: int,
-    check: Callable[[bytes], None],
+    check: Callable[[bytes], Awaitable[None]],
 ) -> Upload:
     """Store the body's file part as ``file_id`` (whole, or not at all) and return what was sent with it.
     ``check`` sees every chunk of the file, in order; the first ``GatewayError`` it raises refuses it."""

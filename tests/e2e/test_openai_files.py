@@ -3,11 +3,13 @@ user's file is a 404; a bad line is a 400 naming it; free tier cannot upload."""
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from shared.batches import decode_line, lines_file_id
 from tests.harness import auth, token
 from tests.stack import Stack
 
@@ -29,7 +31,11 @@ def client(stack: Stack) -> Iterator[openai.OpenAI]:
         yield client
 
 
-def test_a_batch_input_goes_up_reads_back_byte_for_byte_and_goes(client: openai.OpenAI) -> None:
+def stored(stack: Stack) -> Path:
+    return Path(stack.api.env["CONDUIT_FILES_DIR"])
+
+
+def test_a_batch_input_goes_up_reads_back_byte_for_byte_and_goes(client: openai.OpenAI, stack: Stack) -> None:
     data = ("\n".join(batch_line(f"r{i}") for i in range(50)) + "\n").encode()
     made = client.files.create(file=("evals.jsonl", data), purpose="batch")
     assert (made.object, made.bytes, made.filename, made.purpose, made.status) == (
@@ -42,7 +48,15 @@ def test_a_batch_input_goes_up_reads_back_byte_for_byte_and_goes(client: openai.
     assert made.id.startswith("file-") and made.expires_at == made.created_at + 30 * 86400  # OpenAI's default
     assert client.files.retrieve(made.id) == made
     assert client.files.content(made.id).read() == data
+    translated = stored(stack) / lines_file_id(made.id)  # the lines as the jobs the batch workers will run
+    lines = [decode_line(raw) for raw in translated.read_bytes().splitlines()]
+    assert [(line.custom_id, line.provider, line.model_named) for line in lines][:2] == [
+        ("r0", "openai", "gpt-4o-mini"),
+        ("r1", "openai", "gpt-4o-mini"),
+    ]
+    assert len(lines) == 50
     assert client.files.delete(made.id).deleted
+    assert not translated.exists() and not (stored(stack) / made.id).exists()
     with pytest.raises(openai.NotFoundError):
         client.files.retrieve(made.id)
     with pytest.raises(openai.NotFoundError):
@@ -76,14 +90,14 @@ def test_another_users_file_is_a_404_everywhere(client: openai.OpenAI, stack: St
     assert client.files.retrieve(made.id).id == made.id
 
 
-def test_a_bad_line_refuses_the_upload_naming_the_line(client: openai.OpenAI) -> None:
+def test_a_bad_line_refuses_the_upload_naming_the_line(client: openai.OpenAI, stack: Stack) -> None:
     cases = {
         batch_line("a") + "\n" + batch_line("a"): "line 2: custom_id 'a' is used by an earlier line",
         batch_line("a") + "\nnot json": "line 2: not JSON",
         batch_line("a", model="gpt-4o-mini", messages=MESSAGES, stream=True): "line 1: stream is not supported",
         batch_line("a", model="gpt-4o-mini", messages=[]): "line 1:",
     }
-    before = {f.id for f in client.files.list()}
+    before, kept = {f.id for f in client.files.list()}, set(stored(stack).iterdir())
     for data, says in cases.items():
         with pytest.raises(openai.BadRequestError) as caught:
             client.files.create(file=("bad.jsonl", data.encode()), purpose="batch")
@@ -92,6 +106,7 @@ def test_a_bad_line_refuses_the_upload_naming_the_line(client: openai.OpenAI) ->
     with pytest.raises(openai.BadRequestError, match="purpose must be 'batch'"):
         client.files.create(file=("ok.jsonl", batch_line("a").encode()), purpose="user_data")
     assert {f.id for f in client.files.list()} == before  # nothing kept
+    assert set(stored(stack).iterdir()) == kept
 
 
 def test_free_tier_cannot_upload_but_may_list(stack: Stack) -> None:

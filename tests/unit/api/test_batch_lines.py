@@ -3,8 +3,9 @@
 import msgspec
 import pytest
 
-from services.api.dialects.openai.batch_lines import LineChecker
+from services.api.dialects.openai.batch_lines import BatchInput, LineChecker
 from services.api.settings import ApiSettings
+from shared.batches import BatchLine, decode_line, encode_line
 from shared.catalog import load_catalog
 from shared.errors import GatewayError
 
@@ -17,29 +18,35 @@ def line(custom_id: str = "a", url: str = "/v1/chat/completions", **body: object
     return msgspec.json.encode({"custom_id": custom_id, "method": "POST", "url": url, "body": body}) + b"\n"
 
 
-def checked(data: bytes, chunk: int = 7, max_lines: int = 100) -> LineChecker:
+def checked(data: bytes, chunk: int = 7, max_lines: int = 100) -> tuple[BatchInput, list[BatchLine]]:
     checker = LineChecker(SETTINGS, CATALOG, max_lines=max_lines, max_line_bytes=10_000)
+    lines = []
     for start in range(0, len(data), chunk):  # lines cut anywhere, as a network delivers them
-        checker.feed(data[start : start + chunk])
-    return checker
+        lines += checker.feed(data[start : start + chunk])
+    found, last = checker.close()
+    return found, lines + last
 
 
 def refusal(data: bytes, **kw: int) -> GatewayError:
     with pytest.raises(GatewayError) as caught:
-        checked(data, **kw).close()
+        checked(data, **kw)
     return caught.value
 
 
 def test_a_good_file_reports_its_lines_endpoint_and_providers() -> None:
     data = line("a") + b"\n" + line("b", model="claude-sonnet-4-5", messages=[{"role": "user", "content": "x"}])
-    found = checked(data + line("c", model="echo", messages=[{"role": "user", "content": "y"}]).rstrip()).close()
-    assert (found.lines, found.endpoint, found.providers) == (
-        3,
-        "/v1/chat/completions",
-        ("anthropic", "echo", "openai"),
-    )
-    completions = checked(line("p", url="/v1/completions", model="gpt-4o-mini", prompt="Say hi")).close()
+    found, lines = checked(data + line("c", model="echo", messages=[{"role": "user", "content": "y"}]).rstrip())
+    assert (found.lines, found.endpoint) == (3, "/v1/chat/completions")
+    assert found.providers == ("anthropic", "echo", "openai")
+    assert [(x.custom_id, x.provider, x.dialect, x.id_prefix, x.model_named) for x in lines] == [
+        ("a", "openai", "openai.chat", "chatcmpl-", "gpt-4o-mini"),
+        ("b", "anthropic", "openai.chat", "chatcmpl-", "claude-sonnet-4-5"),
+        ("c", "echo", "openai.chat", "chatcmpl-", "echo"),
+    ]
+    assert lines[1].messages[0].content == "x" and decode_line(encode_line(lines[1])) == lines[1]
+    completions, (prompted,) = checked(line("p", url="/v1/completions", model="gpt-4o-mini", prompt="Say hi"))
     assert completions.endpoint == "/v1/completions"
+    assert (prompted.prompt, prompted.dialect, prompted.id_prefix) == ("Say hi", "openai.completion", "cmpl-")
 
 
 @pytest.mark.parametrize(
@@ -76,6 +83,6 @@ def test_a_body_refusal_names_the_field_under_body() -> None:
 
 def test_a_line_longer_than_the_cap_is_refused_before_it_ends() -> None:
     checker = LineChecker(SETTINGS, CATALOG, max_lines=10, max_line_bytes=100)
-    checker.feed(line("a"))
+    assert len(checker.feed(line("a"))) == 1
     with pytest.raises(GatewayError, match="line 2: longer than 100 bytes"):
         checker.feed(b"{" + b" " * 200)

@@ -32,15 +32,19 @@ async def chunks(data: bytes, size: int = 1000) -> AsyncIterator[bytes]:
         yield data[start : start + size]
 
 
-def never(chunk: bytes) -> None:
+async def never(chunk: bytes) -> None:
     return None
 
 
 async def test_the_file_part_is_stored_and_the_fields_returned(tmp_path: Path) -> None:
     store, seen = LocalFileStore(tmp_path), bytearray()
+
+    async def keep(chunk: bytes) -> None:
+        seen.extend(chunk)
+
     data = b"x" * 10_000
     body = form(("purpose", None, b"batch"), ("file", "in.jsonl", data), ("expires_after[seconds]", None, b"3600"))
-    upload = await receive_upload(chunks(body), TYPE, store, "file-1", max_bytes=20_000, check=seen.extend)
+    upload = await receive_upload(chunks(body), TYPE, store, "file-1", max_bytes=20_000, check=keep)
     assert upload == ("in.jsonl", len(data), {"purpose": "batch", "expires_after[seconds]": "3600"})
     assert bytes(seen) == data == (tmp_path / "file-1").read_bytes()
 
@@ -48,7 +52,7 @@ async def test_the_file_part_is_stored_and_the_fields_returned(tmp_path: Path) -
 async def test_a_refused_file_is_not_kept_and_the_body_is_still_read(tmp_path: Path) -> None:
     store, read = LocalFileStore(tmp_path), []
 
-    def refuse(chunk: bytes) -> None:
+    async def refuse(chunk: bytes) -> None:
         raise GatewayError("line 1: no", code=ErrorCode.INVALID_REQUEST)
 
     async def counted(data: bytes) -> AsyncIterator[bytes]:

@@ -1,10 +1,11 @@
 """A batch input file, checked line by line as its bytes stream in (at upload), each refusal naming its line.
 
 A line is OpenAI's batch request (``{"custom_id", "method": "POST", "url", "body"}``); its ``body`` is checked
-exactly as the synchronous endpoint at ``url`` checks a request (``requests.py``), model included. All lines of
-a file call one endpoint (a batch has one), ``custom_id`` is unique, and the caps on lines and bytes hold. What
-the file needs of the gateway at run time (its endpoint, the providers its lines use) is kept for the batch's
-creation, which checks it against the workers then present.
+exactly as the synchronous endpoint at ``url`` checks a request (``requests.py``), model included, and becomes
+the canonical job the batch workers will run (``shared.batches.BatchLine``). All lines of a file call one
+endpoint (a batch has one), ``custom_id`` is unique, and the caps on lines and bytes hold. What the file needs
+of the gateway at run time (its endpoint, the providers its lines use) is kept for the batch's creation, which
+checks it against the workers then present.
 """
 
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import msgspec
 from services.api.dialects.openai.requests import chat_request, completion_request
 from services.api.generation import JobRequest
 from services.api.settings import ApiSettings
+from shared.batches import BatchLine
 from shared.catalog import Catalog
 from shared.errors import GatewayError, InvalidRequestError
 
@@ -64,30 +66,33 @@ class LineChecker:
         self._endpoint = ""
         self._providers: set[str] = set()
 
-    def feed(self, chunk: bytes) -> None:
-        """Check every line ``chunk`` completes; the first refused raises ``InvalidRequestError``."""
+    def feed(self, chunk: bytes) -> list[BatchLine]:
+        """The lines ``chunk`` completes, checked and translated; the first refused raises
+        ``InvalidRequestError``."""
         self._pending += chunk
-        start = 0
+        start, lines = 0, []
         while (end := self._pending.find(b"\n", start)) >= 0:
-            self._line(bytes(self._pending[start:end]))
+            if (line := self._line(bytes(self._pending[start:end]))) is not None:
+                lines.append(line)
             start = end + 1
         del self._pending[:start]
         if len(self._pending) > self._max_line_bytes:
             raise _refused(self._number + 1, f"longer than {self._max_line_bytes} bytes")
+        return lines
 
-    def close(self) -> BatchInput:
-        """The file ended: its last line (no newline after it) is checked, and what it holds returned."""
-        if self._pending:
-            self._line(bytes(self._pending))
-            self._pending.clear()
+    def close(self) -> tuple[BatchInput, list[BatchLine]]:
+        """The file ended: what it holds, and its last line (one with no newline after it), translated."""
+        last = self._line(bytes(self._pending)) if self._pending else None
+        self._pending.clear()
         if not self._requests:
             raise InvalidRequestError("the file holds no request lines; a batch input is JSONL", param="file")
-        return BatchInput(self._requests, self._endpoint, tuple(sorted(self._providers)))
+        found = BatchInput(self._requests, self._endpoint, tuple(sorted(self._providers)))
+        return found, [last] if last is not None else []
 
-    def _line(self, raw: bytes) -> None:
+    def _line(self, raw: bytes) -> BatchLine | None:
         self._number += 1
         if not raw.strip():
-            return
+            return None
         self._requests += 1
         number = self._number
         if self._requests > self._max_lines:
@@ -107,6 +112,18 @@ class LineChecker:
         if body.stream:
             raise _refused(number, "stream is not supported in a batch (results go to the output file)", "body.stream")
         self._providers.add(job.provider)
+        rendering = job.rendering
+        return BatchLine(
+            custom_id=line.custom_id,
+            provider=job.provider,
+            model=job.model,
+            messages=job.messages,
+            params=job.params,
+            prompt=job.prompt,
+            dialect=rendering.dialect,
+            id_prefix=rendering.id_prefix,
+            model_named=rendering.model,
+        )
 
     def _request(self, number: int, raw: bytes) -> _Line:
         """The line as a batch request with a new ``custom_id`` and method POST."""

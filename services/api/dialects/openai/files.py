@@ -19,7 +19,7 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 
 from services.api.auth.deps import provide_paid_principal, provide_principal
-from services.api.deps import files_of, generation_of
+from services.api.deps import Files, files_of, generation_of
 from services.api.dialects.openai import docs
 from services.api.dialects.openai.batch_lines import LineChecker
 from services.api.dialects.openai.translate import file_object
@@ -27,6 +27,7 @@ from services.api.openapi_doc import documented
 from services.api.uploads import receive_upload
 from services.api.wire import encode_json
 from services.stores.files import FileRecord, new_file_id
+from shared.batches import encode_line, lines_file_id
 from shared.errors import ErrorCode, InvalidRequestError
 from shared.jobs import Principal
 
@@ -66,6 +67,20 @@ def _expiry(fields: dict[str, str], created: int, default: int) -> int | None:
     return created + after
 
 
+def _purpose(fields: dict[str, str]) -> Literal["batch"]:
+    purpose = fields.get("purpose")
+    if purpose != "batch":
+        raise InvalidRequestError(
+            f"purpose must be 'batch' (this gateway keeps files for batches), not {purpose!r}", param="purpose"
+        )
+    return "batch"
+
+
+async def _delete_bytes(files: Files, file_id: str) -> None:
+    await files.store.delete(file_id)
+    await files.store.delete(lines_file_id(file_id))
+
+
 @post(
     "/v1/files",
     status_code=200,
@@ -86,28 +101,32 @@ async def create_file(
         settings, generation.catalog, max_lines=settings.batch_max_lines, max_line_bytes=settings.max_body_bytes
     )
     file_id, created = new_file_id(), int(time.time())
-    upload = await receive_upload(
-        request.stream(),
-        request.headers.get("content-type", ""),
-        files.store,
-        file_id,
-        max_bytes=settings.file_max_bytes,
-        check=checker.feed,
-    )
+    translated = lines_file_id(file_id)
     try:
-        purpose = upload.fields.get("purpose")
-        if purpose != "batch":
-            raise InvalidRequestError(
-                f"purpose must be 'batch' (this gateway keeps files for batches), not {purpose!r}", param="purpose"
+        async with files.store.writer(translated) as lines:  # the lines as jobs, beside the file: both or neither
+
+            async def check(chunk: bytes) -> None:
+                for line in checker.feed(chunk):
+                    await lines.write(encode_line(line))
+
+            upload = await receive_upload(
+                request.stream(),
+                request.headers.get("content-type", ""),
+                files.store,
+                file_id,
+                max_bytes=settings.file_max_bytes,
+                check=check,
             )
-        found = checker.close()
+            found, last = checker.close()
+            for line in last:
+                await lines.write(encode_line(line))
         record = FileRecord(
             id=file_id,
             owner=principal.user_id,
             bytes=upload.bytes,
             created_at=created,
             filename=upload.filename,
-            purpose="batch",
+            purpose=_purpose(upload.fields),
             expires_at=_expiry(upload.fields, created, settings.batch_file_expiry),
             lines=found.lines,
             endpoint=found.endpoint,
@@ -115,7 +134,7 @@ async def create_file(
         )
         await files.records.add(record)
     except BaseException:
-        await files.store.delete(file_id)
+        await _delete_bytes(files, file_id)
         raise
     return _json(file_object(record))
 
@@ -199,7 +218,7 @@ async def delete_file(principal: NamedDependency[Principal], state: State, file_
     files = files_of(state)
     if not await files.records.delete(principal.user_id, file_id):
         raise _missing(file_id)
-    await files.store.delete(file_id)
+    await _delete_bytes(files, file_id)
     return _json({"id": file_id, "object": "file", "deleted": True})
 
 
