@@ -10,6 +10,8 @@ __all__ = [
     "WORKERS",
     "api_key",
     "api_key_used",
+    "batch",
+    "batch_results",
     "chat",
     "chat_lock",
     "chat_messages",
@@ -29,6 +31,7 @@ __all__ = [
     "replies",
     "usage",
     "usage_field",
+    "user_batches",
     "user_chats",
     "user_files",
     "worker_info",
@@ -192,3 +195,18 @@ def user_files(user_id: str) -> str:
     """Sorted set of a user's files: file id -> when it was created (ms); an entry whose record expired is
     dropped when a page of the list reaches it."""
     return f"{PREFIX}files:{user_id}"
+
+
+def batch(batch_id: str) -> str:
+    """A batch's record (hash: one field per ``services.stores.batches.BatchRecord`` field)."""
+    return f"{PREFIX}batch:{batch_id}"
+
+
+def batch_results(batch_id: str) -> str:
+    """A batch's line results (hash: custom_id -> ``LineResult`` JSON), each written once."""
+    return f"{PREFIX}batch:{batch_id}:results"
+
+
+def user_batches(user_id: str) -> str:
+    """Sorted set of a user's batches: batch id -> when it was created (ms)."""
+    return f"{PREFIX}batches:{user_id}"
