@@ -5,6 +5,7 @@ import hashlib
 __all__ = [
     "API_KEYS",
     "USAGE_COUNTERS",
+    "USAGE_TTL",
     "CANCEL_CHANNEL",
     "PREFIX",
     "WORKERS",
@@ -12,6 +13,7 @@ __all__ = [
     "api_key_used",
     "batch",
     "batch_results",
+    "batch_runner",
     "chat",
     "chat_lock",
     "chat_messages",
@@ -80,6 +82,8 @@ def lease(subject: str) -> str:
 
 #: the counters of a usage hash, per provider and model
 USAGE_COUNTERS = ("requests", "prompt_tokens", "completion_tokens")
+#: how long a day's usage counters are kept (seconds)
+USAGE_TTL = 400 * 86400
 
 
 def usage(user_id: str, day: str) -> str:
@@ -210,3 +214,8 @@ def batch_results(batch_id: str) -> str:
 def user_batches(user_id: str) -> str:
     """Sorted set of a user's batches: batch id -> when it was created (ms)."""
     return f"{PREFIX}batches:{user_id}"
+
+
+def batch_runner(batch_id: str) -> str:
+    """The worker running a batch (its name), with a TTL it renews while it runs: a runner that died lets go."""
+    return f"{PREFIX}batch:{batch_id}:runner"

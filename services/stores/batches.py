@@ -67,9 +67,12 @@ class BatchRecord(msgspec.Struct, frozen=True, kw_only=True):
     errors: list[BatchError] | None = None
     input_tokens: int = 0
     output_tokens: int = 0
-    #: the pace of the owner's tier when the batch was made (0: no limit)
+    #: the owner's tier, and its pace when the batch was made (0: no limit)
+    tier: str = ""
     requests_per_minute: int = 0
     tokens_per_minute: int = 0
+    #: while ``finalizing``: the status it ends with
+    ends_as: Literal["completed", "cancelled", "expired"] | None = None
 
 
 class LineResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

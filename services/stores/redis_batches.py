@@ -8,13 +8,14 @@ batch objects, and so does this store.
 
 import importlib.resources
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 
 from services.redis_calls import GroupedCalls, raised, script_sha
-from services.stores.batches import BatchPage, BatchRecord
+from services.stores.batches import BatchPage, BatchRecord, LineResult
 from shared import keys
 
 __all__ = ["RedisBatchStore", "from_hash", "to_hash"]
@@ -22,6 +23,10 @@ __all__ = ["RedisBatchStore", "from_hash", "to_hash"]
 _SCRIPTS = importlib.resources.files("services.stores")
 _PAGE = _SCRIPTS.joinpath("batch_page.lua").read_text()
 _CANCEL = _SCRIPTS.joinpath("batch_cancel.lua").read_text()
+_STEP = _SCRIPTS.joinpath("batch_step.lua").read_text()
+_LINE = _SCRIPTS.joinpath("batch_line.lua").read_text()
+_LOCK = _SCRIPTS.joinpath("lock.lua").read_text()
+_encode = msgspec.json.Encoder().encode
 _JSON_FIELDS = ("metadata", "errors")
 
 
@@ -46,10 +51,13 @@ def from_hash(flat: list[bytes] | dict[bytes, bytes]) -> BatchRecord:
 
 class RedisBatchStore:
     def __init__(self, redis: "aioredis.Redis") -> None:
-        self._calls = GroupedCalls(redis, scripts=[_PAGE, _CANCEL], resend=True)
+        self._calls = GroupedCalls(redis, scripts=[_PAGE, _CANCEL, _STEP, _LOCK], resend=True)
+        # a line's result is recorded once whatever happens: a resend finds it recorded (HSETNX)
+        self._lines = GroupedCalls(redis, scripts=[_LINE], resend=True)
 
     async def aclose(self) -> None:
         await self._calls.aclose()
+        await self._lines.aclose()
 
     async def add(self, record: BatchRecord) -> None:
         created = time.time() * 1000
@@ -88,3 +96,63 @@ class RedisBatchStore:
         command = ("EVALSHA", script_sha(_CANCEL), 1, keys.batch(batch_id), owner, now)
         (flat,) = raised(await self._calls([command]))
         return None if flat is None else from_hash(flat)
+
+    # --- the batch workers' side ---
+
+    async def take(self, batch_id: str, runner: str, ttl: float) -> bool:
+        """Hold the batch for ``runner`` for ``ttl`` seconds (again: its hold restarts); ``False`` while another
+        runner holds it."""
+        command = ("EVALSHA", script_sha(_LOCK), 1, keys.batch_runner(batch_id), "take", runner, int(ttl * 1000))
+        (holder,) = raised(await self._calls([command]))
+        return holder is None
+
+    async def let_go(self, batch_id: str, runner: str) -> None:
+        raised(await self._calls([("EVALSHA", script_sha(_LOCK), 1, keys.batch_runner(batch_id), "drop", runner)]))
+
+    async def _step(self, batch_id: str, step: str, now: int, ends_as: str = "") -> BatchRecord | None:
+        (flat,) = raised(
+            await self._calls([("EVALSHA", script_sha(_STEP), 1, keys.batch(batch_id), step, now, ends_as)])
+        )
+        return None if flat is None else from_hash(flat)
+
+    async def start(self, batch_id: str, now: int) -> BatchRecord | None:
+        """``validating`` -> ``in_progress``; the record as it is then (moved or not)."""
+        return await self._step(batch_id, "start", now)
+
+    async def finish(self, batch_id: str, now: int, ends_as: str) -> BatchRecord | None:
+        """``in_progress`` or ``cancelling`` -> ``finalizing``, to end as ``ends_as`` (``cancelled`` if a cancel
+        was asked meanwhile)."""
+        return await self._step(batch_id, "finish", now, ends_as)
+
+    async def status(self, batch_id: str) -> str | None:
+        (status,) = raised(await self._calls([("HGET", keys.batch(batch_id), "status")]))
+        return None if status is None else status.decode()
+
+    async def recorded(self, batch_id: str, custom_ids: Sequence[str]) -> set[str]:
+        """Which of these lines have a result already."""
+        if not custom_ids:
+            return set()
+        (found,) = raised(await self._calls([("HMGET", keys.batch_results(batch_id), *custom_ids)]))
+        return {custom_id for custom_id, result in zip(custom_ids, found, strict=True) if result is not None}
+
+    async def record(self, record: BatchRecord, result: LineResult, provider: str, model: str, day: str) -> bool:
+        """Keep ``result`` unless its line has one already, counting it into the batch and its owner's usage
+        (marked as a batch's); ``False`` if the line had a result."""
+        fields = [keys.usage_field(f"batch:{provider}", model, counter) for counter in keys.USAGE_COUNTERS]
+        command = (
+            "EVALSHA",
+            script_sha(_LINE),
+            3,
+            keys.batch(record.id),
+            keys.batch_results(record.id),
+            keys.usage(record.owner, day),
+            result.custom_id,
+            _encode(result),
+            "1" if result.ok else "0",
+            result.input_tokens,
+            result.output_tokens,
+            *fields,
+            keys.USAGE_TTL,
+        )
+        (recorded,) = raised(await self._lines([command]))
+        return bool(recorded == 1)

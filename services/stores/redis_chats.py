@@ -134,7 +134,7 @@ class RedisChatStore:
         self._update = self._script("chat_update.lua")
         self._delete = self._script("chat_delete.lua")
         self._retitle = self._script("chat_retitle.lua")
-        self._lock = self._script("chat_lock.lua")
+        self._lock = self._script("lock.lua")
         self._page = self._script("chat_page.lua")
         self._open = self._script("chat_open.lua")
         # the reads a request waits for go grouped, on a connection of their own (no pipeline object, no pool

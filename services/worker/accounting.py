@@ -24,12 +24,9 @@ from shared import keys
 from shared.events import Usage
 from shared.jobs import GenerationJob
 
-__all__ = ["USAGE_TTL", "Ledger"]
+__all__ = ["Ledger"]
 
 log = logging.getLogger("conduit.worker")
-
-#: how long a day's usage counters are kept (seconds)
-USAGE_TTL = 400 * 86400
 
 
 class Ledger:
@@ -74,7 +71,7 @@ class Ledger:
                     key = keys.usage(user, day)
                     for field, value in counters.items():
                         pipe.hincrby(key, field, value)
-                    pipe.expire(key, USAGE_TTL)
+                    pipe.expire(key, keys.USAGE_TTL)
                 for subject, tokens in refunds.items():
                     await self._refund(keys=[keys.rate_tokens(subject)], args=[tokens], client=pipe)
                 await pipe.execute()
