@@ -1,0 +1,183 @@
+"""Running a batch: its lines, handed out at its owner's pace, each recorded once.
+
+One runner holds a batch at a time (a hold it renews; a runner that dies lets go when the hold runs out, and
+the batch is handed to another). It reads the batch's translated lines (``shared.batches.BatchLine``) from the
+file store in order, skips those with a result already (a batch taken over after its runner died goes on
+where that one stopped), and runs the rest, ``concurrency`` at a time, no faster than the requests and tokens
+per minute the batch may spend (its owner's tier's, at its creation): lines wait for their turn instead of
+failing with 429s of the gateway's own. Every result is recorded the moment its line ends, so a restart loses
+nothing done and a line run twice is counted once (``RedisBatchStore.record``).
+
+It stops handing out lines when a cancel is asked or the batch's window passes, lets the lines in flight end,
+and leaves the batch ``finalizing``: the API writes its output and error files (it renders the lines' bodies,
+which are its dialects').
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from services.stores.batches import BatchRecord
+from services.stores.files import FileStore
+from services.stores.redis_batches import RedisBatchStore
+from services.worker.batch_lines import CollectingSink, run_line
+from services.worker.generate import PipelineContext
+from shared.batches import BatchLine, decode_line
+from shared.jobs import Principal, message_text
+from shared.tokens import estimate_tokens
+
+__all__ = ["BatchRunner", "Pacer"]
+
+log = logging.getLogger("conduit.worker")
+
+#: lines read (and checked for a result) at a time
+CHUNK = 256
+#: the runner's hold on its batch, renewed every third of it
+HOLD = 15.0
+#: seconds between two looks at whether a cancel was asked
+CANCEL_CHECK = 0.5
+
+
+class Pacer:
+    """Requests and tokens per minute as two buckets, full at the start; ``wait`` takes from both, waiting until
+    they hold enough (0: no limit)."""
+
+    def __init__(self, requests_per_minute: int, tokens_per_minute: int) -> None:
+        self._rates = (requests_per_minute / 60.0, tokens_per_minute / 60.0)
+        self._sizes = (float(requests_per_minute), float(tokens_per_minute))
+        self._levels = list(self._sizes)
+        self._at = time.monotonic()
+
+    async def wait(self, tokens: int) -> None:
+        wanted = (1.0, float(min(tokens, self._sizes[1])))  # a line larger than a minute's tokens still runs
+        while True:
+            now = time.monotonic()
+            elapsed, self._at = now - self._at, now
+            self._levels = [
+                min(size, level + rate * elapsed)
+                for size, level, rate in zip(self._sizes, self._levels, self._rates, strict=True)
+            ]
+            short = [
+                (want - level) / rate
+                for want, level, rate in zip(wanted, self._levels, self._rates, strict=True)
+                if rate and level < want
+            ]
+            if not short:
+                self._levels = [
+                    level - want if rate else level
+                    for level, want, rate in zip(self._levels, wanted, self._rates, strict=True)
+                ]
+                return
+            await asyncio.sleep(max(short))
+
+
+def _tokens(line: BatchLine) -> int:
+    prompt = sum(estimate_tokens(message_text(message)) for message in line.messages)
+    return prompt + (line.params.max_tokens or 0)
+
+
+class BatchRunner:
+    def __init__(
+        self,
+        store: RedisBatchStore,
+        files: FileStore,
+        ctx: PipelineContext,
+        sink: CollectingSink,
+        *,
+        name: str,
+        concurrency: int = 64,
+        attempts: int = 3,
+    ) -> None:
+        """``ctx`` publishes to ``sink`` and runs no job-end hooks (``run_line``)."""
+        self._store, self._files, self._ctx, self._sink = store, files, ctx, sink
+        self._name = name
+        self._concurrency = concurrency
+        self._attempts = attempts
+
+    async def run(self, batch_id: str) -> None:
+        """Run the batch to ``finalizing``, unless another runner holds it or it is past running."""
+        if not await self._store.take(batch_id, self._name, HOLD):
+            log.info("batch %s: another runner holds it", batch_id)
+            return
+        holding = asyncio.create_task(self._hold(batch_id), name=f"batch-hold:{batch_id}")
+        try:
+            record = await self._store.start(batch_id, int(time.time()))
+            if record is None or record.status not in ("in_progress", "cancelling"):
+                return
+            ends_as = await self._lines(record)
+            await self._store.finish(batch_id, int(time.time()), ends_as)
+            log.info("batch %s: its lines are done; it ends %s", batch_id, ends_as)
+        finally:
+            holding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await holding
+            with contextlib.suppress(Exception):
+                await self._store.let_go(batch_id, self._name)
+
+    async def _hold(self, batch_id: str) -> None:
+        while True:
+            await asyncio.sleep(HOLD / 3)
+            try:
+                await self._store.take(batch_id, self._name, HOLD)
+            except Exception as exc:  # Redis away a moment: the next renewal may reach it
+                log.warning("batch %s: could not renew the hold: %s", batch_id, exc)
+
+    async def _lines(self, record: BatchRecord) -> str:
+        """Hand out the lines not yet done; how the batch ends: ``completed``, ``cancelled`` or ``expired``."""
+        owner = Principal(user_id=record.owner, tier=record.tier or "pro")
+        pacer = Pacer(record.requests_per_minute, record.tokens_per_minute)
+        slots = asyncio.Semaphore(self._concurrency)
+        running: set[asyncio.Task[None]] = set()
+        ends_as, asked = "completed", 0.0
+        try:
+            async for chunk in self._chunks(record.lines_file_id):
+                done = await self._store.recorded(record.id, [line.custom_id for line in chunk])
+                for line in (line for line in chunk if line.custom_id not in done):
+                    await pacer.wait(_tokens(line))
+                    await slots.acquire()
+                    if time.monotonic() - asked >= CANCEL_CHECK:  # a cancel stops the lines not yet handed out
+                        asked = time.monotonic()
+                        if await self._store.status(record.id) == "cancelling":
+                            ends_as = "cancelled"
+                    if ends_as == "completed" and time.time() >= record.expires_at:
+                        ends_as = "expired"
+                    if ends_as != "completed":
+                        slots.release()
+                        break
+                    task = asyncio.create_task(self._line(record, owner, line, slots))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                if ends_as != "completed":
+                    break
+        finally:
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+        return ends_as
+
+    async def _line(self, record: BatchRecord, owner: Principal, line: BatchLine, slots: asyncio.Semaphore) -> None:
+        try:
+            result = await run_line(line, owner, record.id, self._ctx, self._sink, attempts=self._attempts)
+            day = time.strftime("%Y-%m-%d", time.gmtime())
+            await self._store.record(record, result, line.provider, line.model, day)
+        except Exception:  # left without a result: the batch's next runner runs it again
+            log.exception("batch %s: line %r could not be recorded", record.id, line.custom_id)
+        finally:
+            slots.release()
+
+    async def _chunks(self, file_id: str) -> AsyncIterator[list[BatchLine]]:
+        pending, chunk = b"", []
+        async for data in self._files.read(file_id):
+            pending += data
+            *whole, pending = pending.split(b"\n")
+            for raw in whole:
+                if raw:
+                    chunk.append(decode_line(raw))
+                if len(chunk) >= CHUNK:
+                    yield chunk
+                    chunk = []
+        if pending:
+            chunk.append(decode_line(pending))
+        if chunk:
+            yield chunk
