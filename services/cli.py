@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from services.devstate import DevState, RedisChoice, StackStartingError, choose_redis, state_dir
 from shared.catalog import CatalogError
 from shared.config import SettingsError
+from shared.tasks import QueueName
 
 __all__ = ["main"]
 
@@ -157,13 +158,18 @@ def _cmd_api(args: argparse.Namespace) -> int:
 def _cmd_worker(args: argparse.Namespace) -> int:
     from services.worker.celery_app import POOL, create_celery, load_from_environ
 
+    queues = [name.strip() for name in args.queues.split(",") if name.strip()]
+    known = [queue.value for queue in QueueName]
+    if not queues or not set(queues) <= set(known):
+        print(f"conduit worker: --queues takes {' and/or '.join(known)}, comma-separated", file=sys.stderr)
+        raise SystemExit(2)
     settings, catalog = load_from_environ(dict(os.environ))
     app = create_celery(settings, catalog)
     argv = [
         "worker",
         f"--pool={POOL}",
         "--concurrency=1",
-        "--queues=interactive",
+        f"--queues={','.join(queues)}",
         f"--hostname={settings.worker_name.replace(':', '-')}@%h",
         f"--loglevel={'WARNING' if args.quiet else 'INFO'}",
         "--without-gossip",
@@ -193,6 +199,11 @@ def _parser() -> argparse.ArgumentParser:
     api.set_defaults(run=_cmd_api)
     worker = commands.add_parser("worker", help="run a Celery worker")
     worker.add_argument("--quiet", action="store_true")
+    worker.add_argument(
+        "--queues",
+        default="interactive",
+        help="the queues it serves: interactive (generation, the default), batch (batch lines), or both",
+    )
     worker.set_defaults(run=_cmd_worker)
     token = commands.add_parser("token", help="bearer tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)

@@ -30,6 +30,7 @@ __all__ = [
     "StackStartingError",
     "UpLock",
     "choose_redis",
+    "files_dir",
     "state_dir",
 ]
 
@@ -50,6 +51,12 @@ def state_dir(environ: Mapping[str, str]) -> Path:
         return Path(xdg) / "conduit"
     home = environ.get("HOME", "").strip()
     return (Path(home) if home else Path.home()) / ".local" / "state" / "conduit"
+
+
+def files_dir(configured: str, environ: Mapping[str, str]) -> Path:
+    """Where uploaded files are kept: ``configured`` (``CONDUIT_FILES_DIR``), else ``files/`` in the state
+    directory; the API and the batch workers resolve it alike."""
+    return Path(configured).expanduser() if configured.strip() else state_dir(environ) / "files"
 
 
 class StackRecord(msgspec.Struct, frozen=True, kw_only=True):

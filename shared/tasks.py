@@ -7,6 +7,7 @@ __all__ = ["QueueName", "TaskName"]
 
 class TaskName(StrEnum):
     GENERATE_JOBS = "conduit.generate_jobs"  # args: a list of jobs (several per message)
+    RUN_BATCH = "conduit.run_batch"  # args: a batch id
 
 
 class QueueName(StrEnum):

@@ -147,11 +147,16 @@ def _service_env(redis_url: str, extra: dict[str, str]) -> dict[str, str]:
 class WorkerProcess(_Process):
     name = "worker"
 
-    def __init__(self, log_dir: Path, redis_url: str, env: dict[str, str]) -> None:
+    def __init__(self, log_dir: Path, redis_url: str, env: dict[str, str], queues: str = "interactive") -> None:
         super().__init__(log_dir)
-        base = {"CONDUIT_ECHO_DELAY": "0", "CONDUIT_CONCURRENCY": "64", "CONDUIT_HEARTBEAT_INTERVAL": "1"}
+        base = {
+            "CONDUIT_ECHO_DELAY": "0",
+            "CONDUIT_CONCURRENCY": "64",
+            "CONDUIT_HEARTBEAT_INTERVAL": "1",
+            "CONDUIT_FILES_DIR": str(log_dir / "files"),  # the API's (ApiProcess)
+        }
         self.env = _service_env(redis_url, {**base, **env})
-        self._spawn([sys.executable, "-m", "services.cli", "worker"], self.env)
+        self._spawn([sys.executable, "-m", "services.cli", "worker", "--queues", queues], self.env)
 
 
 _LIMITS = ("REQUESTS_PER_MINUTE", "TOKENS_PER_MINUTE", "CONCURRENT_STREAMS", "MAX_TOKENS")

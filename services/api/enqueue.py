@@ -121,7 +121,9 @@ class RedisListBroker:
     async def send(self, messages: list[TaskMessage]) -> None:
         for queue in dict.fromkeys(m.queue for m in messages):
             sent = [m for m in messages if m.queue == queue]
-            jobs = _PACK.encode([(i, _text(job)) for m in sent for i, job in zip(m.job_ids, m.args[0], strict=True)])
+            jobs = _PACK.encode(
+                [(i, _text(job)) for m in sent if m.job_ids for i, job in zip(m.job_ids, m.args[0], strict=True)]
+            )
             raw = [celery_message(m) for m in sent]
             pending = [queue.value, keys.pending(queue), keys.pending_jobs(queue)]
             if self._state is None:  # one script: queued and recorded together, in one round trip

@@ -3,7 +3,6 @@
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -23,7 +22,7 @@ from services.api.relay.run import Gateway
 from services.api.settings import ApiSettings
 from services.api.sweeper import Sweeper
 from services.api.workers import WorkerDirectory
-from services.devstate import state_dir
+from services.devstate import files_dir
 from services.stores.chats import ChatLimits
 from services.stores.local_files import LocalFileStore
 from services.stores.redis_chats import RedisChatStore
@@ -66,10 +65,6 @@ def _broker(settings: ApiSettings, redis: "aioredis.Redis") -> tuple[Broker, "ai
     return CeleryBroker(broker), None
 
 
-def files_dir(settings: ApiSettings) -> Path:
-    return Path(settings.files_dir).expanduser() if settings.files_dir else state_dir(os.environ) / "files"
-
-
 @asynccontextmanager
 async def lifespan(app: Litestar) -> AsyncIterator[None]:
     settings: ApiSettings = app.state.settings
@@ -109,7 +104,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
         lock_ttl=settings.queue_timeout + settings.chat_turn_timeout,
     )
     file_records = RedisFileRecords(redis)
-    app.state.files = Files(LocalFileStore(files_dir(settings)), file_records)
+    app.state.files = Files(LocalFileStore(files_dir(settings.files_dir, os.environ)), file_records)
     settle()  # start-up is over: what the process keeps is frozen out of the collector's way
     try:
         yield

@@ -34,8 +34,6 @@ log = logging.getLogger("conduit.worker")
 
 #: lines read (and checked for a result) at a time
 CHUNK = 256
-#: the runner's hold on its batch, renewed every third of it
-HOLD = 15.0
 #: seconds between two looks at whether a cancel was asked
 CANCEL_CHECK = 0.5
 
@@ -89,16 +87,18 @@ class BatchRunner:
         name: str,
         concurrency: int = 64,
         attempts: int = 3,
+        hold: float = 15.0,
     ) -> None:
         """``ctx`` publishes to ``sink`` and runs no job-end hooks (``run_line``)."""
         self._store, self._files, self._ctx, self._sink = store, files, ctx, sink
         self._name = name
         self._concurrency = concurrency
         self._attempts = attempts
+        self._hold_for = hold  # seconds; renewed every third of it
 
     async def run(self, batch_id: str) -> None:
         """Run the batch to ``finalizing``, unless another runner holds it or it is past running."""
-        if not await self._store.take(batch_id, self._name, HOLD):
+        if not await self._store.take(batch_id, self._name, self._hold_for):
             log.info("batch %s: another runner holds it", batch_id)
             return
         holding = asyncio.create_task(self._hold(batch_id), name=f"batch-hold:{batch_id}")
@@ -118,9 +118,9 @@ class BatchRunner:
 
     async def _hold(self, batch_id: str) -> None:
         while True:
-            await asyncio.sleep(HOLD / 3)
+            await asyncio.sleep(self._hold_for / 3)
             try:
-                await self._store.take(batch_id, self._name, HOLD)
+                await self._store.take(batch_id, self._name, self._hold_for)
             except Exception as exc:  # Redis away a moment: the next renewal may reach it
                 log.warning("batch %s: could not renew the hold: %s", batch_id, exc)
 

@@ -24,9 +24,14 @@ import httpx
 import msgspec
 import uvloop
 
+from services.devstate import files_dir
 from services.stores.chats import ChatLimits
+from services.stores.local_files import LocalFileStore
+from services.stores.redis_batches import RedisBatchStore
 from services.stores.redis_chats import RedisChatStore
 from services.worker.accounting import Ledger
+from services.worker.batch_lines import CollectingSink
+from services.worker.batches import BatchRunner
 from services.worker.cancels import CancelListener, redis_client
 from services.worker.chat_replies import ChatReplies
 from services.worker.claims import JobClaims
@@ -61,6 +66,7 @@ class WorkerRuntime:
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._refusing: set[asyncio.Task[None]] = set()
         self._claiming: set[asyncio.Task[None]] = set()
+        self._batch_tasks: set[asyncio.Task[None]] = set()
         self._slots = threading.BoundedSemaphore(settings.concurrency)
         self._thread = threading.Thread(target=self.loop.run_forever, name="conduit-loop", daemon=True)
         self._thread.start()
@@ -95,10 +101,44 @@ class WorkerRuntime:
             self._watched,
             (self.ledger.on_end, self._chat_replies(streamers).on_end),
         )
+        self.batches = self._batch_runner(streamers)
         self._tasks = [
             asyncio.create_task(self.cancels.listen(), name="cancel-listener"),
             asyncio.create_task(self._announce(), name="presence"),
         ]
+
+    def _batch_runner(self, streamers: dict[str, Streamer]) -> BatchRunner:
+        """Batch lines run through the same pipeline, their events collected, with no job-end hooks (a line's
+        usage is counted with its result)."""
+        settings, sink = self.settings, CollectingSink()
+        self.batch_store = RedisBatchStore(self.redis)
+        files = LocalFileStore(files_dir(settings.files_dir, os.environ))
+        context = PipelineContext(settings, self.catalog, self.client, sink, streamers)
+        return BatchRunner(
+            self.batch_store,
+            files,
+            context,
+            sink,
+            name=settings.worker_name,
+            concurrency=settings.batch_concurrency,
+            attempts=settings.batch_attempts,
+            hold=settings.batch_hold,
+        )
+
+    def run_batch(self, batch_id: str) -> None:
+        """Start running a batch on the loop (from the consumer thread); returns at once."""
+        self.loop.call_soon_threadsafe(self._start_batch, batch_id)
+
+    def _start_batch(self, batch_id: str) -> None:
+        task = self.loop.create_task(self._run_batch(batch_id), name=f"batch:{batch_id}")
+        self._batch_tasks.add(task)
+        task.add_done_callback(self._batch_tasks.discard)
+
+    async def _run_batch(self, batch_id: str) -> None:
+        try:
+            await self.batches.run(batch_id)
+        except Exception:  # its hold runs out; the API's sweeper hands the batch to a runner again
+            log.exception("batch %s: its runner failed", batch_id)
 
     def _chat_replies(self, streamers: dict[str, Streamer]) -> ChatReplies:
         store = RedisChatStore(self.redis, ChatLimits())
@@ -249,6 +289,10 @@ class WorkerRuntime:
                 await asyncio.wait(pending, timeout=10)
 
     async def _stop(self, grace: float) -> None:
+        for task in self._batch_tasks:  # their lines in flight end; the rest are another runner's (no result yet)
+            task.cancel()
+        if self._batch_tasks:
+            await asyncio.wait(self._batch_tasks, timeout=grace)
         await self._finish_jobs(grace)
         for task in self._tasks:
             task.cancel()
@@ -266,6 +310,7 @@ class WorkerRuntime:
         await self.ledger.aclose()
         await self.claims.aclose()
         await self.sink.aclose()
+        await self.batch_store.aclose()
         await self.redis.aclose()
 
 

@@ -57,6 +57,13 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     orphan_grace: float = 30.0
     #: how long a job's replay log is kept after its last event
     log_ttl: float = 600.0
+    #: where uploaded files are kept: the API's ``CONDUIT_FILES_DIR`` (the batch workers read batch inputs there)
+    files_dir: str = ""
+    #: lines of one batch in flight at once, and runs of a line that failed in a way worth retrying
+    batch_concurrency: int = 64
+    batch_attempts: int = 3
+    #: a batch runner's hold on its batch, renewed every third of it: a runner that died lets go this long after
+    batch_hold: float = 15.0
     #: pause between tokens of the offline echo provider
     echo_delay: float = 0.02
     #: open upstream connections per worker process; 0 = one per concurrent job

@@ -44,3 +44,7 @@ def register_tasks(app: Celery) -> None:
         if refused:
             get_runtime().refuse(refused)
         get_runtime().submit(decoded)
+
+    @app.task(name=TaskName.RUN_BATCH.value, ignore_result=True)
+    def run_batch(batch_id: str) -> None:
+        get_runtime().run_batch(batch_id)

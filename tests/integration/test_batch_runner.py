@@ -154,7 +154,7 @@ async def test_a_cancel_stops_the_lines_not_yet_handed_out(store: RedisBatchStor
     await store.cancel("ana", record.id, int(time.time()))
     started = time.monotonic()
     await running
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0  # the lines in flight end (0.2 s each), no more are started
     done = await store.get("ana", record.id)
     assert done is not None and (done.status, done.ends_as) == ("finalizing", "cancelled")
     assert 0 < done.completed == len(upstream.asked) < 100  # the lines in flight ended and were kept
@@ -173,7 +173,7 @@ async def test_the_pacer_keeps_to_the_requests_and_tokens_per_minute() -> None:
     requests = Pacer(requests_per_minute=60, tokens_per_minute=0)
     for _ in range(61):  # a minute's 60 at once, the 61st a second later
         await requests.wait(10)
-    assert 0.9 < time.monotonic() - started < 1.5
+    assert 0.9 < time.monotonic() - started < 3.0  # a second, give or take a loaded machine
     tokens = Pacer(requests_per_minute=0, tokens_per_minute=6000)  # 100 tokens a second
     await tokens.wait(3000)
     await tokens.wait(3000)  # a minute's tokens at once
