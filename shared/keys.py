@@ -3,6 +3,7 @@
 import hashlib
 
 __all__ = [
+    "ACTIVE_BATCHES",
     "API_KEYS",
     "USAGE_COUNTERS",
     "USAGE_TTL",
@@ -12,6 +13,7 @@ __all__ = [
     "api_key",
     "api_key_used",
     "batch",
+    "batch_keeper",
     "batch_results",
     "batch_runner",
     "chat",
@@ -219,3 +221,13 @@ def user_batches(user_id: str) -> str:
 def batch_runner(batch_id: str) -> str:
     """The worker running a batch (its name), with a TTL it renews while it runs: a runner that died lets go."""
     return f"{PREFIX}batch:{batch_id}:runner"
+
+
+#: Set of the batches not ended yet (validating, running, cancelling, finalizing): what the API's batch keeper
+#: looks after; a batch leaves it when it ends
+ACTIVE_BATCHES = f"{PREFIX}batches:active"
+
+
+def batch_keeper(batch_id: str) -> str:
+    """Held by the API process writing a batch's output and error files (with a TTL: one that died lets go)."""
+    return f"{PREFIX}batch:{batch_id}:keeper"

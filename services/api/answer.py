@@ -3,7 +3,7 @@
 Pure: the translators and body builders import this, never the orchestrator (``services.api.generation``).
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import msgspec
@@ -12,7 +12,7 @@ from shared.errors import ErrorCode, GatewayError
 from shared.events import Done, Event, Failed, ModelInfo, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from shared.jobs import ToolCall
 
-__all__ = ["Answer", "failure_error", "gather_answer"]
+__all__ = ["Answer", "answer_of", "failure_error", "gather_answer"]
 
 
 class Answer(msgspec.Struct, kw_only=True):
@@ -76,14 +76,19 @@ def _add(answer: Answer, event: Event, parts: list[str], calls: dict[int, list[s
             raise failure_error(event)
 
 
-async def gather_answer(events: AsyncIterator[Event | None], model: str) -> Answer:
+def answer_of(events: Iterable[Event | None], model: str) -> Answer:
     """A whole answer from a job's events (a ``Failed`` raises its error)."""
     answer = Answer(model=model)
     parts: list[str] = []
     calls: dict[int, list[str]] = {}
-    async for event in events:
+    for event in events:
         if event is not None:
             _add(answer, event, parts, calls)
     answer.text = "".join(parts)
     answer.tool_calls = [ToolCall(id=c[0], name=c[1], arguments=c[2]) for _, c in sorted(calls.items())]
     return answer
+
+
+async def gather_answer(events: AsyncIterator[Event | None], model: str) -> Answer:
+    """``answer_of`` a live job's events, as they come (they end with its terminal one)."""
+    return answer_of([event async for event in events], model)

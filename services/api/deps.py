@@ -9,11 +9,12 @@ from typing import NamedTuple
 
 from litestar.datastructures import State
 
+from services.api.batches.service import BatchService
 from services.api.chats.service import ChatService
 from services.api.generation import GenerationService
 from services.stores.files import FileRecords, FileStore
 
-__all__ = ["Files", "chats_of", "files_of", "generation_of"]
+__all__ = ["Files", "batches_of", "chats_of", "files_of", "generation_of"]
 
 
 class Files(NamedTuple):
@@ -36,3 +37,8 @@ def chats_of(state: State) -> ChatService:
 def files_of(state: State) -> Files:
     files: Files = state.files
     return files
+
+
+def batches_of(state: State) -> BatchService:
+    batches: BatchService = state.batches
+    return batches

@@ -11,6 +11,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
 from services.api.auth.keys import KeyStore
+from services.api.batches.keeper import BatchKeeper
+from services.api.batches.service import BatchService
 from services.api.chats.service import ChatService
 from services.api.deps import Files
 from services.api.enqueue import Broker, CeleryBroker, JobQueue, RedisListBroker
@@ -25,6 +27,7 @@ from services.api.workers import WorkerDirectory
 from services.devstate import files_dir
 from services.stores.chats import ChatLimits
 from services.stores.local_files import LocalFileStore
+from services.stores.redis_batches import RedisBatchStore
 from services.stores.redis_chats import RedisChatStore
 from services.stores.redis_files import RedisFileRecords
 from shared.heap import settle
@@ -104,11 +107,16 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
         lock_ttl=settings.queue_timeout + settings.chat_turn_timeout,
     )
     file_records = RedisFileRecords(redis)
-    app.state.files = Files(LocalFileStore(files_dir(settings.files_dir, os.environ)), file_records)
+    app.state.files = files = Files(LocalFileStore(files_dir(settings.files_dir, os.environ)), file_records)
+    batch_store = RedisBatchStore(redis)
+    app.state.batches = BatchService(batch_store, file_records, broker, directory, app.state.tiers)
+    keeper = BatchKeeper(redis, batch_store, files, broker)
+    await keeper.start()
     settle()  # start-up is over: what the process keeps is frozen out of the collector's way
     try:
         yield
     finally:
+        await keeper.stop()
         await sweeper.stop()
         await directory.stop()
         await hub.stop()
@@ -117,5 +125,6 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
             await broker_client.aclose()
         await store.aclose()
         await file_records.aclose()
+        await batch_store.aclose()
         await blocking.aclose()
         await redis.aclose()

@@ -12,9 +12,13 @@ Implementations: ``services.stores.redis_batches``.
 """
 
 import secrets
+from collections.abc import AsyncIterator
 from typing import Literal, NamedTuple, Protocol
 
 import msgspec
+
+from services.stores.files import FileStore
+from shared.batches import BatchLine, decode_line
 
 __all__ = [
     "TERMINAL",
@@ -25,6 +29,7 @@ __all__ = [
     "BatchStore",
     "LineResult",
     "new_batch_id",
+    "read_lines",
 ]
 
 BatchStatus = Literal[
@@ -71,6 +76,8 @@ class BatchRecord(msgspec.Struct, frozen=True, kw_only=True):
     tier: str = ""
     requests_per_minute: int = 0
     tokens_per_minute: int = 0
+    #: seconds its output and error files are kept (0: the gateway's default)
+    output_expires_after: int = 0
     #: while ``finalizing``: the status it ends with
     ends_as: Literal["completed", "cancelled", "expired"] | None = None
 
@@ -79,10 +86,12 @@ class LineResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A line's outcome as the worker records it; the API renders it as an output or error file line."""
 
     custom_id: str
-    #: the job that answered it (the response body's id), and its events, as its replay log would hold them
+    #: the job that answered it (the response body's id), when it was made, and its events, as its replay log
+    #: would hold them
     job_id: str
     events: bytes
     ok: bool
+    created: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
 
@@ -108,3 +117,18 @@ class BatchStore(Protocol):
     async def cancel(self, owner: str, batch_id: str, now: int) -> BatchRecord | None:
         """Ask a running batch to stop (``cancelling``); a batch that ended is returned as it is."""
         ...
+
+
+async def read_lines(files: FileStore, file_id: str, size: int) -> AsyncIterator[list[BatchLine]]:
+    """A batch's translated lines, in order, ``size`` at a time (the file streamed, never read whole)."""
+    pending, chunk = b"", list[BatchLine]()
+    async for data in files.read(file_id):
+        *whole, pending = (pending + data).split(b"\n")
+        chunk.extend(decode_line(raw) for raw in whole if raw)
+        while len(chunk) >= size:
+            yield chunk[:size]
+            chunk = chunk[size:]
+    if pending:
+        chunk.append(decode_line(pending))
+    if chunk:
+        yield chunk

@@ -26,7 +26,9 @@ _CANCEL = _SCRIPTS.joinpath("batch_cancel.lua").read_text()
 _STEP = _SCRIPTS.joinpath("batch_step.lua").read_text()
 _LINE = _SCRIPTS.joinpath("batch_line.lua").read_text()
 _LOCK = _SCRIPTS.joinpath("lock.lua").read_text()
+_END = _SCRIPTS.joinpath("batch_end.lua").read_text()
 _encode = msgspec.json.Encoder().encode
+_result = msgspec.json.Decoder(LineResult).decode
 _JSON_FIELDS = ("metadata", "errors")
 
 
@@ -51,7 +53,7 @@ def from_hash(flat: list[bytes] | dict[bytes, bytes]) -> BatchRecord:
 
 class RedisBatchStore:
     def __init__(self, redis: "aioredis.Redis") -> None:
-        self._calls = GroupedCalls(redis, scripts=[_PAGE, _CANCEL, _STEP, _LOCK], resend=True)
+        self._calls = GroupedCalls(redis, scripts=[_PAGE, _CANCEL, _STEP, _LOCK, _END], resend=True)
         # a line's result is recorded once whatever happens: a resend finds it recorded (HSETNX)
         self._lines = GroupedCalls(redis, scripts=[_LINE], resend=True)
 
@@ -66,6 +68,7 @@ class RedisBatchStore:
                 [
                     ("HSET", keys.batch(record.id), *to_hash(record)),
                     ("ZADD", keys.user_batches(record.owner), created, record.id),
+                    ("SADD", keys.ACTIVE_BATCHES, record.id),
                 ]
             )
         )
@@ -156,3 +159,53 @@ class RedisBatchStore:
         )
         (recorded,) = raised(await self._lines([command]))
         return bool(recorded == 1)
+
+    # --- the API's batch keeper ---
+
+    async def active(self) -> list[tuple[str, str | None, bool]]:
+        """The batches not ended yet: (id, status or ``None`` if its record is gone, whether a runner holds it)."""
+        (ids,) = raised(await self._calls([("SMEMBERS", keys.ACTIVE_BATCHES)]))
+        if not ids:
+            return []
+        names = [raw.decode() for raw in ids]
+        commands = [
+            command
+            for batch_id in names
+            for command in (("HGET", keys.batch(batch_id), "status"), ("EXISTS", keys.batch_runner(batch_id)))
+        ]
+        replies = raised(await self._calls(commands))
+        return [
+            (batch_id, None if status is None else status.decode(), bool(held))
+            for batch_id, status, held in zip(names, replies[::2], replies[1::2], strict=True)
+        ]
+
+    async def read(self, batch_id: str) -> BatchRecord | None:
+        """Whoever's it is (the keeper's read)."""
+        (flat,) = raised(await self._calls([("HGETALL", keys.batch(batch_id))]))
+        return from_hash(flat) if flat else None
+
+    async def results(self, batch_id: str, custom_ids: Sequence[str]) -> list[LineResult | None]:
+        if not custom_ids:
+            return []
+        (found,) = raised(await self._calls([("HMGET", keys.batch_results(batch_id), *custom_ids)]))
+        return [None if raw is None else _result(raw) for raw in found]
+
+    async def end(self, batch_id: str, now: int, output_file_id: str | None, error_file_id: str | None) -> bool:
+        command = (
+            "EVALSHA",
+            script_sha(_END),
+            3,
+            keys.batch(batch_id),
+            keys.batch_results(batch_id),
+            keys.ACTIVE_BATCHES,
+            batch_id,
+            now,
+            output_file_id or "",
+            error_file_id or "",
+        )
+        (ended,) = raised(await self._calls([command]))
+        return bool(ended == 1)
+
+    async def forget(self, batch_id: str) -> None:
+        """Out of the set of batches not ended (one whose record is gone)."""
+        raised(await self._calls([("SREM", keys.ACTIVE_BATCHES, batch_id)]))

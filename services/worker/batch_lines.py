@@ -53,11 +53,12 @@ def line_job(line: BatchLine, owner: Principal, batch_id: str, job_id: str) -> G
     )
 
 
-def _result(line: BatchLine, job_id: str, events: list[Event]) -> LineResult:
+def _result(line: BatchLine, job: GenerationJob, events: list[Event]) -> LineResult:
     usage = next((event for event in reversed(events) if isinstance(event, Usage)), None)
     return LineResult(
         custom_id=line.custom_id,
-        job_id=job_id,
+        job_id=job.id,
+        created=int(job.created),
         events=encode_events(events),
         ok=isinstance(events[-1], Done) if events else False,
         input_tokens=usage.prompt_tokens if usage else 0,
@@ -78,10 +79,10 @@ async def run_line(
     """``ctx`` publishes to ``sink`` and runs no job-end hooks (a line's usage is counted with its result)."""
     attempt = 1
     while True:
-        job_id = uuid.uuid4().hex
-        terminal = await run_job(line_job(line, owner, batch_id, job_id), ctx)
-        events = sink.take(job_id)
+        job = line_job(line, owner, batch_id, uuid.uuid4().hex)
+        terminal = await run_job(job, ctx)
+        events = sink.take(job.id)
         if not (isinstance(terminal, Failed) and terminal.retryable) or attempt >= attempts:
-            return _result(line, job_id, events or [terminal])
+            return _result(line, job, events or [terminal])
         await asyncio.sleep(min(pause * 2 ** (attempt - 1), MAX_PAUSE))
         attempt += 1

@@ -17,14 +17,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 
-from services.stores.batches import BatchRecord
+from services.stores.batches import BatchRecord, read_lines
 from services.stores.files import FileStore
 from services.stores.redis_batches import RedisBatchStore
 from services.worker.batch_lines import CollectingSink, run_line
 from services.worker.generate import PipelineContext
-from shared.batches import BatchLine, decode_line
+from shared.batches import BatchLine
 from shared.jobs import Principal, message_text
 from shared.tokens import estimate_tokens
 
@@ -132,7 +131,7 @@ class BatchRunner:
         running: set[asyncio.Task[None]] = set()
         ends_as, asked = "completed", 0.0
         try:
-            async for chunk in self._chunks(record.lines_file_id):
+            async for chunk in read_lines(self._files, record.lines_file_id, CHUNK):
                 done = await self._store.recorded(record.id, [line.custom_id for line in chunk])
                 for line in (line for line in chunk if line.custom_id not in done):
                     await pacer.wait(_tokens(line))
@@ -165,19 +164,3 @@ class BatchRunner:
             log.exception("batch %s: line %r could not be recorded", record.id, line.custom_id)
         finally:
             slots.release()
-
-    async def _chunks(self, file_id: str) -> AsyncIterator[list[BatchLine]]:
-        pending, chunk = b"", []
-        async for data in self._files.read(file_id):
-            pending += data
-            *whole, pending = pending.split(b"\n")
-            for raw in whole:
-                if raw:
-                    chunk.append(decode_line(raw))
-                if len(chunk) >= CHUNK:
-                    yield chunk
-                    chunk = []
-        if pending:
-            chunk.append(decode_line(pending))
-        if chunk:
-            yield chunk

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.anyio
 API_ENV = {"CONDUIT_HEARTBEAT_INTERVAL": "1", "CONDUIT_COMMIT_TIMEOUT": "1"}
 MESSAGES = [{"role": "user", "content": "hi"}]
 CHAT = {"model": "gpt-4o-mini", "messages": MESSAGES}
+BATCH = {"endpoint": "/v1/chat/completions", "completion_window": "24h"}
 BATCH_LINE = json.dumps({"custom_id": "1", "method": "POST", "url": "/v1/chat/completions", "body": CHAT}).encode()
 #: routes that never touch Redis: they answer as usual whatever Redis does
 REDIS_FREE = ("/healthz", "/docs", "/openapi", "/api/v1/personas")
@@ -74,22 +75,28 @@ def _chat_calls(chat_id: str, message_id: str) -> dict[str, list[Call]]:
     }
 
 
-def _file_calls(file_id: str) -> dict[str, list[Call]]:
-    """The files API's (DELETE /v1/files/{id} shares its route with the GET, which stands for it)."""
+def _file_calls(file_id: str, batch_id: str) -> dict[str, list[Call]]:
+    """The files and batches APIs' (DELETE /v1/files/{id} shares its route with the GET, which stands for it)."""
     return {
         "/v1/files": [Call("POST", "/v1/files", upload=True), Call("GET", "/v1/files", key=True)],
         "/v1/files/{file_id:str}": [Call("GET", f"/v1/files/{file_id}")],
         "/v1/files/{file_id:str}/content": [Call("GET", f"/v1/files/{file_id}/content")],
+        "/v1/batches": [
+            Call("POST", "/v1/batches", {"input_file_id": file_id, **BATCH}),
+            Call("GET", "/v1/batches", key=True),
+        ],
+        "/v1/batches/{batch_id:str}": [Call("GET", f"/v1/batches/{batch_id}")],
+        "/v1/batches/{batch_id:str}/cancel": [Call("POST", f"/v1/batches/{batch_id}/cancel")],
     }
 
 
 def _calls(
-    job_id: str, chat_id: str = "chat_x", message_id: str = "msg_x", file_id: str = "file-x"
+    job_id: str, chat_id: str = "chat_x", message_id: str = "msg_x", file_id: str = "file-x", batch_id: str = "batch_x"
 ) -> dict[str, list[Call]]:
     """Per route (as the app names it), requests that succeed while Redis is up."""
     return {
         **_chat_calls(chat_id, message_id),
-        **_file_calls(file_id),
+        **_file_calls(file_id, batch_id),
         "/v1/chat/completions": [
             Call("POST", "/v1/chat/completions", CHAT),
             Call("POST", "/v1/chat/completions", {**CHAT, "stream": True}),
@@ -123,6 +130,7 @@ class Gateway(NamedTuple):
     chat_id: str
     message_id: str
     file_id: str
+    batch_id: str
 
 
 async def _send(client: httpx.AsyncClient, url: str, call: Call, key: str) -> Outcome:
@@ -140,7 +148,7 @@ async def _send(client: httpx.AsyncClient, url: str, call: Call, key: str) -> Ou
 
 
 async def _hit_all(gateway: Gateway) -> list[Outcome]:
-    groups = _calls(gateway.job_id, gateway.chat_id, gateway.message_id, gateway.file_id).values()
+    groups = _calls(gateway.job_id, gateway.chat_id, gateway.message_id, gateway.file_id, gateway.batch_id).values()
     calls = [call for group in groups for call in group]
     async with httpx.AsyncClient(timeout=30) as client:
         return list(await asyncio.gather(*(_send(client, gateway.stack.url, call, gateway.key) for call in calls)))
@@ -212,8 +220,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> Ite
             job_id = response.headers["x-conduit-job-id"]
             upload = {"file": ("in.jsonl", BATCH_LINE)}
             made = httpx.post(f"{stack.url}/v1/files", files=upload, data={"purpose": "batch"}, headers=auth()).json()
+            batch = httpx.post(f"{stack.url}/v1/batches", json={"input_file_id": made["id"], **BATCH}, headers=auth())
             key = _create_key(stack.redis.url)
-            yield Gateway(stack, key, job_id, saved["id"], saved["messages"][0]["id"], made["id"])
+            yield Gateway(stack, key, job_id, saved["id"], saved["messages"][0]["id"], made["id"], batch.json()["id"])
         finally:
             stack.redis.stop()  # a test may have replaced it with a restarted one
 

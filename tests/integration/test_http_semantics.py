@@ -39,6 +39,7 @@ SAMPLES = {
     "path": "nope",
     "file_path": "swagger-ui-bundle.js",
     "chat_id": "chat_none",
+    "batch_id": "batch_none",
 }
 #: headers that differ between any two responses, or that the server sets by itself for a body it sends
 VOLATILE = re.compile(r"^(date|x-request-id|x-ratelimit-.*|transfer-encoding)$")

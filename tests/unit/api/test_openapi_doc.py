@@ -186,6 +186,8 @@ OPENAI_NAMES = {
     "OpenAIFile": "OpenAIFile",
     "ListFilesResponse": "ListFilesResponse",
     "DeleteFileResponse": "DeleteFileResponse",
+    "Batch": "Batch",
+    "ListBatchesResponse": "ListBatchesResponse",
 }
 OPENAI_CHUNKS = {
     "/v1/chat/completions": "CreateChatCompletionStreamResponse",

@@ -7,10 +7,9 @@ import time
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, delete, get, patch, post, put, route
+from litestar import Request, Response, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.enums import HttpMethod
 from litestar.params import PathParameter, QueryParameter
 
 from services.api.auth.deps import provide_principal
@@ -22,6 +21,7 @@ from services.api.dialects.chat import docs, examples
 from services.api.dialects.chat.schemas import ForkRequest, NewChatRequest, PatchRequest, PinRequest
 from services.api.dialects.chat.translate import chat_body, summary_object
 from services.api.openapi_doc import documented
+from services.api.options import options_for
 from services.api.wire import encode_json
 from services.stores.chats import NewChat, encode_messages
 from shared.errors import InvalidRequestError
@@ -218,15 +218,13 @@ async def new_chat(
     return Response(chat_body(chat, encode_messages(messages)), status_code=201, media_type=_JSON)
 
 
-#: Litestar 2 makes a path's automatic OPTIONS answer when the path's first handler is registered, and keeps it
-#: when more come, so its ``Allow`` would name PATCH alone (litestar#4169, fixed in 3). This one, registered
-#: before both, names them all.
-_CHAT_METHODS = ", ".join(sorted({HttpMethod.OPTIONS, *patch_chat.http_methods, *delete_chat.http_methods}))
-
-
-@route("/api/v1/chat/{chat_id:str}", http_method=HttpMethod.OPTIONS, include_in_schema=False, sync_to_thread=False)
-def chat_options() -> Response[None]:
-    return Response(None, status_code=204, headers={"allow": _CHAT_METHODS}, media_type="text/plain")
-
-
-ROUTES = [history, fetch, fork, pin, chat_options, patch_chat, delete_chat, new_chat]
+ROUTES = [
+    history,
+    fetch,
+    fork,
+    pin,
+    options_for("/api/v1/chat/{chat_id:str}", patch_chat, delete_chat),
+    patch_chat,
+    delete_chat,
+    new_chat,
+]

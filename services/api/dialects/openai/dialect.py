@@ -1,7 +1,7 @@
-"""The OpenAI dialect: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``, ``/v1/files``."""
+"""The OpenAI dialect: chat completions, completions, models, files and batches (``/v1/...``)."""
 
 from services.api.dialect import Dialect, ResumeDoc
-from services.api.dialects.openai import docs, files, responses
+from services.api.dialects.openai import batches, docs, files, responses
 from services.api.dialects.openai.errors import render_error
 from services.api.dialects.openai.requests import CHAT, COMPLETION
 from services.api.dialects.openai.routes import ROUTES
@@ -13,7 +13,7 @@ __all__ = ["DIALECT"]
 
 DIALECT = Dialect(
     name="openai",
-    routes=[*ROUTES, *files.ROUTES],
+    routes=[*ROUTES, *files.ROUTES, *batches.ROUTES],
     paths=("/v1/",),
     render_error=render_error,
     error_schema=responses.ErrorResponse,

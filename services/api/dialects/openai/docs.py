@@ -15,19 +15,15 @@ from services.api.dialects.openai.responses import (
     CreateChatCompletionStreamResponse,
     CreateCompletionResponse,
     CreateCompletionStreamResponse,
-    DeleteFileResponse,
     ErrorResponse,
-    ListFilesResponse,
     ListModelsResponse,
     Model,
-    OpenAIFile,
 )
 from services.api.dialects.openai.sse import ChatChunkEncoder, CompletionChunkEncoder
-from services.api.dialects.openai.translate import chat_body, completion_body, file_object
+from services.api.dialects.openai.translate import chat_body, completion_body
 from services.api.openapi_doc import JOB_ID, RATE_LIMIT_HEADERS, EventStream, JsonSchema, Refinement, Reply
 from services.api.openapi_parts import GENERATION_ERRORS, REDIS_DOWN, RESUME, ErrorCase, error_replies
 from services.api.sse import START, FrameId, frames
-from services.stores.files import FileRecord
 from shared.errors import ErrorCode
 from shared.events import Done, Event, Failed, ModelInfo, TextDelta, ToolCallDelta, Usage
 from shared.jobs import ToolCall
@@ -39,13 +35,7 @@ __all__ = [
     "COMPLETION_EXAMPLES",
     "COMPLETION_REFINEMENTS",
     "COMPLETION_REPLIES",
-    "DELETE_FILE_REPLIES",
-    "FILE_CONTENT_REPLIES",
-    "FILE_FORM",
-    "FILE_REPLIES",
-    "LIST_FILES_REPLIES",
     "LIST_MODELS_REPLIES",
-    "UPLOAD_REPLIES",
     "RETRIEVE_MODEL_REPLIES",
     "resumed_chat_stream",
 ]
@@ -246,117 +236,4 @@ LIST_MODELS_REPLIES = {
 RETRIEVE_MODEL_REPLIES = {
     200: Reply("The model.", Model, {"a model": _MODELS[1]}),
     **error_replies(render_error, ErrorResponse, (401, 404, 503), {404: _NO_MODEL, 503: REDIS_DOWN}),
-}
-
-
-# --- files ---
-
-_FILE = file_object(
-    FileRecord(
-        id="file-5f1c2a9e0b7d4c3a8e6f1b2d",
-        owner="",
-        bytes=120_000,
-        created_at=_CREATED,
-        filename="evals.jsonl",
-        purpose="batch",
-        expires_at=_CREATED + 2_592_000,
-    )
-)
-FILE_FORM: JsonSchema = {
-    "type": "object",
-    "required": ["file", "purpose"],
-    "properties": {
-        "file": {
-            "type": "string",
-            "format": "binary",
-            "description": "JSONL: one batch request per line, `{custom_id, method: POST, url, body}`; every line "
-            "calls the same endpoint (`/v1/chat/completions` or `/v1/completions`) with a body it takes.",
-        },
-        "purpose": {"type": "string", "enum": ["batch"]},
-        "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
-        "expires_after[seconds]": {
-            "type": "integer",
-            "minimum": 3600,
-            "maximum": 2_592_000,
-            "description": "Deleted this long after the upload (default 30 days, `CONDUIT_BATCH_FILE_EXPIRY`).",
-        },
-    },
-}
-_NO_FILE = ErrorCase("No file of yours by that id.", ErrorCode.NOT_FOUND, f"No such File object: {_FILE['id']}", "id")
-_BAD_LINE = ErrorCase(
-    "Not an upload of a batch input, or a line of it the endpoint it names would refuse (the message names it).",
-    ErrorCode.INVALID_REQUEST,
-    "line 2: custom_id 'request-1' is used by an earlier line",
-    "custom_id",
-)
-_TOO_LARGE = ErrorCase(
-    "The file is larger than the gateway takes (`CONDUIT_FILE_MAX_BYTES`, 200 MB by default).",
-    ErrorCode.REQUEST_TOO_LARGE,
-    "the file is larger than 200000000 bytes, the most this gateway takes",
-    "file",
-)
-_FREE = ErrorCase(
-    "Your tier may not upload batch inputs (batches are for the tiers that may generate).",
-    ErrorCode.PERMISSION_DENIED,
-    "This endpoint requires a Pro or Enterprise tier; your tier is free.",
-)
-_BAD_AFTER = ErrorCase(
-    "A query value out of range, or `after` names no file of yours.",
-    ErrorCode.INVALID_REQUEST,
-    "no file 'file-0' of yours to list after (it may have been deleted)",
-    "after",
-)
-_FILE_ERRORS = {400: _BAD_LINE, 403: _FREE, 404: _NO_FILE, 413: _TOO_LARGE, 503: REDIS_DOWN}
-
-
-_BAD_ID = ErrorCase(
-    "The file id is not one (too long).",
-    ErrorCode.INVALID_REQUEST,
-    "Invalid path parameter 'file_id': Expected `str` of length <= 64",
-    "file_id",
-)
-
-
-def _file_errors(*statuses: int, upload: bool = False) -> dict[int, Reply]:
-    cases = {**_FILE_ERRORS, 400: _BAD_LINE if upload else _BAD_ID}
-    return error_replies(render_error, ErrorResponse, statuses, {s: cases[s] for s in statuses if s in cases})
-
-
-UPLOAD_REPLIES = {
-    200: Reply("The file, stored.", OpenAIFile, {"a batch input": _FILE}),
-    **_file_errors(400, 401, 403, 413, 503, upload=True),
-}
-LIST_FILES_REPLIES = {
-    200: Reply(
-        "A page of your files.",
-        ListFilesResponse,
-        {
-            "a page": {
-                "object": "list",
-                "data": [_FILE],
-                "first_id": _FILE["id"],
-                "last_id": _FILE["id"],
-                "has_more": False,
-            }
-        },
-    ),
-    **error_replies(render_error, ErrorResponse, (400, 401, 503), {400: _BAD_AFTER, 503: REDIS_DOWN}),
-}
-FILE_REPLIES = {200: Reply("The file.", OpenAIFile, {"a batch input": _FILE}), **_file_errors(400, 401, 404, 503)}
-_LINE = (
-    '{"custom_id": "request-1", "method": "POST", "url": "/v1/chat/completions", "body": {"model": '
-    '"gpt-4o-mini", "messages": [{"role": "user", "content": "What is 2+2?"}]}}\n'
-)
-FILE_CONTENT_REPLIES = {
-    200: Reply(
-        "The file's bytes, as uploaded (or a batch's results: JSONL).",
-        {"type": "string", "format": "binary"},
-        {"a batch input": _LINE},
-        media_type="application/octet-stream",
-    ),
-    **_file_errors(400, 401, 404, 503),
-}
-DELETE_FILE_REPLIES = {
-    200: Reply("Deleted.", DeleteFileResponse, {"deleted": {"id": _FILE["id"], "object": "file", "deleted": True}}),
-    **_file_errors(400, 401, 404, 503),
 }

@@ -10,20 +10,19 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from litestar import Request, Response, delete, get, post, route
+from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.enums import HttpMethod
-from litestar.handlers import HTTPRouteHandler
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 
 from services.api.auth.deps import provide_paid_principal, provide_principal
 from services.api.deps import Files, files_of, generation_of
-from services.api.dialects.openai import docs
+from services.api.dialects.openai import batch_docs as docs
 from services.api.dialects.openai.batch_lines import LineChecker
 from services.api.dialects.openai.translate import file_object
 from services.api.openapi_doc import documented
+from services.api.options import options_for
 from services.api.uploads import receive_upload
 from services.api.wire import encode_json
 from services.stores.files import FileRecord, new_file_id
@@ -222,23 +221,12 @@ async def delete_file(principal: NamedDependency[Principal], state: State, file_
     return _json({"id": file_id, "object": "file", "deleted": True})
 
 
-#: Litestar 2 makes a path's automatic OPTIONS answer from the path's first handler alone (litestar#4169): these,
-#: registered first, name every method of their path
-_METHODS = {
-    "/v1/files": ", ".join(sorted({HttpMethod.OPTIONS, *create_file.http_methods, *list_files.http_methods})),
-    "/v1/files/{file_id:str}": ", ".join(
-        sorted({HttpMethod.OPTIONS, *retrieve_file.http_methods, *delete_file.http_methods})
-    ),
-}
-
-
-def _options(path: str) -> HTTPRouteHandler:
-    allow = _METHODS[path]
-
-    def options() -> Response[None]:
-        return Response(None, status_code=204, headers={"allow": allow}, media_type="text/plain")
-
-    return route(path, http_method=HttpMethod.OPTIONS, include_in_schema=False, sync_to_thread=False)(options)
-
-
-ROUTES = [*(_options(path) for path in _METHODS), create_file, list_files, retrieve_file, file_content, delete_file]
+ROUTES = [
+    options_for("/v1/files", create_file, list_files),
+    options_for("/v1/files/{file_id:str}", retrieve_file, delete_file),
+    create_file,
+    list_files,
+    retrieve_file,
+    file_content,
+    delete_file,
+]

@@ -12,20 +12,18 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 __all__ = [
+    "Exact",
     "CreateChatCompletionResponse",
     "CreateChatCompletionStreamResponse",
     "CreateCompletionResponse",
     "CreateCompletionStreamResponse",
-    "DeleteFileResponse",
     "ErrorResponse",
-    "ListFilesResponse",
-    "OpenAIFile",
     "ListModelsResponse",
     "Model",
 ]
 
 
-class _Exact(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class Exact(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Documentation-only: every field the gateway sends, and nothing else."""
 
 
@@ -47,7 +45,7 @@ AnsweringModel = Annotated[
 Fingerprint = Annotated[str, Meta(description="The upstream's `system_fingerprint`; absent when it sent none.")]
 
 
-class Error(_Exact, kw_only=True):
+class Error(Exact, kw_only=True):
     message: Annotated[str, Meta(description="What went wrong, for people.")]
     type: Annotated[
         str,
@@ -59,13 +57,13 @@ class Error(_Exact, kw_only=True):
     ]
 
 
-class ErrorResponse(_Exact, kw_only=True):
+class ErrorResponse(Exact, kw_only=True):
     """An error, as OpenAI sends them (and as an error frame of a stream, before `[DONE]`)."""
 
     error: Error
 
 
-class Model(_Exact, kw_only=True):
+class Model(Exact, kw_only=True):
     """A model a client can name: `provider/model` (any name the chat endpoint takes can be retrieved)."""
 
     id: Annotated[str, Meta(examples=["openai/gpt-4o-mini"])]
@@ -74,22 +72,22 @@ class Model(_Exact, kw_only=True):
     owned_by: Annotated[str, Meta(description="The provider serving it.")]
 
 
-class ListModelsResponse(_Exact, kw_only=True):
+class ListModelsResponse(Exact, kw_only=True):
     """The models of the providers that live workers serve now, by the names to use."""
 
     object: Literal["list"]
     data: list[Model]
 
 
-class PromptTokensDetails(_Exact, kw_only=True):
+class PromptTokensDetails(Exact, kw_only=True):
     cached_tokens: int
 
 
-class CompletionTokensDetails(_Exact, kw_only=True):
+class CompletionTokensDetails(Exact, kw_only=True):
     reasoning_tokens: int
 
 
-class CompletionUsage(_Exact, kw_only=True):
+class CompletionUsage(Exact, kw_only=True):
     """Token counts of the request (zeros, without details, when the upstream reported none)."""
 
     prompt_tokens: int
@@ -99,18 +97,18 @@ class CompletionUsage(_Exact, kw_only=True):
     completion_tokens_details: CompletionTokensDetails | UnsetType = UNSET
 
 
-class ToolCallFunction(_Exact, kw_only=True):
+class ToolCallFunction(Exact, kw_only=True):
     name: str
     arguments: Annotated[str, Meta(description="The arguments, as the JSON text the model wrote.")]
 
 
-class MessageToolCall(_Exact, kw_only=True):
+class MessageToolCall(Exact, kw_only=True):
     id: str
     type: Literal["function"]
     function: ToolCallFunction
 
 
-class ChatCompletionResponseMessage(_Exact, kw_only=True):
+class ChatCompletionResponseMessage(Exact, kw_only=True):
     role: Literal["assistant"]
     content: Annotated[str | None, Meta(description="The answer's text; null when the model only called tools.")]
     refusal: None
@@ -119,14 +117,14 @@ class ChatCompletionResponseMessage(_Exact, kw_only=True):
     tool_calls: list[MessageToolCall] | UnsetType = UNSET
 
 
-class ChatCompletionChoice(_Exact, kw_only=True):
+class ChatCompletionChoice(Exact, kw_only=True):
     index: int
     message: ChatCompletionResponseMessage
     logprobs: Logprobs
     finish_reason: FinishReason
 
 
-class CreateChatCompletionResponse(_Exact, kw_only=True):
+class CreateChatCompletionResponse(Exact, kw_only=True):
     """A chat completion (`stream` false or absent)."""
 
     id: Annotated[str, Meta(pattern="^chatcmpl-")]
@@ -138,12 +136,12 @@ class CreateChatCompletionResponse(_Exact, kw_only=True):
     system_fingerprint: Fingerprint | UnsetType = UNSET
 
 
-class ChunkToolCallFunction(_Exact, kw_only=True):
+class ChunkToolCallFunction(Exact, kw_only=True):
     name: str | UnsetType = UNSET
     arguments: str
 
 
-class ChunkToolCall(_Exact, kw_only=True):
+class ChunkToolCall(Exact, kw_only=True):
     """A piece of a tool call: the first one of each `index` carries `id`, `type` and the function's `name`."""
 
     index: int
@@ -152,7 +150,7 @@ class ChunkToolCall(_Exact, kw_only=True):
     function: ChunkToolCallFunction
 
 
-class ChatCompletionStreamResponseDelta(_Exact, kw_only=True):
+class ChatCompletionStreamResponseDelta(Exact, kw_only=True):
     role: Literal["assistant"] | UnsetType = UNSET
     content: str | UnsetType | None = UNSET
     refusal: UnsetType | None = UNSET
@@ -160,14 +158,14 @@ class ChatCompletionStreamResponseDelta(_Exact, kw_only=True):
     tool_calls: list[ChunkToolCall] | UnsetType = UNSET
 
 
-class ChatCompletionStreamChoice(_Exact, kw_only=True):
+class ChatCompletionStreamChoice(Exact, kw_only=True):
     index: int
     delta: ChatCompletionStreamResponseDelta
     logprobs: Logprobs
     finish_reason: FinishReason | None
 
 
-class CreateChatCompletionStreamResponse(_Exact, kw_only=True):
+class CreateChatCompletionStreamResponse(Exact, kw_only=True):
     """One `data:` frame of a chat completion stream. With `stream_options.include_usage`, the last chunk
     before `[DONE]` has no choices and carries `usage`."""
 
@@ -180,14 +178,14 @@ class CreateChatCompletionStreamResponse(_Exact, kw_only=True):
     usage: CompletionUsage | UnsetType = UNSET
 
 
-class CompletionChoice(_Exact, kw_only=True):
+class CompletionChoice(Exact, kw_only=True):
     text: str
     index: int
     logprobs: Logprobs
     finish_reason: FinishReason
 
 
-class CreateCompletionResponse(_Exact, kw_only=True):
+class CreateCompletionResponse(Exact, kw_only=True):
     """A legacy text completion (`stream` false or absent)."""
 
     id: Annotated[str, Meta(pattern="^cmpl-")]
@@ -199,14 +197,14 @@ class CreateCompletionResponse(_Exact, kw_only=True):
     system_fingerprint: Fingerprint | UnsetType = UNSET
 
 
-class CompletionStreamChoice(_Exact, kw_only=True):
+class CompletionStreamChoice(Exact, kw_only=True):
     text: str
     index: int
     logprobs: Logprobs
     finish_reason: FinishReason | None
 
 
-class CreateCompletionStreamResponse(_Exact, kw_only=True):
+class CreateCompletionStreamResponse(Exact, kw_only=True):
     """One `data:` frame of a legacy completion stream (the last, with `include_usage`, has only `usage`)."""
 
     id: Annotated[str, Meta(pattern="^cmpl-")]
@@ -216,32 +214,3 @@ class CreateCompletionStreamResponse(_Exact, kw_only=True):
     system_fingerprint: Fingerprint | UnsetType = UNSET
     choices: list[CompletionStreamChoice]
     usage: CompletionUsage | UnsetType = UNSET
-
-
-class OpenAIFile(_Exact, kw_only=True):
-    """An uploaded file (a batch input), or a batch's output or error file."""
-
-    id: Annotated[str, Meta(examples=["file-5f1c2a9e0b7d4c3a8e6f1b2d"])]
-    object: Literal["file"]
-    bytes: Annotated[int, Meta(description="Its size in bytes.")]
-    created_at: Annotated[int, Meta(description="Unix time (seconds) of the upload.")]
-    expires_at: Annotated[int | None, Meta(description="Unix time (seconds) it is deleted at; null: kept.")]
-    filename: str
-    purpose: Annotated[str, Meta(description="`batch` (an input), or `batch_output` (a batch's results).")]
-    status: Annotated[Literal["processed"], Meta(description="Deprecated by OpenAI; always `processed` here.")]
-
-
-class ListFilesResponse(_Exact, kw_only=True):
-    """A page of your files; the next is `after=<last_id>` while `has_more`."""
-
-    object: Literal["list"]
-    data: list[OpenAIFile]
-    first_id: str | None
-    last_id: str | None
-    has_more: bool
-
-
-class DeleteFileResponse(_Exact, kw_only=True):
-    id: str
-    object: Literal["file"]
-    deleted: Literal[True]

@@ -134,3 +134,19 @@ class CompletionRequest(_Sampling, kw_only=True):
 CHAT_FIELDS = frozenset(ChatCompletionRequest.__struct_fields__)
 #: likewise for a legacy completion: its own fields (``echo``, ``suffix``, ``logprobs``, ...) go as sent
 COMPLETION_FIELDS = frozenset(_Sampling.__struct_fields__) | {"prompt"}
+
+
+class ExpiresAfter(_Lenient, kw_only=True):
+    anchor: Literal["created_at"]
+    seconds: Annotated[int, Meta(ge=3600, le=2_592_000)]
+
+
+class CreateBatchRequest(_Lenient, kw_only=True):
+    """A batch of the requests in an uploaded file (`POST /v1/files`, `purpose=batch`)."""
+
+    input_file_id: Annotated[str, Meta(max_length=64)]
+    endpoint: Literal["/v1/chat/completions", "/v1/completions"]
+    completion_window: Literal["24h"]
+    metadata: dict[str, str] | None = None
+    #: how long the output and error files are kept (default 30 days)
+    output_expires_after: ExpiresAfter | None = None

@@ -14,12 +14,13 @@ from services.api.dialects.openai.schemas import (
     RefusalContent,
 )
 from services.api.wire import encode_json
+from services.stores.batches import BatchRecord
 from services.stores.files import FileRecord
 from shared.errors import InvalidRequestError
 from shared.events import Usage
 from shared.jobs import ChatMessage, ContentPart, ImagePart, SamplingParams, TextPart, ToolCall, ToolSpec
 
-__all__ = ["chat_body", "completion_body", "file_object", "to_messages", "to_params", "usage_object"]
+__all__ = ["batch_object", "chat_body", "completion_body", "file_object", "to_messages", "to_params", "usage_object"]
 
 
 def _content(message: Message) -> str | list[ContentPart] | None:
@@ -195,3 +196,46 @@ def file_object(record: FileRecord) -> dict[str, Any]:
         "purpose": record.purpose,
         "status": "processed",
     }
+
+
+_STAMPS = (
+    "created_at",
+    "in_progress_at",
+    "expires_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+)
+
+
+def batch_object(record: BatchRecord) -> dict[str, Any]:
+    """OpenAI's batch object; a time not reached, and files and errors not there, are left out (OpenAI's
+    schema types them as integers, strings and an object, and its SDKs read them as absent)."""
+    errors = record.errors
+    full = {
+        "id": record.id,
+        "object": "batch",
+        "endpoint": record.endpoint,
+        "errors": None
+        if not errors
+        else {"object": "list", "data": [msgspec.structs.asdict(error) for error in errors]},
+        "input_file_id": record.input_file_id,
+        "completion_window": record.completion_window,
+        "status": record.status,
+        "output_file_id": record.output_file_id,
+        "error_file_id": record.error_file_id,
+        **{stamp: getattr(record, stamp) for stamp in _STAMPS},
+        "request_counts": {"total": record.total, "completed": record.completed, "failed": record.failed},
+        "usage": {
+            "input_tokens": record.input_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": record.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": record.input_tokens + record.output_tokens,
+        },
+        "metadata": record.metadata,
+    }
+    return {key: value for key, value in full.items() if value is not None or key == "metadata"}

@@ -1,0 +1,135 @@
+"""The API's batch keeper: every ``interval`` seconds, each API process looks at the batches not ended yet.
+
+- One that no runner holds (a new batch whose message was lost, or whose runner died: its hold ran out) is
+  handed to the batch workers again, at most every ``resend_after`` seconds. A batch is never lost with a worker
+  or a message: its record is what says it still has lines to run.
+- One whose lines are done (``finalizing``) gets its files: the lines' results rendered as the synchronous
+  endpoint answers (``results.py``), answered lines to the output file, failed and never-run ones to the error
+  file, streamed to the file store line by line (never held whole); then it ends ``completed``, ``cancelled``
+  or ``expired``. One API process writes a batch's files at a time (a hold with a TTL); one that dies while
+  writing leaves them to the next round.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import redis.asyncio as aioredis
+
+from services.api.batches.results import result_line
+from services.api.batches.service import run_batch_message
+from services.api.deps import Files
+from services.api.enqueue import Broker
+from services.stores.batches import BatchRecord, read_lines
+from services.stores.files import FileRecord, new_file_id
+from services.stores.redis_batches import RedisBatchStore
+from shared import keys
+
+__all__ = ["BatchKeeper"]
+
+log = logging.getLogger("conduit.api")
+
+#: lines rendered per read of their results
+CHUNK = 512
+#: how long a process may take writing one batch's files before another may start over
+WRITE_HOLD = 600.0
+RUNNING = ("validating", "in_progress", "cancelling")
+
+
+class BatchKeeper:
+    def __init__(
+        self,
+        redis: "aioredis.Redis",
+        store: RedisBatchStore,
+        files: Files,
+        broker: Broker,
+        *,
+        interval: float = 1.0,
+        resend_after: float = 10.0,
+        output_expiry: int = 2_592_000,
+    ) -> None:
+        self._redis, self._store, self._files, self._broker = redis, store, files, broker
+        self._interval, self._resend_after, self._output_expiry = interval, resend_after, output_expiry
+        self._sent: dict[str, float] = {}  # batch id -> when this process last handed it out
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="batch-keeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.tend()
+                failing = False
+            except Exception as exc:
+                if not failing:
+                    log.warning("could not look after the batches: %s", exc)
+                failing = True
+
+    async def tend(self) -> None:
+        now = time.monotonic()
+        for batch_id, status, held in await self._store.active():
+            if status is None:
+                await self._store.forget(batch_id)
+            elif status == "finalizing":
+                await self._finalize(batch_id)
+            elif status in RUNNING and not held and now - self._sent.get(batch_id, -1e9) >= self._resend_after:
+                self._sent[batch_id] = now
+                await self._broker.send([run_batch_message(batch_id)])
+        active = {batch_id for batch_id, _, _ in await self._store.active()}
+        self._sent = {batch_id: at for batch_id, at in self._sent.items() if batch_id in active}
+
+    async def _finalize(self, batch_id: str) -> None:
+        hold = keys.batch_keeper(batch_id)
+        if not await self._redis.set(hold, "1", nx=True, px=int(WRITE_HOLD * 1000)):
+            return
+        try:
+            record = await self._store.read(batch_id)
+            if record is None or record.status != "finalizing":
+                return
+            output, errors = await self._write(record)
+            if await self._store.end(batch_id, int(time.time()), output, errors):
+                log.info("batch %s ended %s", batch_id, record.ends_as)
+        finally:
+            await self._redis.delete(hold)
+
+    async def _write(self, record: BatchRecord) -> tuple[str | None, str | None]:
+        """The output and error files (an empty one is not kept: its id is ``None``)."""
+        ids, sizes = (new_file_id(), new_file_id()), [0, 0]
+        store, ends_as = self._files.store, record.ends_as or "completed"
+        async with store.writer(ids[0]) as output, store.writer(ids[1]) as failures:
+            async for chunk in read_lines(store, record.lines_file_id, CHUNK):
+                results = await self._store.results(record.id, [line.custom_id for line in chunk])
+                for line, result in zip(chunk, results, strict=True):
+                    answered, data = result_line(record.endpoint, line, result, ends_as)
+                    await (output if answered else failures).write(data)
+                    sizes[0 if answered else 1] += len(data)
+        kept: list[str | None] = []
+        now = int(time.time())
+        for file_id, size, kind in zip(ids, sizes, ("output", "error"), strict=True):
+            if not size:
+                await store.delete(file_id)
+                kept.append(None)
+                continue
+            await self._files.records.add(
+                FileRecord(
+                    id=file_id,
+                    owner=record.owner,
+                    bytes=size,
+                    created_at=now,
+                    filename=f"{record.id}_{kind}.jsonl",
+                    purpose="batch_output",
+                    expires_at=now + expiry if (expiry := record.output_expires_after or self._output_expiry) else None,
+                )
+            )
+            kept.append(file_id)
+        return kept[0], kept[1]
