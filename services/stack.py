@@ -1,6 +1,7 @@
-"""``conduit up``: Redis (REDIS_URL if set, else an embedded redis-server), one worker and the API.
+"""``conduit up``: Redis (REDIS_URL if set, else an embedded redis-server), one worker, one batch worker and
+the API.
 
-All three run in the foreground as children; Ctrl-C (or SIGTERM) stops every one of them, and so does
+They all run in the foreground as children; Ctrl-C (or SIGTERM) stops every one of them, and so does
 any one of them exiting. One ``conduit up`` runs per state directory (``services.devstate``): a second one
 exits at once naming the first; the running one publishes its Redis for ``conduit keys`` and ``conduit usage``
 and withdraws it when it stops.
@@ -135,7 +136,7 @@ def _run(state: DevState, lock: UpLock, quiet: bool) -> int:
     host = env.get("CONDUIT_HOST", "127.0.0.1") or "127.0.0.1"
     base = f"http://{host}:{env.get('CONDUIT_PORT', '8000') or '8000'}"
     lock.publish(StackRecord(pid=os.getpid(), api_url=base))
-    procs: list[subprocess.Popen[bytes]] = []  # the worker and the API
+    procs: list[subprocess.Popen[bytes]] = []  # the workers and the API
     redis_procs: list[subprocess.Popen[bytes]] = []  # an embedded Redis, stopped after them
     stopping = False
 
@@ -157,8 +158,8 @@ def _run(state: DevState, lock: UpLock, quiet: bool) -> int:
         lock.publish(StackRecord(pid=os.getpid(), api_url=base, redis_url=url))
         flags = ["--quiet"] if quiet else []
         procs.extend(
-            subprocess.Popen([sys.executable, "-m", "services.cli", command, *flags], env=env)  # noqa: S603
-            for command in ("worker", "api")
+            subprocess.Popen([sys.executable, "-m", "services.cli", *command, *flags], env=env)  # noqa: S603
+            for command in (["worker"], ["worker", "--queues", "batch"], ["api"])
         )
         announced = False
         while not stopping:

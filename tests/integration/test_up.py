@@ -8,6 +8,7 @@ running stack's Redis and works there; when the first stops, its record is gone 
 """
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -154,3 +155,35 @@ def test_keys_and_usage_name_the_running_stacks_redis_and_the_record_goes_when_i
     assert up.stop(signal.SIGINT) == 0, up.output()
     assert not up.state.stack_file.exists()
     assert not up.state.stack_held()
+
+
+def test_up_runs_a_batch_with_its_own_batch_worker(up: Up) -> None:
+    token = _conduit("token", "create", "--user", "bob", "--tier", "pro", env=up.env)
+    headers = {"authorization": f"Bearer {token.stdout.strip()}"}
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions"}
+    data = "\n".join(
+        json.dumps(
+            {
+                **line,
+                "custom_id": f"l{i}",
+                "body": {"model": "echo", "messages": [{"role": "user", "content": f"n{i}"}]},
+            }
+        )
+        for i in range(5)
+    )
+    made = httpx.post(
+        f"{up.url}/v1/files", files={"file": ("in.jsonl", data)}, data={"purpose": "batch"}, headers=headers
+    )
+    assert made.status_code == 200, made.text
+    body = {"input_file_id": made.json()["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+    batch = httpx.post(f"{up.url}/v1/batches", json=body, headers=headers).json()
+    deadline = time.monotonic() + 30
+    while (now := httpx.get(f"{up.url}/v1/batches/{batch['id']}", headers=headers).json())["status"] != "completed":
+        assert time.monotonic() < deadline, now
+        time.sleep(0.2)
+    output = httpx.get(f"{up.url}/v1/files/{now['output_file_id']}/content", headers=headers).text
+    answers = {json.loads(row)["custom_id"]: json.loads(row)["response"]["body"] for row in output.splitlines()}
+    assert {k: v["choices"][0]["message"]["content"] for k, v in answers.items()} == {
+        f"l{i}": f"n{i}" for i in range(5)
+    }
+    assert (up.state.dir / "files" / made.json()["id"]).is_file()  # in the state directory, beside Redis's data
