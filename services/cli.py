@@ -14,6 +14,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from services.batches_cli import add_batch_commands
 from services.devstate import DevState, RedisChoice, StackStartingError, choose_redis, state_dir
 from shared.catalog import CatalogError
 from shared.config import SettingsError
@@ -238,6 +239,7 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument("--user", required=True)
     usage.add_argument("--days", type=int, default=7)
     usage.set_defaults(run=_cmd_usage)
+    add_batch_commands(commands)
     return parser
 
 

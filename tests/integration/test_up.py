@@ -187,3 +187,15 @@ def test_up_runs_a_batch_with_its_own_batch_worker(up: Up) -> None:
         f"l{i}": f"n{i}" for i in range(5)
     }
     assert (up.state.dir / "files" / made.json()["id"]).is_file()  # in the state directory, beside Redis's data
+    cli = {**up.env, "CONDUIT_TOKEN": token.stdout.strip()}  # the running stack's API is found by itself
+    watched = _conduit("batches", "watch", batch["id"], "--every", "0.2", env=cli)
+    assert watched.returncode == 0, watched.stderr
+    assert "completed" in watched.stdout and "5/5" in watched.stdout and now["output_file_id"] in watched.stdout
+    listed = _conduit("batches", "list", env=cli)
+    assert listed.returncode == 0 and batch["id"] in listed.stdout and "5/5" in listed.stdout
+    shown = _conduit("batches", "show", batch["id"], env=cli)
+    assert json.loads(shown.stdout)["status"] == "completed"
+    ended = _conduit("batches", "cancel", batch["id"], env=cli)
+    assert ended.returncode == 0 and "completed" in ended.stdout  # an ended batch stays as it ended
+    stranger = _conduit("batches", "show", "batch_none", env=cli)
+    assert stranger.returncode != 0 and "404" in stranger.stderr
