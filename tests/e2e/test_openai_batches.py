@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
 from tests.fakes.upstream import Fail, FakeUpstream, Reply
-from tests.harness import WorkerProcess, provider_env, token
+from tests.harness import WorkerProcess, auth, provider_env, token
 from tests.openai_schema import assert_valid
 from tests.stack import Stack, own_stack
 
@@ -111,6 +112,9 @@ def test_cancel_stops_a_batch_and_lists_what_never_ran(batch_stack: Stack) -> No
         upload = client.files.create(file=("slow.jsonl", _input(300, ("gpt-4o-mini",))), purpose="batch")
         batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
         time.sleep(1.0)
+        results = f"{batch_stack.url}/v1/batches/{batch.id}/results"
+        so_far = [json.loads(row) for row in httpx.get(results, headers=auth(user="batcher")).text.splitlines()]
+        assert so_far and {line["response"]["status_code"] for line in so_far} == {200}  # the lines ended so far
         cancelling = client.batches.cancel(batch.id)
         assert cancelling.status == "cancelling" and cancelling.cancelling_at
         done = _ended(client, batch.id)
@@ -120,6 +124,8 @@ def test_cancel_stops_a_batch_and_lists_what_never_ran(batch_stack: Stack) -> No
         never = [line for line in _lines(client, done.error_file_id).values() if line["response"] is None]
         assert len(never) == 300 - counts.completed
         assert {line["error"]["code"] for line in never} == {"batch_cancelled"}
+        files = client.files.content(done.output_file_id).content + client.files.content(done.error_file_id).content
+        assert httpx.get(results, headers=auth(user="batcher")).content == files  # once ended: its two files
     batch_stack.fake.reset()
 
 

@@ -17,11 +17,13 @@ import time
 
 import redis.asyncio as aioredis
 
-from services.api.batches.results import result_line
+from services.api.batches.results import Drawing, rendered
 from services.api.batches.service import run_batch_message
 from services.api.deps import Files
+from services.api.dialects import registry
 from services.api.enqueue import Broker
-from services.stores.batches import BatchRecord, read_lines
+from services.api.errors import ErrorRenderer
+from services.stores.batches import BatchRecord
 from services.stores.files import FileRecord, new_file_id
 from services.stores.redis_batches import RedisBatchStore
 from shared import keys
@@ -30,11 +32,13 @@ __all__ = ["BatchKeeper"]
 
 log = logging.getLogger("conduit.api")
 
-#: lines rendered per read of their results
-CHUNK = 512
 #: how long a process may take writing one batch's files before another may start over
 WRITE_HOLD = 600.0
 RUNNING = ("validating", "in_progress", "cancelling")
+
+
+def _renderer(endpoint: str) -> ErrorRenderer:
+    return next(render for prefix, render in registry.error_renderers() if endpoint.startswith(prefix))
 
 
 class BatchKeeper:
@@ -107,12 +111,10 @@ class BatchKeeper:
         ids, sizes = (new_file_id(), new_file_id()), [0, 0]
         store, ends_as = self._files.store, record.ends_as or "completed"
         async with store.writer(ids[0]) as output, store.writer(ids[1]) as failures:
-            async for chunk in read_lines(store, record.lines_file_id, CHUNK):
-                results = await self._store.results(record.id, [line.custom_id for line in chunk])
-                for line, result in zip(chunk, results, strict=True):
-                    answered, data = result_line(record.endpoint, line, result, ends_as)
-                    await (output if answered else failures).write(data)
-                    sizes[0 if answered else 1] += len(data)
+            draw = Drawing(registry.body_for, _renderer(record.endpoint))
+            async for answered, data in rendered(self._store, store, record, ends_as, draw):
+                await (output if answered else failures).write(data)
+                sizes[0 if answered else 1] += len(data)
         kept: list[str | None] = []
         now = int(time.time())
         for file_id, size, kind in zip(ids, sizes, ("output", "error"), strict=True):

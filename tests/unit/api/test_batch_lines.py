@@ -86,3 +86,17 @@ def test_a_line_longer_than_the_cap_is_refused_before_it_ends() -> None:
     assert len(checker.feed(line("a"))) == 1
     with pytest.raises(GatewayError, match="line 2: longer than 100 bytes"):
         checker.feed(b"{" + b" " * 200)
+
+
+def test_a_line_never_run_is_an_error_line_saying_why() -> None:
+    from services.api.batches.results import Drawing, result_line
+    from services.api.dialects.openai.errors import render_error
+    from services.api.dialects.openai.translate import answer_body
+
+    (_, (first,)) = checked(line("x"))
+    draw = Drawing(answer_body, render_error)
+    for ends_as, code in (("expired", "batch_expired"), ("cancelled", "batch_cancelled")):
+        answered, raw = result_line(first, None, ends_as, draw)
+        out = msgspec.json.decode(raw)
+        assert not answered and raw.endswith(b"\n") and out["response"] is None
+        assert (out["custom_id"], out["error"]["code"]) == ("x", code) and out["id"].startswith("batch_req_")

@@ -30,6 +30,7 @@ __all__ = [
     "FILE_REPLIES",
     "LIST_BATCHES_REPLIES",
     "LIST_FILES_REPLIES",
+    "RESULTS_REPLIES",
     "UPLOAD_REPLIES",
 ]
 
@@ -265,4 +266,22 @@ LIST_BATCHES_REPLIES = {
         },
     ),
     **error_replies(render_error, ErrorResponse, (400, 401, 503), {400: _BAD_AFTER, 503: REDIS_DOWN}),
+}
+
+_RESULT = (
+    '{"id":"batch_req_8c1f0a2b3d4e5f6a7b8c9d0e","custom_id":"request-1","response":{"status_code":200,'
+    '"request_id":"254f30f6bc4d4659acfe37e61f3fd3dc","body":{"id":"chatcmpl-254f30f6bc4d4659acfe37e61f3fd3dc",'
+    '"object":"chat.completion","created":1767225600,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,'
+    '"message":{"role":"assistant","content":"4","refusal":null,"annotations":[]},"logprobs":null,'
+    '"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}}},"error":null}\n'
+)
+RESULTS_REPLIES = {
+    200: Reply(
+        "JSONL: a line per request that has ended (while the batch runs), or its output and error files (once it "
+        "ended).",
+        {"type": "string"},
+        {"a line so far": _RESULT},
+        media_type="application/jsonl",
+    ),
+    **_batch_errors(400, 401, 404, 503),
 }

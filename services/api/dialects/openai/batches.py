@@ -2,6 +2,7 @@
 configured provider, in OpenAI's shapes. Creating one is for the tiers that may generate (free: 403); reading,
 listing and cancelling one's own is open to every tier; another user's batch is a 404."""
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
@@ -9,16 +10,21 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
+from litestar.response import Stream
 
 from services.api.auth.deps import provide_paid_principal, provide_principal
+from services.api.batches.results import Drawing, rendered
+from services.api.batches.service import BatchService
 from services.api.body import decode_body
-from services.api.deps import batches_of, generation_of
+from services.api.deps import Files, batches_of, files_of, generation_of
 from services.api.dialects.openai import batch_docs as docs
+from services.api.dialects.openai.errors import render_error
 from services.api.dialects.openai.schemas import CreateBatchRequest
-from services.api.dialects.openai.translate import batch_object
+from services.api.dialects.openai.translate import answer_body, batch_object
 from services.api.openapi_doc import documented
 from services.api.options import options_for
 from services.api.wire import encode_json
+from services.stores.batches import TERMINAL, BatchRecord
 from shared.jobs import Principal
 
 __all__ = ["ROUTES"]
@@ -28,6 +34,7 @@ _TAGS = ["openai"]
 _CREATE = msgspec.json.Decoder(CreateBatchRequest)
 BatchId = Annotated[str, PathParameter(max_length=64)]
 MAX_PAGE = 100
+_DRAW = Drawing(answer_body, render_error)
 
 
 def _json(body: object) -> Response[bytes]:
@@ -98,6 +105,33 @@ async def retrieve_batch(principal: NamedDependency[Principal], state: State, ba
 )
 async def cancel_batch(principal: NamedDependency[Principal], state: State, batch_id: BatchId) -> Response[bytes]:
     return _json(batch_object(await batches_of(state).cancel(principal.user_id, batch_id)))
+
+
+@get(
+    "/v1/batches/{batch_id:str}/results",
+    dependencies={"principal": Provide(provide_principal)},
+    summary="The results so far, as output and error file lines (a Conduit extension; JSONL)",
+    description="While the batch runs: a line for each request that has ended, in OpenAI's output file format "
+    "(`response.status_code` 200 for an answer, the endpoint's error status otherwise), in input order. Once it "
+    "ended: its output file, then its error file.",
+    tags=_TAGS,
+    operation_class=documented(replies=docs.RESULTS_REPLIES),
+)
+async def batch_results(principal: NamedDependency[Principal], state: State, batch_id: BatchId) -> Stream:
+    batches, files = batches_of(state), files_of(state)
+    record = await batches.get(principal.user_id, batch_id)
+    return Stream(_results(batches, files, record), media_type="application/jsonl")
+
+
+async def _results(batches: BatchService, files: Files, record: BatchRecord) -> AsyncIterator[bytes]:
+    if record.status in TERMINAL:
+        for file_id in (record.output_file_id, record.error_file_id):
+            if file_id is not None:
+                async for chunk in files.store.read(file_id):
+                    yield chunk
+        return
+    async for _, line in rendered(batches.store, files.store, record, None, _DRAW):
+        yield line
 
 
 ROUTES = [

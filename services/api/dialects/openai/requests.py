@@ -11,7 +11,7 @@ from services.api.dialects.openai.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
 )
-from services.api.dialects.openai.translate import extra_fields, to_messages, to_params
+from services.api.dialects.openai.translate import CHAT, COMPLETION, extra_fields, to_messages, to_params
 from services.api.generation import JobRequest, Rendering
 from services.api.settings import ApiSettings
 from shared.catalog import Catalog, resolve_model
@@ -19,9 +19,6 @@ from shared.jobs import ChatMessage
 
 __all__ = ["CHAT", "COMPLETION", "chat_request", "completion_request"]
 
-#: dialect names in a job's StreamView (``dialect.py`` maps them back to encoders)
-CHAT = "openai.chat"
-COMPLETION = "openai.completion"
 
 _CHAT = msgspec.json.Decoder(ChatCompletionRequest)
 _COMPLETION = msgspec.json.Decoder(CompletionRequest)

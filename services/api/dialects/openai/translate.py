@@ -18,9 +18,33 @@ from services.stores.batches import BatchRecord
 from services.stores.files import FileRecord
 from shared.errors import InvalidRequestError
 from shared.events import Usage
-from shared.jobs import ChatMessage, ContentPart, ImagePart, SamplingParams, TextPart, ToolCall, ToolSpec
+from shared.jobs import (
+    ChatMessage,
+    ContentPart,
+    ImagePart,
+    SamplingParams,
+    StreamView,
+    TextPart,
+    ToolCall,
+    ToolSpec,
+)
 
-__all__ = ["batch_object", "chat_body", "completion_body", "file_object", "to_messages", "to_params", "usage_object"]
+__all__ = [
+    "CHAT",
+    "COMPLETION",
+    "answer_body",
+    "batch_object",
+    "chat_body",
+    "completion_body",
+    "file_object",
+    "to_messages",
+    "to_params",
+    "usage_object",
+]
+
+#: the dialect's encoder and body names, in a job's StreamView (``dialect.py`` maps them to its builders)
+CHAT = "openai.chat"
+COMPLETION = "openai.completion"
 
 
 def _content(message: Message) -> str | list[ContentPart] | None:
@@ -239,3 +263,12 @@ def batch_object(record: BatchRecord) -> dict[str, Any]:
         "metadata": record.metadata,
     }
     return {key: value for key, value in full.items() if value is not None or key == "metadata"}
+
+
+def answer_body(view: StreamView, answer: Answer) -> bytes | None:
+    """The body of the dialect's endpoint named by ``view.dialect`` (``None``: not one of this dialect's)."""
+    if view.dialect == CHAT:
+        return chat_body(view.id, view.model, answer)
+    if view.dialect == COMPLETION:
+        return completion_body(view.id, view.model, answer)
+    return None
