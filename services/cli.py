@@ -165,6 +165,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         print(f"conduit worker: --queues takes {' and/or '.join(known)}, comma-separated", file=sys.stderr)
         raise SystemExit(2)
     settings, catalog = load_from_environ(dict(os.environ))
+    if queues == [QueueName.BATCH.value] and settings.batch_nice:
+        os.nice(settings.batch_nice)  # batch lines wait for interactive work, not the other way round
     app = create_celery(settings, catalog)
     argv = [
         "worker",

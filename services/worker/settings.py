@@ -64,6 +64,9 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     batch_attempts: int = 3
     #: a batch runner's hold on its batch, renewed every third of it: a runner that died lets go this long after
     batch_hold: float = 15.0
+    #: a worker serving the batch queue alone lowers its CPU priority by this much (0: not), so that the API and
+    #: the interactive workers on the same machine go first
+    batch_nice: int = 10
     #: pause between tokens of the offline echo provider
     echo_delay: float = 0.02
     #: open upstream connections per worker process; 0 = one per concurrent job

@@ -165,6 +165,30 @@ def _chat(chat: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _batch(batch: dict[str, Any] | None) -> list[str]:
+    if not batch:
+        return []
+    plan, idle, busy = batch["plan"], batch["idle"], batch["busy"]
+    rate = batch["lines_per_s"]
+    added = busy["p99_ms"] / idle["p99_ms"] - 1 if idle["p99_ms"] else float("nan")
+    return [
+        "",
+        "### Batches (one batch worker, `conduit worker --queues batch`)",
+        "",
+        f"A batch of {plan['lines']:,} chat completion lines against the fake upstream, from its creation to its "
+        f"end; and non-stream chat completions, one in flight, with the batch idle and while it runs.",
+        "",
+        "| figure | value | target |",
+        "|---|---|---|",
+        f"| batch: {batch['status']}, lines answered / failed | {batch['completed']:,} / {batch['failed']:,} | |",
+        f"| batch: lines per second | {rate:,.0f} | ≥ 1,000: {'met' if rate >= 1000 else '**missed**'} |",
+        f"| interactive p50 / p99 ms, batch idle | {idle['p50_ms']:.2f} / {idle['p99_ms']:.2f} | |",
+        f"| interactive p50 / p99 ms, batch running | {busy['p50_ms']:.2f} / {busy['p99_ms']:.2f} "
+        f"({busy['requests']} requests, {busy['errors']} errors) | "
+        f"p99 within +10 %: {added:+.0%} {'met' if added <= 0.1 else '**missed**'} |",
+    ]
+
+
 def markdown(report: dict[str, Any], scenarios: list[Any]) -> str:
     results: dict[str, dict[str, list[dict[str, Any]]]] = report["results"]
     env = report["environment"]
@@ -253,6 +277,7 @@ def markdown(report: dict[str, Any], scenarios: list[Any]) -> str:
     lines += _admission(report.get("admission"))
     lines += _handoff(report.get("handoff"))
     lines += _chat(report.get("chat"))
+    lines += _batch(report.get("batch"))
     lines += [
         "",
         "### Memory (RSS, MB)",

@@ -29,6 +29,7 @@ import httpx
 import uvloop
 
 from tests.bench.admission import admission_cost
+from tests.bench.batch import batch_bench, batch_plan
 from tests.bench.chat import chat_bench, chat_plan
 from tests.bench.handoff import handoff_cost
 from tests.bench.load import Run, Target, closed_loop, crowd
@@ -221,9 +222,13 @@ async def _bench(plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
         say("chat API: turns on 200-message chats, and reads of one user's many chats")
         smoke, quick = os.environ.get("SMOKE") == "1", os.environ.get("QUICK") == "1"
         report["chat"] = await chat_bench(stack, chat_plan(plan.reps, quick, smoke), say)
+        say("batches: one batch worker runs a batch; interactive requests beside it")
+        stack.add_worker(0, queues="batch")
+        stack.wait_workers(2)
+        report["batch"] = await batch_bench(stack, batch_plan(quick, smoke), say)
         say("scale-out: adding a second worker process")
         stack.add_worker(1)
-        stack.wait_workers(2)
+        stack.wait_workers(3)
         await _warm_up(targets[1:2], stack)
         scaled = Target("conduit-2w", targets[1].base_url, targets[1].key)
         await _run_scenarios(plan, plan.scale_out, [scaled], stack, results, say)
@@ -272,4 +277,6 @@ def main() -> int:
     say(f"wrote {out / f'bench-{stamp}.json'} and .md ({report['wall_s']} s)")
     errors = sum(f["errors"] for per in report["results"].values() for reps in per.values() for f in reps)
     errors += sum(f["errors"] for reps in report["chat"]["results"].values() for f in reps)
+    batch = report["batch"]
+    errors += batch["failed"] + batch["busy"]["errors"] + batch["idle"]["errors"] + (batch["status"] != "completed")
     return 1 if errors and os.environ.get("SMOKE") == "1" else 0

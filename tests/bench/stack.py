@@ -117,9 +117,11 @@ class BenchStack:
         _wait_http(f"{self.api_url}/readyz", 60)
         self.wait_workers(workers)
 
-    def add_worker(self, index: int) -> None:
+    def add_worker(self, index: int, queues: str = "interactive") -> None:
         env = self._env({"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": self.upstream_url})
-        self._spawn(f"worker{index}", [sys.executable, "-m", "services.cli", "worker", "--quiet"], env)
+        name = f"worker{index}" if queues == "interactive" else f"{queues}-worker{index}"
+        argv = [sys.executable, "-m", "services.cli", "worker", "--quiet", "--queues", queues]
+        self._spawn(name, argv, env)
 
     def wait_workers(self, count: int, timeout: float = 60) -> None:
         client = redis.Redis.from_url(self.redis_url)
@@ -133,6 +135,7 @@ class BenchStack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUIT_") and not k.endswith("_API_KEY")}
         env = {k: v for k, v in env.items() if not k.endswith("_BASE_URL")}
         env.update({"REDIS_URL": self.redis_url, "PYTHONUNBUFFERED": "1", **extra})
+        env["CONDUIT_FILES_DIR"] = str(self.log_dir / "files")  # the API's and the batch worker's
         return env
 
     def gateway_pids(self) -> dict[str, int]:

@@ -1,0 +1,135 @@
+"""The batch section of ``make bench``: a batch of ``lines`` requests, uploaded and run through Conduit by one
+batch worker (``conduit worker --queues batch``) against the bench's fake upstream: lines per second from the
+batch's start to its end; and interactive requests (sequential non-stream chat completions, one in flight)
+timed with the batch idle and while it runs, to show what a batch costs interactive traffic. Every line's
+result is checked (the batch must complete with every line answered), and every loop is bounded by a count
+and by ``budget`` seconds.
+"""
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import httpx
+
+from tests.bench.client import Connection, Reply
+from tests.bench.stack import BenchStack
+
+__all__ = ["BatchPlan", "batch_bench", "batch_plan"]
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    lines: int
+    #: interactive requests timed with the batch idle (and at most as many while it runs)
+    probes: int
+    budget: float = 120.0
+    tokens: int = 16
+
+
+def batch_plan(quick: bool, smoke: bool) -> BatchPlan:
+    if smoke:
+        return BatchPlan(lines=200, probes=30, budget=30.0)
+    if quick:
+        return BatchPlan(lines=3000, probes=200, budget=60.0)
+    return BatchPlan(lines=10_000, probes=400)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def _figures(replies: list[Reply]) -> dict[str, Any]:
+    ms = [r.latency * 1000 for r in replies if r.error is None and r.status == 200]
+    return {
+        "requests": len(replies),
+        "errors": len(replies) - len(ms),
+        "p50_ms": _pct(ms, 0.5),
+        "p90_ms": _pct(ms, 0.9),
+        "p99_ms": _pct(ms, 0.99),
+    }
+
+
+def _input(count: int) -> bytes:
+    lines = (
+        {
+            "custom_id": f"r{index}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"Question number {index}"}]},
+        }
+        for index in range(count)
+    )
+    return "\n".join(json.dumps(line) for line in lines).encode() + b"\n"
+
+
+async def _probe(conn: Connection, request: bytes, count: int, until: Callable[[], bool]) -> list[Reply]:
+    """Up to ``count`` sequential requests, while ``until()`` is false."""
+    replies: list[Reply] = []
+    for _ in range(count):
+        if until():
+            break
+        replies.append(await conn.send(request, 10.0))
+    return replies
+
+
+async def batch_bench(stack: BenchStack, plan: BatchPlan, say: Callable[[str], None]) -> dict[str, Any]:
+    headers = {"authorization": f"Bearer {stack.token()}"}
+    conn = Connection("127.0.0.1", stack.api_port, headers)
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64})
+    request = conn.encode("POST", "/v1/chat/completions", body.encode())
+    try:
+        idle = await _probe(conn, request, plan.probes, lambda: False)
+        async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=60) as client:
+            upload = await client.post(
+                "/v1/files", files={"file": ("bench.jsonl", _input(plan.lines))}, data={"purpose": "batch"}
+            )
+            upload.raise_for_status()
+            made = await client.post(
+                "/v1/batches",
+                json={
+                    "input_file_id": upload.json()["id"],
+                    "endpoint": "/v1/chat/completions",
+                    "completion_window": "24h",
+                },
+            )
+            made.raise_for_status()
+            batch_id, started = made.json()["id"], time.monotonic()
+            deadline = started + plan.budget
+            state: dict[str, Any] = made.json()
+
+            async def watch() -> None:
+                nonlocal state
+                while state["status"] not in ("completed", "failed", "expired", "cancelled"):
+                    if time.monotonic() > deadline:
+                        await client.post(f"/v1/batches/{batch_id}/cancel")
+                        return
+                    await asyncio.sleep(0.1)
+                    state = (await client.get(f"/v1/batches/{batch_id}")).json()
+
+            watching = asyncio.create_task(watch())
+            busy = await _probe(conn, request, plan.probes, watching.done)
+            await watching
+            seconds = time.monotonic() - started
+    finally:
+        conn.close()
+    counts = state["request_counts"]
+    say(
+        f"  batch: {plan.lines:,} lines {state['status']} in {seconds:.1f} s ({counts['completed'] / seconds:,.0f} "
+        f"lines/s, {counts['failed']} failed); interactive p99 idle {_figures(idle)['p99_ms']:.2f} ms, "
+        f"busy {_figures(busy)['p99_ms']:.2f} ms"
+    )
+    return {
+        "plan": asdict(plan),
+        "status": state["status"],
+        "completed": counts["completed"],
+        "failed": counts["failed"],
+        "seconds": seconds,
+        "lines_per_s": counts["completed"] / seconds if seconds else 0.0,
+        "idle": _figures(idle),
+        "busy": _figures(busy),
+    }
