@@ -110,7 +110,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     app.state.files = files = Files(LocalFileStore(files_dir(settings.files_dir, os.environ)), file_records)
     batch_store = RedisBatchStore(redis)
     app.state.batches = BatchService(batch_store, file_records, broker, directory, app.state.tiers)
-    keeper = BatchKeeper(redis, batch_store, files, broker)
+    keeper = BatchKeeper(redis, batch_store, files, broker, resend_after=settings.batch_resend_after)
     await keeper.start()
     settle()  # start-up is over: what the process keeps is frozen out of the collector's way
     try:

@@ -90,6 +90,9 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     batch_max_lines: int = 50_000
     #: seconds a batch input is kept when its upload names no expiry (OpenAI's 30 days; 0: until deleted)
     batch_file_expiry: int = 2_592_000
+    #: a batch that no batch worker holds (its runner died, or its message was lost) is handed out again at most
+    #: this often (a runner's hold runs out CONDUIT_BATCH_HOLD after it died)
+    batch_resend_after: float = 10.0
 
     @property
     def broker(self) -> str:
