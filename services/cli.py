@@ -14,6 +14,8 @@ import sys
 import time
 from datetime import UTC, datetime
 
+import msgspec
+
 from services.batches_cli import add_batch_commands
 from services.devstate import DevState, RedisChoice, StackStartingError, choose_redis, state_dir
 from shared.catalog import CatalogError
@@ -165,6 +167,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         print(f"conduit worker: --queues takes {' and/or '.join(known)}, comma-separated", file=sys.stderr)
         raise SystemExit(2)
     settings, catalog = load_from_environ(dict(os.environ))
+    settings = msgspec.structs.replace(settings, queues=tuple(queues))
     if queues == [QueueName.BATCH.value] and settings.batch_nice:
         os.nice(settings.batch_nice)  # batch lines wait for interactive work, not the other way round
     app = create_celery(settings, catalog)

@@ -5,6 +5,7 @@ files in the session's temporary directory and is printed when a start-up fails.
 """
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -14,12 +15,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import redis
 
 from services.api.auth.tokens import issue_token
+from shared import keys
 
 __all__ = [
     "JWT_SECRET",
@@ -156,7 +158,26 @@ class WorkerProcess(_Process):
             "CONDUIT_FILES_DIR": str(log_dir / "files"),  # the API's (ApiProcess)
         }
         self.env = _service_env(redis_url, {**base, **env})
+        self.redis_url = redis_url
         self._spawn([sys.executable, "-m", "services.cli", "worker", "--queues", queues], self.env)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until it announced itself in Redis (as the API's worker directory sees workers)."""
+        client = redis.Redis.from_url(self.redis_url)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise RuntimeError(f"the worker exited during start-up:\n{self.output()}")
+                with contextlib.suppress(redis.RedisError):
+                    names = cast(list[bytes], client.zrange(keys.WORKERS, 0, -1))
+                    infos = client.mget([keys.worker_info(n.decode()) for n in names]) if names else []
+                    if any(raw and json.loads(raw).get("pid") == self.proc.pid for raw in infos):  # type: ignore[union-attr]
+                        return
+                time.sleep(0.05)
+        finally:
+            client.close()
+        raise RuntimeError(f"the worker did not announce itself within {timeout} s:\n{self.output()}")
 
 
 _LIMITS = ("REQUESTS_PER_MINUTE", "TOKENS_PER_MINUTE", "CONCURRENT_STREAMS", "MAX_TOKENS")

@@ -14,13 +14,18 @@ __all__ = ["Directory", "JobHandle", "JobNames", "JobStarter", "Limiter", "Worke
 
 
 class WorkerView(Protocol):
+    """The live workers serving interactive jobs and batches, and the providers each kind holds keys for."""
+
     workers: list[str]
     providers: frozenset[str]
+    batch_workers: list[str]
+    batch_providers: frozenset[str]
 
 
 class Directory(Protocol):
-    async def current(self) -> WorkerView:
-        """Who is alive now; ``UnavailableError`` when that cannot be known."""
+    async def current(self, fresh: bool = False) -> WorkerView:
+        """Who is alive now (``fresh``: as Redis says now, not as last heard); ``UnavailableError`` when that
+        cannot be known."""
         ...
 
 

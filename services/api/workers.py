@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from shared import keys
 from shared.errors import UnavailableError
+from shared.tasks import QueueName
 
 __all__ = ["WorkerDirectory"]
 
@@ -30,14 +31,20 @@ REFRESH_WAIT = 1.0
 
 class _Info(msgspec.Struct):
     providers: list[str] = []
+    #: a worker from before queues were announced serves the interactive one
+    queues: list[str] = msgspec.field(default_factory=lambda: [QueueName.INTERACTIVE.value])
 
 
 class WorkerDirectory:
     def __init__(self, client: "aioredis.Redis", interval: float = 2.0) -> None:
         self._client = client
         self._interval = interval
+        #: the workers serving interactive jobs, and the providers they hold keys for
         self.workers: list[str] = []
         self.providers: frozenset[str] = frozenset()
+        #: the same of the workers serving batches
+        self.batch_workers: list[str] = []
+        self.batch_providers: frozenset[str] = frozenset()
         self.refreshed = 0.0
         #: the last refresh failed: what the directory knows may be out of date
         self.stale = False
@@ -60,23 +67,32 @@ class WorkerDirectory:
         now = time.time()
         raw_names = cast(list[bytes], await self._client.zrangebyscore(keys.WORKERS, now - PRESENCE_TTL, "+inf"))
         names = [name.decode() for name in raw_names]
-        providers: set[str] = set()
-        alive: list[str] = []
+        found: dict[str, tuple[list[str], set[str]]] = {queue.value: ([], set()) for queue in QueueName}
         if names:
             infos = await self._client.mget([keys.worker_info(name) for name in names])
             for name, raw in zip(names, infos, strict=True):
                 if raw is None:
                     continue
-                alive.append(name)
-                providers.update(msgspec.json.decode(raw, type=_Info).providers)
-        self.workers, self.providers, self.refreshed = alive, frozenset(providers), time.monotonic()
+                info = msgspec.json.decode(raw, type=_Info)
+                for queue in info.queues:
+                    if queue in found:
+                        found[queue][0].append(name)
+                        found[queue][1].update(info.providers)
+        (workers, providers), (batch_workers, batch_providers) = (
+            found[QueueName.INTERACTIVE.value],
+            found[QueueName.BATCH.value],
+        )
+        self.workers, self.providers = workers, frozenset(providers)
+        self.batch_workers, self.batch_providers = batch_workers, frozenset(batch_providers)
+        self.refreshed = time.monotonic()
         self.stale = False
 
-    async def current(self) -> "WorkerDirectory":
+    async def current(self, fresh: bool = False) -> "WorkerDirectory":
         """This directory, refreshed first if it knows no worker (a worker may just have started), or its last
-        refresh failed or is overdue; ``UnavailableError`` if Redis does not answer within ``REFRESH_WAIT``."""
+        refresh failed or is overdue, or ``fresh`` is asked (and the last refresh is older than 0.2 s);
+        ``UnavailableError`` if Redis does not answer within ``REFRESH_WAIT``."""
         age = time.monotonic() - self.refreshed
-        if self.stale or age > 2 * self._interval or (not self.workers and age > 0.2):  # noqa: PLR2004
+        if self.stale or age > 2 * self._interval or ((fresh or not self.workers) and age > 0.2):  # noqa: PLR2004
             try:
                 async with asyncio.timeout(REFRESH_WAIT):
                     await self.refresh()

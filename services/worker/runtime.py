@@ -248,8 +248,14 @@ class WorkerRuntime:
 
     async def _announce(self) -> None:
         name = self.settings.worker_name
+        settings = self.settings
         info = msgspec.json.encode(
-            {"pid": self.pid, "providers": sorted(self.settings.credentials), "concurrency": self.settings.concurrency}
+            {
+                "pid": self.pid,
+                "providers": sorted(settings.credentials),
+                "concurrency": settings.concurrency,
+                "queues": list(settings.queues),
+            }
         )
         failing = False
         while True:

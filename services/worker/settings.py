@@ -67,6 +67,8 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     #: a worker serving the batch queue alone lowers its CPU priority by this much (0: not), so that the API and
     #: the interactive workers on the same machine go first
     batch_nice: int = 10
+    #: the queues this worker serves (``conduit worker --queues``), announced with its presence
+    queues: tuple[str, ...] = ("interactive",)
     #: pause between tokens of the offline echo provider
     echo_delay: float = 0.02
     #: open upstream connections per worker process; 0 = one per concurrent job

@@ -26,6 +26,7 @@ def batch_stack(logs: Path, fake: FakeUpstream) -> Iterator[Stack]:
         env = {**provider_env(fake), "CONDUIT_BATCH_HOLD": "2"}
         batch_worker = WorkerProcess(logs, stack.redis.url, env, queues="batch")
         try:
+            batch_worker.wait_ready()
             yield stack
         finally:
             batch_worker.stop()
@@ -113,7 +114,9 @@ def test_cancel_stops_a_batch_and_lists_what_never_ran(batch_stack: Stack) -> No
         batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
         time.sleep(1.0)
         results = f"{batch_stack.url}/v1/batches/{batch.id}/results"
-        so_far = [json.loads(row) for row in httpx.get(results, headers=auth(user="batcher")).text.splitlines()]
+        got = httpx.get(results, headers=auth(user="batcher"))
+        assert got.status_code == 200, got.text
+        so_far = [json.loads(row) for row in got.text.splitlines()]
         assert so_far and {line["response"]["status_code"] for line in so_far} == {200}  # the lines ended so far
         cancelling = client.batches.cancel(batch.id)
         assert cancelling.status == "cancelling" and cancelling.cancelling_at

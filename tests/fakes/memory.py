@@ -29,8 +29,10 @@ class MemoryDirectory:
     def __init__(self, providers: frozenset[str]) -> None:
         self.workers = ["memory"]
         self.providers = providers
+        self.batch_workers: list[str] = []
+        self.batch_providers: frozenset[str] = frozenset()
 
-    async def current(self) -> "MemoryDirectory":
+    async def current(self, fresh: bool = False) -> "MemoryDirectory":
         return self
 
 

@@ -39,6 +39,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> Iter
         made = Faulty(stack, logs, fake)
         try:
             made.second.wait_ready()
+            made.batch_worker.wait_ready()
             yield made
         finally:
             for process in (made.second, made.batch_worker, *made.spare):
@@ -130,5 +131,6 @@ def test_the_batch_worker_stopped_mid_batch_and_another_started(faulty: Faulty) 
     _midway(url, "worker-stop", batch_id)
     faulty.batch_worker.stop()  # SIGTERM: its lines in flight end or stay unrecorded; none is recorded twice
     faulty.batch_worker = faulty.new_batch_worker()
+    faulty.batch_worker.wait_ready()
     _every_line_once(url, "worker-stop", batch_id)
     faulty.fake.reset()

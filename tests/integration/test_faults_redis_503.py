@@ -22,7 +22,7 @@ from services.api.app import create_app
 from services.api.auth.keys import KeyStore
 from services.api.settings import ApiSettings
 from tests.fakes.upstream import FakeUpstream
-from tests.harness import RedisServer, auth
+from tests.harness import RedisServer, WorkerProcess, auth, provider_env
 from tests.stack import Stack, own_stack
 
 pytestmark = pytest.mark.anyio
@@ -87,6 +87,7 @@ def _file_calls(file_id: str, batch_id: str) -> dict[str, list[Call]]:
         ],
         "/v1/batches/{batch_id:str}": [Call("GET", f"/v1/batches/{batch_id}")],
         "/v1/batches/{batch_id:str}/cancel": [Call("POST", f"/v1/batches/{batch_id}/cancel")],
+        "/v1/batches/{batch_id:str}/results": [Call("GET", f"/v1/batches/{batch_id}/results")],
     }
 
 
@@ -213,7 +214,9 @@ def _create_key(url: str) -> str:
 def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> Iterator[Gateway]:
     logs: Path = tmp_path_factory.mktemp("redis-503")
     with own_stack(logs, fake, api_env=API_ENV) as stack:
+        batches = WorkerProcess(logs, stack.redis.url, provider_env(fake), queues="batch")
         try:
+            batches.wait_ready()
             response = httpx.post(f"{stack.url}/v1/chat/completions", json={**CHAT, "stream": True}, headers=auth())
             assert response.status_code == 200
             saved = httpx.post(f"{stack.url}/api/v1/chat/new", json={"messages": MESSAGES}, headers=auth()).json()
@@ -224,6 +227,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> Ite
             key = _create_key(stack.redis.url)
             yield Gateway(stack, key, job_id, saved["id"], saved["messages"][0]["id"], made["id"], batch.json()["id"])
         finally:
+            batches.stop()
             stack.redis.stop()  # a test may have replaced it with a restarted one
 
 

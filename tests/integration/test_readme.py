@@ -33,6 +33,7 @@ def readme_stack(logs: Path, fake: FakeUpstream) -> Iterator[Stack]:
     with own_stack(logs, fake, worker_env={"CONDUIT_ECHO_DELAY": "0.02"}) as stack:
         batches = WorkerProcess(logs, stack.redis.url, {"CONDUIT_ECHO_DELAY": "0.02"}, queues="batch")
         try:
+            batches.wait_ready()
             yield stack
         finally:
             batches.stop()

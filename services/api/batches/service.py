@@ -79,7 +79,14 @@ class BatchService:
             raise InvalidRequestError("completion_window must be '24h'", param="completion_window")
         _check_metadata(metadata)
         live = await self._directory.current()
-        absent = [provider for provider in found.providers if provider not in live.providers]
+        if not live.batch_workers:  # one may have started since the directory last looked
+            live = await self._directory.current(fresh=True)
+        if not live.batch_workers:
+            raise GatewayError(
+                "no batch worker is running (`conduit worker --queues batch`); try again once one is",
+                code=ErrorCode.NO_WORKER,
+            )
+        absent = [provider for provider in found.providers if provider not in live.batch_providers]
         if absent:
             raise GatewayError(
                 f"the file's lines use providers no batch worker is configured for now: {', '.join(absent)}",

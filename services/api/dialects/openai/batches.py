@@ -139,5 +139,6 @@ ROUTES = [
     create_batch,
     list_batches,
     retrieve_batch,
+    batch_results,
     cancel_batch,
 ]
