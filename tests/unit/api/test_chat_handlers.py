@@ -1,6 +1,7 @@
 """The chat API's handlers in-process: Litestar's test client over the real routes and services, with memory
 ports (``tests/fakes/memory.py``) instead of Redis, workers and providers."""
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -108,9 +109,10 @@ async def test_stream_sends_thinking_final_and_metadata_then_done(client: AsyncT
 
 
 async def test_history_pins_first_and_paginates(client: AsyncTestClient[Litestar]) -> None:
-    ids = [
-        (await client.post("/api/v1/chat/new", json={"title": f"c{i}"}, headers=auth())).json()["id"] for i in range(5)
-    ]
+    ids = []
+    for i in range(5):  # a millisecond apart: chats made in the same one are ranked by their ids
+        ids.append((await client.post("/api/v1/chat/new", json={"title": f"c{i}"}, headers=auth())).json()["id"])
+        await asyncio.sleep(0.002)
     assert (await client.put(f"/api/v1/chat/{ids[1]}/pin", headers=auth())).json()["pinned"] is True
     first = (await client.get("/api/v1/chat/history", params={"limit": 3}, headers=auth())).json()
     assert [c["id"] for c in first["chats"]] == [ids[1], ids[4], ids[3]] and first["hasMore"] is True
