@@ -9,7 +9,7 @@ import msgspec
 
 from shared.jobs import ChatMessage, SamplingParams
 
-__all__ = ["BatchLine", "decode_line", "encode_line", "lines_file_id"]
+__all__ = ["LINES_SUFFIX", "BatchLine", "decode_line", "encode_line", "lines_file_id"]
 
 
 class BatchLine(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -40,6 +40,10 @@ def decode_line(raw: bytes) -> BatchLine:
     return _decoder.decode(raw)
 
 
+#: what an input file's id is followed by in its translated lines' id
+LINES_SUFFIX = "-lines"
+
+
 def lines_file_id(file_id: str) -> str:
     """The id, in the file store, of an input file's translated lines."""
-    return f"{file_id}-lines"
+    return f"{file_id}{LINES_SUFFIX}"

@@ -7,7 +7,8 @@ both with one 404.
 The bytes and the records live apart: records in Redis (``RedisFileRecords``), bytes where the deployment
 keeps them: a directory on one machine (``LocalFileStore``), or S3-compatible object storage across machines.
 A file's bytes are written whole before its record exists, and the record is deleted before its bytes, so a
-listed file can always be read. Writers stream: a file is never held whole in memory.
+listed file can always be read; the bytes of a file whose record expired are swept later (the API's batch
+keeper). Writers stream: a file is never held whole in memory.
 
 Implementations: ``services.stores.local_files``, ``services.stores.redis_files``.
 """
@@ -80,6 +81,10 @@ class FileStore(Protocol):
 
     async def delete(self, file_id: str) -> None:
         """Gone, or never was: either way no error."""
+        ...
+
+    async def stored(self) -> list[tuple[str, float]]:
+        """Every file kept, with when it was written (unix time): for the sweep of files whose records are gone."""
         ...
 
 

@@ -7,6 +7,7 @@ event loop never waits on the disk.
 """
 
 import asyncio
+import contextlib
 import os
 import re
 import secrets
@@ -96,3 +97,14 @@ class LocalFileStore:
 
     async def delete(self, file_id: str) -> None:
         await asyncio.to_thread(self._path(file_id).unlink, missing_ok=True)
+
+    async def stored(self) -> list[tuple[str, float]]:
+        def listing() -> list[tuple[str, float]]:
+            found = []
+            for path in self._directory.iterdir():
+                if not path.name.endswith(_PART):
+                    with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                        found.append((path.name, path.stat().st_mtime))
+            return found
+
+        return await asyncio.to_thread(listing)

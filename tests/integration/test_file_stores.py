@@ -130,3 +130,30 @@ async def test_an_expired_record_is_gone_and_leaves_the_list(records: RedisFileR
         assert await client.zrange(keys.user_files("ana"), 0, -1) == [kept.id.encode()]
     finally:
         await client.aclose()
+
+
+async def test_the_bytes_of_files_whose_records_expired_are_swept(tmp_path: Path, server: RedisServer) -> None:
+    import os
+
+    from services.api.batches.keeper import BatchKeeper
+    from services.api.deps import Files
+    from services.stores.redis_batches import RedisBatchStore
+
+    client = aioredis.Redis.from_url(server.url)
+    records, batches = RedisFileRecords(client), RedisBatchStore(client)
+    store = LocalFileStore(tmp_path)
+    try:
+        kept = _record("ana")
+        await records.add(kept)
+        for file_id in (kept.id, "file-gone", "file-gone-lines", "file-new"):
+            async with store.writer(file_id) as out:
+                await out.write(b"x")
+        for file_id in (kept.id, "file-gone", "file-gone-lines"):
+            os.utime(tmp_path / file_id, (time.time() - 7200, time.time() - 7200))
+        keeper = BatchKeeper(client, batches, Files(store, records), broker=None)  # type: ignore[arg-type]
+        assert await keeper.sweep_files(time.time() - 3600) == 2
+        assert sorted(name for name, _ in await store.stored()) == sorted([kept.id, "file-new"])
+    finally:
+        await records.aclose()
+        await batches.aclose()
+        await client.aclose()

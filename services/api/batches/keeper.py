@@ -27,6 +27,7 @@ from services.stores.batches import BatchRecord
 from services.stores.files import FileRecord, new_file_id
 from services.stores.redis_batches import RedisBatchStore
 from shared import keys
+from shared.batches import LINES_SUFFIX
 
 __all__ = ["BatchKeeper"]
 
@@ -35,6 +36,9 @@ log = logging.getLogger("conduit.api")
 #: how long a process may take writing one batch's files before another may start over
 WRITE_HOLD = 600.0
 RUNNING = ("validating", "in_progress", "cancelling")
+#: how often the files whose records are gone (expired) are swept, and how old such a file must be (an upload
+#: writes its bytes a moment before its record)
+SWEEP_EVERY, SWEEP_AFTER = 600.0, 3600.0
 
 
 def _renderer(endpoint: str) -> ErrorRenderer:
@@ -56,6 +60,7 @@ class BatchKeeper:
         self._redis, self._store, self._files, self._broker = redis, store, files, broker
         self._interval, self._resend_after, self._output_expiry = interval, resend_after, output_expiry
         self._sent: dict[str, float] = {}  # batch id -> when this process last handed it out
+        self._swept = time.monotonic()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -91,6 +96,27 @@ class BatchKeeper:
                 await self._broker.send([run_batch_message(batch_id)])
         active = {batch_id for batch_id, _, _ in await self._store.active()}
         self._sent = {batch_id: at for batch_id, at in self._sent.items() if batch_id in active}
+        if now - self._swept >= SWEEP_EVERY:
+            self._swept = now
+            await self.sweep_files(time.time() - SWEEP_AFTER)
+
+    async def sweep_files(self, before: float) -> int:
+        """Delete the bytes of files written before ``before`` whose records are gone (they expired); how many.
+        A batch input's translated lines go with the input."""
+        store = self._files.store
+        old = [file_id for file_id, written in await store.stored() if written < before]
+        owners = [file_id.removesuffix(LINES_SUFFIX) for file_id in old]
+        gone = 0
+        for start in range(0, len(old), 500):
+            chunk = owners[start : start + 500]
+            kept = await self._redis.mget([keys.file(file_id) for file_id in chunk])
+            for file_id, record in zip(old[start : start + 500], kept, strict=True):
+                if record is None:
+                    await store.delete(file_id)
+                    gone += 1
+        if gone:
+            log.info("swept %d files whose records had expired", gone)
+        return gone
 
     async def _finalize(self, batch_id: str) -> None:
         hold = keys.batch_keeper(batch_id)
