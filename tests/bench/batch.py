@@ -1,7 +1,8 @@
 """The batch section of ``make bench``: a batch of ``lines`` requests, uploaded and run through Conduit by one
 batch worker (``conduit worker --queues batch``) against the bench's fake upstream: lines per second from the
-batch's start to its end; and interactive requests (sequential non-stream chat completions, one in flight)
-timed with the batch idle and while it runs, to show what a batch costs interactive traffic. Every line's
+batch's creation to its end, with nothing else running; then interactive requests (sequential non-stream chat
+completions, one in flight) timed with no batch, and beside the same batch run again, to show what a batch
+costs interactive traffic. Every line's
 result is checked (the batch must complete with every line answered), and every loop is bounded by a count
 and by ``budget`` seconds.
 """
@@ -9,7 +10,7 @@ and by ``budget`` seconds.
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -77,59 +78,73 @@ async def _probe(conn: Connection, request: bytes, count: int, until: Callable[[
     return replies
 
 
+async def _run_batch(
+    client: httpx.AsyncClient, plan: BatchPlan, beside: Callable[["asyncio.Task[None]"], Awaitable[list[Reply]]]
+) -> tuple[dict[str, Any], float, list[Reply]]:
+    """Upload and run a batch of ``plan.lines``, ``beside(watching)`` running meanwhile (``watching`` ends with
+    the batch); the batch as it ended, seconds from its creation to its end, and what ``beside`` returned."""
+    upload = await client.post(
+        "/v1/files", files={"file": ("bench.jsonl", _input(plan.lines))}, data={"purpose": "batch"}
+    )
+    upload.raise_for_status()
+    body = {"input_file_id": upload.json()["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+    made = await client.post("/v1/batches", json=body)
+    made.raise_for_status()
+    batch_id, started = made.json()["id"], time.monotonic()
+    state: dict[str, Any] = made.json()
+
+    async def watch() -> None:
+        nonlocal state
+        while state["status"] not in ("completed", "failed", "expired", "cancelled"):
+            if time.monotonic() > started + plan.budget:
+                await client.post(f"/v1/batches/{batch_id}/cancel")
+                return
+            await asyncio.sleep(0.05)
+            state = (await client.get(f"/v1/batches/{batch_id}")).json()
+
+    watching = asyncio.create_task(watch())
+    found = await beside(watching)
+    await watching
+    return state, time.monotonic() - started, found
+
+
 async def batch_bench(stack: BenchStack, plan: BatchPlan, say: Callable[[str], None]) -> dict[str, Any]:
+    """A batch alone (its lines/s), then the same batch again with interactive requests beside it (their
+    latency, against the same requests with no batch)."""
     headers = {"authorization": f"Bearer {stack.token()}"}
     conn = Connection("127.0.0.1", stack.api_port, headers)
     body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64})
     request = conn.encode("POST", "/v1/chat/completions", body.encode())
+
+    async def nothing(watching: "asyncio.Task[None]") -> list[Reply]:
+        await asyncio.shield(watching)
+        return []
+
+    async def probes(watching: "asyncio.Task[None]") -> list[Reply]:
+        return await _probe(conn, request, plan.probes, watching.done)
+
     try:
         idle = await _probe(conn, request, plan.probes, lambda: False)
         async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=60) as client:
-            upload = await client.post(
-                "/v1/files", files={"file": ("bench.jsonl", _input(plan.lines))}, data={"purpose": "batch"}
-            )
-            upload.raise_for_status()
-            made = await client.post(
-                "/v1/batches",
-                json={
-                    "input_file_id": upload.json()["id"],
-                    "endpoint": "/v1/chat/completions",
-                    "completion_window": "24h",
-                },
-            )
-            made.raise_for_status()
-            batch_id, started = made.json()["id"], time.monotonic()
-            deadline = started + plan.budget
-            state: dict[str, Any] = made.json()
-
-            async def watch() -> None:
-                nonlocal state
-                while state["status"] not in ("completed", "failed", "expired", "cancelled"):
-                    if time.monotonic() > deadline:
-                        await client.post(f"/v1/batches/{batch_id}/cancel")
-                        return
-                    await asyncio.sleep(0.1)
-                    state = (await client.get(f"/v1/batches/{batch_id}")).json()
-
-            watching = asyncio.create_task(watch())
-            busy = await _probe(conn, request, plan.probes, watching.done)
-            await watching
-            seconds = time.monotonic() - started
+            state, seconds, _ = await _run_batch(client, plan, nothing)
+            beside, _, busy = await _run_batch(client, plan, probes)
     finally:
         conn.close()
     counts = state["request_counts"]
+    rate = counts["completed"] / seconds if seconds else 0.0
     say(
-        f"  batch: {plan.lines:,} lines {state['status']} in {seconds:.1f} s ({counts['completed'] / seconds:,.0f} "
-        f"lines/s, {counts['failed']} failed); interactive p99 idle {_figures(idle)['p99_ms']:.2f} ms, "
-        f"busy {_figures(busy)['p99_ms']:.2f} ms"
+        f"  batch: {plan.lines:,} lines {state['status']} in {seconds:.1f} s ({rate:,.0f} lines/s, "
+        f"{counts['failed']} failed); interactive p99 idle {_figures(idle)['p99_ms']:.2f} ms, beside a batch "
+        f"{_figures(busy)['p99_ms']:.2f} ms ({len(busy)} requests)"
     )
+    failed = counts["failed"] + beside["request_counts"]["failed"] + (beside["status"] != "completed")
     return {
         "plan": asdict(plan),
         "status": state["status"],
         "completed": counts["completed"],
-        "failed": counts["failed"],
+        "failed": failed,
         "seconds": seconds,
-        "lines_per_s": counts["completed"] / seconds if seconds else 0.0,
+        "lines_per_s": rate,
         "idle": _figures(idle),
         "busy": _figures(busy),
     }
