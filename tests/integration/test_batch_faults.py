@@ -134,3 +134,36 @@ def test_the_batch_worker_stopped_mid_batch_and_another_started(faulty: Faulty) 
     faulty.batch_worker.wait_ready()
     _every_line_once(url, "worker-stop", batch_id)
     faulty.fake.reset()
+
+
+def test_a_batch_past_its_window_ends_expired_with_the_rest_in_its_error_file(faulty: Faulty) -> None:
+    """The window is 24 h: the test moves the batch's end of window to now (the record's ``expires_at``), as
+    the clock would have, and has a new runner take the batch (its worker stopped and replaced): the runner hands
+    out no more lines, and the lines never run go to the error file as ``batch_expired``."""
+    import redis as sync_redis
+
+    from shared import keys
+
+    _slow(faulty.fake)
+    url, user = faulty.second.base_url, "expiry"
+    batch_id = _start(url, user)
+    _midway(url, user, batch_id)
+    client = sync_redis.Redis.from_url(faulty.stack.redis.url)
+    try:
+        client.hset(keys.batch(batch_id), "expires_at", int(time.time()) - 1)
+    finally:
+        client.close()
+    faulty.batch_worker.stop()
+    faulty.batch_worker = faulty.new_batch_worker()
+    faulty.batch_worker.wait_ready()
+    deadline = time.monotonic() + 60
+    while (batch := _batch(url, user, batch_id))["status"] != "expired":
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.2)
+    assert batch["expired_at"] and batch["error_file_id"]
+    done = batch["request_counts"]["completed"]
+    errors = httpx.get(f"{url}/v1/files/{batch['error_file_id']}/content", headers=auth(user=user)).text
+    never = [json.loads(row) for row in errors.splitlines()]
+    assert len(never) == LINES - done and {line["error"]["code"] for line in never} == {"batch_expired"}
+    assert all(line["response"] is None for line in never)
+    faulty.fake.reset()
