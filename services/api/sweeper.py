@@ -21,7 +21,6 @@ Each round (every ``interval``, 0.5 s) one API process, whichever takes the roun
   ``no_worker``).
 """
 
-import asyncio
 import contextlib
 import importlib.resources
 import logging
@@ -32,6 +31,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from services.api.enqueue import celery_message, resent_messages
+from services.api.periodic import Periodic
 from services.api.settings import ApiSettings
 from shared import keys
 from shared.codec import encode_events, frame_reply, log_entry_id
@@ -92,28 +92,13 @@ class Sweeper:
         self._interval = interval
         self._token = uuid.uuid4().hex
         self._reap = redis.register_script(_REAP)
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Periodic("sweeper", self._interval, self.sweep, "sweep for dead workers and lost jobs")
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="sweeper")
+        await self._rounds.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        failing = False
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.sweep()
-                failing = False
-            except Exception as exc:
-                if not failing:  # once per outage, not twice a second
-                    log.warning("could not sweep for dead workers and lost jobs: %s", exc)
-                failing = True
+        await self._rounds.stop()
 
     async def sweep(self) -> None:
         """One round, if no other API process has taken it."""

@@ -21,7 +21,7 @@ from shared import keys
 __all__ = ["RedisBatchStore", "from_hash", "to_hash"]
 
 _SCRIPTS = importlib.resources.files("services.stores")
-_PAGE = _SCRIPTS.joinpath("batch_page.lua").read_text()
+_PAGE = _SCRIPTS.joinpath("ranked_page.lua").read_text()  # the chats' pages too
 _CANCEL = _SCRIPTS.joinpath("batch_cancel.lua").read_text()
 _STEP = _SCRIPTS.joinpath("batch_step.lua").read_text()
 _LINE = _SCRIPTS.joinpath("batch_line.lua").read_text()
@@ -93,7 +93,7 @@ class RedisBatchStore:
         (reply,) = raised(await self._calls([command]))
         if reply is None:
             return None
-        return BatchPage(batches=[from_hash(flat) for flat in reply[1:]], has_more=reply[0] == 1)
+        return BatchPage(batches=[from_hash(flat) for _, flat in reply[1:]], has_more=reply[0] == 1)
 
     async def cancel(self, owner: str, batch_id: str, now: int) -> BatchRecord | None:
         command = ("EVALSHA", script_sha(_CANCEL), 1, keys.batch(batch_id), owner, now)

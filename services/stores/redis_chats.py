@@ -135,12 +135,12 @@ class RedisChatStore:
         self._delete = self._script("chat_delete.lua")
         self._retitle = self._script("chat_retitle.lua")
         self._lock = self._script("lock.lua")
-        self._page = self._script("chat_page.lua")
+        self._page = self._script("ranked_page.lua")
         self._open = self._script("chat_open.lua")
         # the reads a request waits for go grouped, on a connection of their own (no pipeline object, no pool
         # checkout: those were 40 % of a fetch's time); each may run twice (taking the lock again is a no-op
         # for the job holding it), so a connection Redis closed (a restart) costs a resend, not an error
-        self._reads = GroupedCalls(redis, scripts=[_source("chat_open.lua"), _source("chat_page.lua")], resend=True)
+        self._reads = GroupedCalls(redis, scripts=[_source("chat_open.lua"), _source("ranked_page.lua")], resend=True)
 
     async def aclose(self) -> None:
         """Close the reads' own connection (the client is the caller's)."""

@@ -10,8 +10,6 @@
   writing leaves them to the next round.
 """
 
-import asyncio
-import contextlib
 import logging
 import time
 
@@ -23,6 +21,7 @@ from services.api.deps import Files
 from services.api.dialects import registry
 from services.api.enqueue import Broker
 from services.api.errors import ErrorRenderer
+from services.api.periodic import Periodic
 from services.stores.batches import BatchRecord
 from services.stores.files import FileRecord, new_file_id
 from services.stores.redis_batches import RedisBatchStore
@@ -61,32 +60,18 @@ class BatchKeeper:
         self._interval, self._resend_after, self._output_expiry = interval, resend_after, output_expiry
         self._sent: dict[str, float] = {}  # batch id -> when this process last handed it out
         self._swept = time.monotonic()
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Periodic("batch-keeper", self._interval, self.tend, "look after the batches")
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="batch-keeper")
+        await self._rounds.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        failing = False
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.tend()
-                failing = False
-            except Exception as exc:
-                if not failing:
-                    log.warning("could not look after the batches: %s", exc)
-                failing = True
+        await self._rounds.stop()
 
     async def tend(self) -> None:
         now = time.monotonic()
-        for batch_id, status, held in await self._store.active():
+        active = await self._store.active()
+        for batch_id, status, held in active:
             if status is None:
                 await self._store.forget(batch_id)
             elif status == "finalizing":
@@ -94,8 +79,8 @@ class BatchKeeper:
             elif status in RUNNING and not held and now - self._sent.get(batch_id, -1e9) >= self._resend_after:
                 self._sent[batch_id] = now
                 await self._broker.send([run_batch_message(batch_id)])
-        active = {batch_id for batch_id, _, _ in await self._store.active()}
-        self._sent = {batch_id: at for batch_id, at in self._sent.items() if batch_id in active}
+        known = {batch_id for batch_id, _, _ in active}  # what no longer is has ended: no resend to remember
+        self._sent = {batch_id: at for batch_id, at in self._sent.items() if batch_id in known}
         if now - self._swept >= SWEEP_EVERY:
             self._swept = now
             await self.sweep_files(time.time() - SWEEP_AFTER)
