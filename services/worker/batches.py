@@ -6,7 +6,10 @@ file store in order, skips those with a result already (a batch taken over after
 where that one stopped), and runs the rest, ``concurrency`` at a time, no faster than the requests and tokens
 per minute the batch may spend (its owner's tier's, at its creation): lines wait for their turn instead of
 failing with 429s of the gateway's own. Every result is recorded the moment its line ends, so a restart loses
-nothing done and a line run twice is counted once (``RedisBatchStore.record``).
+nothing done and a line run twice is counted once (``RedisBatchStore.record``). A result that cannot be
+recorded (Redis restarting) is tried again for a while; a line still without one is run again in a further
+pass over the file, and a batch with lines left unrecorded is never finished: its runner lets go, and the API's
+keeper hands it to a runner again.
 
 It stops handing out lines when a cancel is asked or the batch's window passes, lets the lines in flight end,
 and leaves the batch ``finalizing``: the API writes its output and error files (it renders the lines' bodies,
@@ -27,7 +30,7 @@ from shared.batches import BatchLine
 from shared.jobs import Principal, message_text
 from shared.tokens import estimate_tokens
 
-__all__ = ["BatchRunner", "Pacer"]
+__all__ = ["BatchRunner", "Pacer", "Unrecorded"]
 
 log = logging.getLogger("conduit.worker")
 
@@ -35,6 +38,14 @@ log = logging.getLogger("conduit.worker")
 CHUNK = 256
 #: seconds between two looks at whether a cancel was asked
 CANCEL_CHECK = 0.5
+#: passes over the file, each running the lines left without a result by the one before
+PASSES = 3
+#: pauses before trying again to record a line's result (Redis away a moment): about 20 s in all
+RECORD_PAUSES = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0)
+
+
+class Unrecorded(Exception):
+    """Lines of a batch were left without a result: the batch is not finished, another runner goes on."""
 
 
 class Pacer:
@@ -127,9 +138,26 @@ class BatchRunner:
         """Hand out the lines not yet done; how the batch ends: ``completed``, ``cancelled`` or ``expired``."""
         owner = Principal(user_id=record.owner, tier=record.tier or "pro")
         pacer = Pacer(record.requests_per_minute, record.tokens_per_minute)
+        missed = 0
+        for _ in range(PASSES):
+            ends_as, missed = await self._pass(record, owner, pacer)
+            if ends_as != "completed" or not missed:
+                return ends_as
+            log.warning("batch %s: %d lines left without a result; another pass", record.id, missed)
+        raise Unrecorded(f"batch {record.id}: {missed} lines left without a result")
+
+    async def _pass(self, record: BatchRecord, owner: Principal, pacer: Pacer) -> tuple[str, int]:
+        """One pass over the file: how the batch ends, and how many lines this pass left without a result."""
         slots = asyncio.Semaphore(self._concurrency)
-        running: set[asyncio.Task[None]] = set()
-        ends_as, asked = "completed", 0.0
+        running: set[asyncio.Task[bool]] = set()
+        ends_as, asked, missed = "completed", 0.0, 0
+
+        def ended(task: asyncio.Task[bool]) -> None:
+            nonlocal missed
+            running.discard(task)
+            if task.cancelled() or task.exception() is not None or not task.result():
+                missed += 1
+
         try:
             async for chunk in read_lines(self._files, record.lines_file_id, CHUNK):
                 done = await self._store.recorded(record.id, [line.custom_id for line in chunk])
@@ -147,20 +175,30 @@ class BatchRunner:
                         break
                     task = asyncio.create_task(self._line(record, owner, line, slots))
                     running.add(task)
-                    task.add_done_callback(running.discard)
+                    task.add_done_callback(ended)
                 if ends_as != "completed":
                     break
         finally:
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
-        return ends_as
+        return ends_as, missed
 
-    async def _line(self, record: BatchRecord, owner: Principal, line: BatchLine, slots: asyncio.Semaphore) -> None:
+    async def _line(self, record: BatchRecord, owner: Principal, line: BatchLine, slots: asyncio.Semaphore) -> bool:
+        """Run the line and record its result; ``False`` if it is left without one."""
         try:
             result = await run_line(line, owner, record.id, self._ctx, self._sink, attempts=self._attempts)
             day = time.strftime("%Y-%m-%d", time.gmtime())
-            await self._store.record(record, result, line.provider, line.model, day)
-        except Exception:  # left without a result: the batch's next runner runs it again
+            for pause in (*RECORD_PAUSES, None):
+                try:
+                    await self._store.record(record, result, line.provider, line.model, day)
+                    return True
+                except Exception as exc:  # Redis away a moment; recording again is harmless (once by custom_id)
+                    if pause is None:
+                        raise
+                    log.warning("batch %s: line %r not recorded yet: %s", record.id, line.custom_id, exc)
+                    await asyncio.sleep(pause)
+        except Exception:  # left without a result: a later pass, or the batch's next runner, runs it again
             log.exception("batch %s: line %r could not be recorded", record.id, line.custom_id)
         finally:
             slots.release()
+        return False

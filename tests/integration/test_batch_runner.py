@@ -1,6 +1,7 @@
 """The batch runner (``services.worker.batches``) against a real redis-server and a real directory, its lines
 answered by an upstream speaking OpenAI's wire format: every line once, a taken-over batch going on where its
-runner stopped, a cancel and an expiry stopping the lines not yet handed out, the owner's pace kept."""
+runner stopped, a cancel and an expiry stopping the lines not yet handed out, the owner's pace kept, and a
+result Redis refused to record kept later or run again, never a batch finished with a line missing."""
 
 import asyncio
 import json
@@ -16,7 +17,8 @@ from services.stores.batches import BatchRecord, LineResult, new_batch_id
 from services.stores.local_files import LocalFileStore
 from services.stores.redis_batches import RedisBatchStore
 from services.worker.batch_lines import CollectingSink
-from services.worker.batches import BatchRunner, Pacer
+from services.worker import batches as runner_module
+from services.worker.batches import BatchRunner, Pacer, Unrecorded
 from services.worker.generate import PipelineContext
 from services.worker.providers.registry import build_streamers
 from services.worker.settings import Credentials, WorkerSettings
@@ -158,6 +160,56 @@ async def test_a_cancel_stops_the_lines_not_yet_handed_out(store: RedisBatchStor
     done = await store.get("ana", record.id)
     assert done is not None and (done.status, done.ends_as) == ("finalizing", "cancelled")
     assert 0 < done.completed == len(upstream.asked) < 100  # the lines in flight ended and were kept
+
+
+class Refusing:
+    """The store, its ``record`` failing as a Redis away would: ``times`` times for each line in ``lines``."""
+
+    def __init__(self, store: RedisBatchStore, lines: set[str], times: int) -> None:
+        self._store, self._left = store, dict.fromkeys(lines, times)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def record(self, record: BatchRecord, result: LineResult, *args: str) -> bool:
+        if self._left.get(result.custom_id, 0) > 0:
+            self._left[result.custom_id] -= 1
+            raise ConnectionError("Connection refused")
+        return await self._store.record(record, result, *args)
+
+
+async def test_a_result_redis_refused_is_recorded_once_it_is_back(
+    store: RedisBatchStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner_module, "RECORD_PAUSES", (0.01, 0.01))
+    files = LocalFileStore(tmp_path)
+    record, upstream = await _batch(store, files, 20), Upstream()
+    refusing = Refusing(store, {"q3", "q7"}, times=2)  # kept at the third try
+    await _run(refusing, files, record.id, upstream)  # type: ignore[arg-type]
+    done = await store.get("ana", record.id)
+    assert done is not None and (done.status, done.completed, len(upstream.asked)) == ("finalizing", 20, 20)
+
+
+async def test_a_line_left_without_a_result_runs_again_and_never_goes_missing(
+    store: RedisBatchStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner_module, "RECORD_PAUSES", (0.01,))
+    files = LocalFileStore(tmp_path)
+    record, upstream = await _batch(store, files, 20), Upstream()
+    refusing = Refusing(store, {"q5"}, times=2)  # the first pass gives up on it; the second keeps it
+    await _run(refusing, files, record.id, upstream)  # type: ignore[arg-type]
+    done = await store.get("ana", record.id)
+    assert done is not None and (done.status, done.completed, len(upstream.asked)) == ("finalizing", 20, 21)
+
+    record, upstream = await _batch(store, files, 10), Upstream()
+    refusing = Refusing(store, {"q5"}, times=100)  # never kept: the batch is not finished, the next runner goes on
+    with pytest.raises(Unrecorded):
+        await _run(refusing, files, record.id, upstream)  # type: ignore[arg-type]
+    left = await store.get("ana", record.id)
+    assert left is not None and (left.status, left.completed) == ("in_progress", 9)
+    await _run(store, files, record.id, upstream)
+    done = await store.get("ana", record.id)
+    assert done is not None and (done.status, done.completed) == ("finalizing", 10)
 
 
 async def test_an_expired_batch_hands_out_nothing(store: RedisBatchStore, tmp_path: Path) -> None:
