@@ -30,7 +30,7 @@ from shared.batches import BatchLine
 from shared.jobs import Principal, message_text
 from shared.tokens import estimate_tokens
 
-__all__ = ["BatchRunner", "Pacer", "Unrecorded"]
+__all__ = ["BatchRunner", "Pacer", "UnrecordedError"]
 
 log = logging.getLogger("conduit.worker")
 
@@ -44,7 +44,7 @@ PASSES = 3
 RECORD_PAUSES = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0)
 
 
-class Unrecorded(Exception):
+class UnrecordedError(Exception):
     """Lines of a batch were left without a result: the batch is not finished, another runner goes on."""
 
 
@@ -144,7 +144,7 @@ class BatchRunner:
             if ends_as != "completed" or not missed:
                 return ends_as
             log.warning("batch %s: %d lines left without a result; another pass", record.id, missed)
-        raise Unrecorded(f"batch {record.id}: {missed} lines left without a result")
+        raise UnrecordedError(f"batch {record.id}: {missed} lines left without a result")
 
     async def _pass(self, record: BatchRecord, owner: Principal, pacer: Pacer) -> tuple[str, int]:
         """One pass over the file: how the batch ends, and how many lines this pass left without a result."""

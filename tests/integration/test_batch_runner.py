@@ -16,9 +16,9 @@ import redis.asyncio as aioredis
 from services.stores.batches import BatchRecord, LineResult, new_batch_id
 from services.stores.local_files import LocalFileStore
 from services.stores.redis_batches import RedisBatchStore
-from services.worker.batch_lines import CollectingSink
 from services.worker import batches as runner_module
-from services.worker.batches import BatchRunner, Pacer, Unrecorded
+from services.worker.batch_lines import CollectingSink
+from services.worker.batches import BatchRunner, Pacer, UnrecordedError
 from services.worker.generate import PipelineContext
 from services.worker.providers.registry import build_streamers
 from services.worker.settings import Credentials, WorkerSettings
@@ -203,7 +203,7 @@ async def test_a_line_left_without_a_result_runs_again_and_never_goes_missing(
 
     record, upstream = await _batch(store, files, 10), Upstream()
     refusing = Refusing(store, {"q5"}, times=100)  # never kept: the batch is not finished, the next runner goes on
-    with pytest.raises(Unrecorded):
+    with pytest.raises(UnrecordedError):
         await _run(refusing, files, record.id, upstream)  # type: ignore[arg-type]
     left = await store.get("ana", record.id)
     assert left is not None and (left.status, left.completed) == ("in_progress", 9)
