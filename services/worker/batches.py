@@ -26,6 +26,7 @@ from services.stores.files import FileStore
 from services.stores.redis_batches import RedisBatchStore
 from services.worker.batch_lines import CollectingSink, run_line
 from services.worker.generate import PipelineContext
+from services.worker.interactive import InteractiveWatch
 from shared.batches import BatchLine
 from shared.jobs import Principal, message_text
 from shared.tokens import estimate_tokens
@@ -98,9 +99,14 @@ class BatchRunner:
         concurrency: int = 64,
         attempts: int = 3,
         hold: float = 15.0,
+        interactive: InteractiveWatch | None = None,
+        give_way: float = 0.0,
     ) -> None:
-        """``ctx`` publishes to ``sink`` and runs no job-end hooks (``run_line``)."""
+        """``ctx`` publishes to ``sink`` and runs no job-end hooks (``run_line``). While ``interactive`` jobs
+        run, a line is handed out every ``give_way`` seconds at most (0: the batch never gives way)."""
         self._store, self._files, self._ctx, self._sink = store, files, ctx, sink
+        self._interactive = interactive if give_way > 0 else None
+        self._give_way = give_way
         self._name = name
         self._concurrency = concurrency
         self._attempts = attempts
@@ -173,6 +179,8 @@ class BatchRunner:
                     if ends_as != "completed":
                         slots.release()
                         break
+                    if self._interactive is not None and await self._interactive.busy():
+                        await asyncio.sleep(self._give_way)  # interactive jobs first: the batch slows to a trickle
                     task = asyncio.create_task(self._line(record, owner, line, slots))
                     running.add(task)
                     task.add_done_callback(ended)

@@ -31,6 +31,18 @@ class BatchPlan:
     tokens: int = 16
 
 
+#: seconds between two reads of a running batch
+POLL = 0.05
+ENDED = ("completed", "failed", "expired", "cancelled")
+
+
+async def _poll(client: httpx.AsyncClient, batch_id: str, until: float) -> None:
+    """Read a batch every ``POLL`` seconds until cancelled or ``until`` (as a batch's watcher does)."""
+    while time.monotonic() < until:
+        await asyncio.sleep(POLL)
+        (await client.get(f"/v1/batches/{batch_id}")).raise_for_status()
+
+
 def batch_plan(quick: bool, smoke: bool) -> BatchPlan:
     if smoke:
         return BatchPlan(lines=200, probes=30, budget=30.0)
@@ -95,11 +107,11 @@ async def _run_batch(
 
     async def watch() -> None:
         nonlocal state
-        while state["status"] not in ("completed", "failed", "expired", "cancelled"):
+        while state["status"] not in ENDED:
             if time.monotonic() > started + plan.budget:
                 await client.post(f"/v1/batches/{batch_id}/cancel")
                 return
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(POLL)
             state = (await client.get(f"/v1/batches/{batch_id}")).json()
 
     watching = asyncio.create_task(watch())
@@ -124,9 +136,15 @@ async def batch_bench(stack: BenchStack, plan: BatchPlan, say: Callable[[str], N
         return await _probe(conn, request, plan.probes, watching.done)
 
     try:
-        idle = await _probe(conn, request, plan.probes, lambda: False)
         async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=60) as client:
             state, seconds, _ = await _run_batch(client, plan, nothing)
+            # the idle probes beside the same polling of a batch as the busy ones (an ended one's), so that the
+            # two differ by the batch alone, not by the bench's own reads of it
+            polling = asyncio.create_task(_poll(client, state["id"], time.monotonic() + plan.budget))
+            try:
+                idle = await _probe(conn, request, plan.probes, lambda: False)
+            finally:
+                polling.cancel()
             beside, _, busy = await _run_batch(client, plan, probes)
     finally:
         conn.close()

@@ -100,7 +100,9 @@ async def _batch(store: RedisBatchStore, files: LocalFileStore, count: int, **ch
     return record
 
 
-async def _run(store: RedisBatchStore, files: LocalFileStore, batch_id: str, upstream: Upstream) -> None:
+async def _run(
+    store: RedisBatchStore, files: LocalFileStore, batch_id: str, upstream: Upstream, **options: object
+) -> None:
     settings = WorkerSettings(
         name="test-worker:1",
         credentials={"openai": Credentials(api_key="sk-test", base_url="https://api.openai.test/v1")},
@@ -108,7 +110,7 @@ async def _run(store: RedisBatchStore, files: LocalFileStore, batch_id: str, ups
     sink = CollectingSink()
     async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as client:
         ctx = PipelineContext(settings, load_catalog(), client, sink, build_streamers(0.0))
-        await BatchRunner(store, files, ctx, sink, name="worker-1", concurrency=8).run(batch_id)
+        await BatchRunner(store, files, ctx, sink, name="worker-1", concurrency=8, **options).run(batch_id)  # type: ignore[arg-type]
 
 
 async def test_every_line_runs_once_and_the_batch_is_left_finalizing(store: RedisBatchStore, tmp_path: Path) -> None:
@@ -160,6 +162,29 @@ async def test_a_cancel_stops_the_lines_not_yet_handed_out(store: RedisBatchStor
     done = await store.get("ana", record.id)
     assert done is not None and (done.status, done.ends_as) == ("finalizing", "cancelled")
     assert 0 < done.completed == len(upstream.asked) < 100  # the lines in flight ended and were kept
+
+
+class Interactive:
+    """What ``InteractiveWatch`` would say: interactive jobs run, or not."""
+
+    def __init__(self, busy: bool) -> None:
+        self._busy = busy
+
+    async def busy(self) -> bool:
+        return self._busy
+
+
+async def test_while_interactive_jobs_run_a_batch_gives_way(store: RedisBatchStore, tmp_path: Path) -> None:
+    files = LocalFileStore(tmp_path)
+    record, upstream = await _batch(store, files, 8), Upstream()
+    started = time.monotonic()
+    await _run(store, files, record.id, upstream, interactive=Interactive(busy=True), give_way=0.1)
+    assert time.monotonic() - started >= 0.8  # a line every 0.1 s at most
+    record, upstream = await _batch(store, files, 8), Upstream()
+    started = time.monotonic()
+    await _run(store, files, record.id, upstream, interactive=Interactive(busy=False), give_way=0.1)
+    assert time.monotonic() - started < 0.8
+    assert len(upstream.asked) == 8
 
 
 class Refusing:
