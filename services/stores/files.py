@@ -13,6 +13,7 @@ keeper). Writers stream: a file is never held whole in memory.
 Implementations: ``services.stores.local_files``, ``services.stores.redis_files``.
 """
 
+import hashlib
 import secrets
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -27,6 +28,7 @@ __all__ = [
     "FileStore",
     "FileWriter",
     "Purpose",
+    "batch_file_id",
     "new_file_id",
 ]
 
@@ -57,6 +59,12 @@ class FilePage(NamedTuple):
 
 def new_file_id() -> str:
     return f"file-{secrets.token_hex(12)}"
+
+
+def batch_file_id(batch_id: str, kind: Literal["output", "error"]) -> str:
+    """A batch's output or error file's id, the same whoever writes it: an API process that dies after writing
+    a batch's files, before the batch ends, leaves nothing behind when the next one writes them again."""
+    return f"file-{hashlib.sha256(f'{batch_id}/{kind}'.encode()).hexdigest()[:24]}"
 
 
 class FileWriter(Protocol):

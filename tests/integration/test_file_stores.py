@@ -157,3 +157,77 @@ async def test_the_bytes_of_files_whose_records_expired_are_swept(tmp_path: Path
         await records.aclose()
         await batches.aclose()
         await client.aclose()
+
+
+class _DiesBeforeTheEnd:
+    """The batch store of an API process that dies after writing a batch's files, before the batch ends."""
+
+    def __init__(self, store: object) -> None:
+        self._store, self.died = store, False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def end(self, *args: object) -> bool:
+        if not self.died:
+            self.died = True
+            raise ConnectionError("the process died here")
+        return bool(await self._store.end(*args))  # type: ignore[attr-defined]
+
+
+async def test_files_written_again_after_a_keeper_died_leave_nothing_behind(
+    tmp_path: Path, server: RedisServer
+) -> None:
+    from services.api.batches.keeper import BatchKeeper
+    from services.api.deps import Files
+    from services.stores.batches import BatchRecord, new_batch_id
+    from services.stores.redis_batches import RedisBatchStore
+    from shared.batches import BatchLine, encode_line, lines_file_id
+    from shared.jobs import ChatMessage
+
+    client = aioredis.Redis.from_url(server.url)
+    records, batches = RedisFileRecords(client), RedisBatchStore(client)
+    store = LocalFileStore(tmp_path)
+    try:
+        async with store.writer(lines_file_id("file-in")) as out:
+            for index in range(3):
+                line = BatchLine(
+                    custom_id=f"q{index}",
+                    provider="openai",
+                    model="gpt-4o-mini",
+                    messages=[ChatMessage(role="user", content="hi")],
+                    dialect="openai.chat",
+                    id_prefix="chatcmpl-",
+                    model_named="gpt-4o-mini",
+                )
+                await out.write(encode_line(line))
+        now = int(time.time())
+        batch = BatchRecord(
+            id=new_batch_id(),
+            owner="ana",
+            endpoint="/v1/chat/completions",
+            input_file_id="file-in",
+            completion_window="24h",
+            status="finalizing",
+            ends_as="expired",  # no line ran: the three go to the error file
+            created_at=now,
+            expires_at=now,
+            lines_file_id=lines_file_id("file-in"),
+            total=3,
+        )
+        await batches.add(batch)
+        dying = _DiesBeforeTheEnd(batches)
+        keeper = BatchKeeper(client, dying, Files(store, records), broker=None)  # type: ignore[arg-type]
+        with pytest.raises(ConnectionError):
+            await keeper.tend()
+        await client.delete(keys.batch_keeper(batch.id))  # its write hold ran out
+        await keeper.tend()
+        ended = await batches.get("ana", batch.id)
+        assert ended is not None and ended.status == "expired" and ended.output_file_id is None
+        listed = await records.page("ana", limit=100, after=None, newest_first=True, purpose="batch_output")
+        assert listed is not None and [record.id for record in listed.files] == [ended.error_file_id]
+        assert [name for name, _ in await store.stored() if name != lines_file_id("file-in")] == [ended.error_file_id]
+    finally:
+        await records.aclose()
+        await batches.aclose()
+        await client.aclose()

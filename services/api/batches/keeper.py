@@ -7,7 +7,8 @@
   endpoint answers (``results.py``), answered lines to the output file, failed and never-run ones to the error
   file, streamed to the file store line by line (never held whole); then it ends ``completed``, ``cancelled``
   or ``expired``. One API process writes a batch's files at a time (a hold with a TTL); one that dies while
-  writing leaves them to the next round.
+  writing leaves them to the next round, which writes them again under the same ids (``batch_file_id``), so
+  no file of a batch is left behind twice.
 """
 
 import logging
@@ -23,7 +24,7 @@ from services.api.enqueue import Broker
 from services.api.errors import ErrorRenderer
 from services.api.periodic import Periodic
 from services.stores.batches import BatchRecord
-from services.stores.files import FileRecord, new_file_id
+from services.stores.files import FileRecord, batch_file_id
 from services.stores.redis_batches import RedisBatchStore
 from shared import keys
 from shared.batches import LINES_SUFFIX
@@ -119,7 +120,7 @@ class BatchKeeper:
 
     async def _write(self, record: BatchRecord) -> tuple[str | None, str | None]:
         """The output and error files (an empty one is not kept: its id is ``None``)."""
-        ids, sizes = (new_file_id(), new_file_id()), [0, 0]
+        ids, sizes = (batch_file_id(record.id, "output"), batch_file_id(record.id, "error")), [0, 0]
         store, ends_as = self._files.store, record.ends_as or "completed"
         async with store.writer(ids[0]) as output, store.writer(ids[1]) as failures:
             draw = Drawing(registry.body_for, _renderer(record.endpoint))
