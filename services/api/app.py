@@ -21,6 +21,7 @@ from services.api.middleware import HeadMiddleware, RequestIdMiddleware
 from services.api.relay.events import Drain
 from services.api.settings import ApiSettings
 from services.api.tiers import DEFAULT_TIERS_PATH, load_tiers
+from services.stores.file_stores import check_file_store
 from shared.catalog import DEFAULT_CATALOG_PATH, load_catalog
 from shared.config import load_settings
 
@@ -53,6 +54,7 @@ def create_app(
     personas_path = Path(settings.personas_path) if settings.personas_path else DEFAULT_PERSONAS_PATH
     personas = load_personas(personas_path)
     check_personas(personas, catalog, personas_path)
+    check_file_store(settings, environ or {})
     app = Litestar(
         route_handlers=[
             *registry.route_handlers(),

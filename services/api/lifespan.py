@@ -24,9 +24,8 @@ from services.api.relay.run import Gateway
 from services.api.settings import ApiSettings
 from services.api.sweeper import Sweeper
 from services.api.workers import WorkerDirectory
-from services.devstate import files_dir
 from services.stores.chats import ChatLimits
-from services.stores.local_files import LocalFileStore
+from services.stores.file_stores import close_file_store, file_store
 from services.stores.redis_batches import RedisBatchStore
 from services.stores.redis_chats import RedisChatStore
 from services.stores.redis_files import RedisFileRecords
@@ -107,7 +106,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
         lock_ttl=settings.queue_timeout + settings.chat_turn_timeout,
     )
     file_records = RedisFileRecords(redis)
-    app.state.files = files = Files(LocalFileStore(files_dir(settings.files_dir, os.environ)), file_records)
+    app.state.files = files = Files(file_store(settings, os.environ), file_records)
     batch_store = RedisBatchStore(redis)
     app.state.batches = BatchService(batch_store, file_records, broker, directory, app.state.tiers)
     keeper = BatchKeeper(redis, batch_store, files, broker, resend_after=settings.batch_resend_after)
@@ -125,6 +124,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
             await broker_client.aclose()
         await store.aclose()
         await file_records.aclose()
+        await close_file_store(files.store)
         await batch_store.aclose()
         await blocking.aclose()
         await redis.aclose()

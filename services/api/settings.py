@@ -85,6 +85,16 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     #: where uploaded files are kept (default: ``files/`` in the state directory, beside ``make up``'s Redis
     #: data); every API replica (and batch worker) must see the same one
     files_dir: str = ""
+    #: S3-compatible object storage for the files instead (AWS S3, MinIO, R2): its bucket (empty: ``files_dir``),
+    #: a key prefix, the endpoint URL (empty: ``https://s3.{region}.amazonaws.com``), the region, and ``path``
+    #: (``{endpoint}/{bucket}/{key}``) or ``virtual`` (``https://{bucket}.{host}/{key}``) addressing. The
+    #: credentials are the standard ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and (temporary ones)
+    #: ``AWS_SESSION_TOKEN`` variables, needed when a bucket is set
+    files_s3_bucket: str = ""
+    files_s3_prefix: str = ""
+    files_s3_endpoint: str = ""
+    files_s3_region: str = "us-east-1"
+    files_s3_addressing: str = "path"
     #: the largest file an upload may carry, and the request lines a batch input may hold (OpenAI's caps)
     file_max_bytes: int = 200_000_000
     batch_max_lines: int = 50_000

@@ -24,9 +24,8 @@ import httpx
 import msgspec
 import uvloop
 
-from services.devstate import files_dir
 from services.stores.chats import ChatLimits
-from services.stores.local_files import LocalFileStore
+from services.stores.file_stores import close_file_store, file_store
 from services.stores.redis_batches import RedisBatchStore
 from services.stores.redis_chats import RedisChatStore
 from services.worker.accounting import Ledger
@@ -37,6 +36,7 @@ from services.worker.chat_replies import ChatReplies
 from services.worker.claims import JobClaims
 from services.worker.generate import PipelineContext, run_job
 from services.worker.http_client import upstream_client
+from services.worker.interactive import InteractiveWatch
 from services.worker.providers.registry import Streamer, build_streamers
 from services.worker.publisher import JobPublisher
 from services.worker.settings import WorkerSettings
@@ -112,7 +112,7 @@ class WorkerRuntime:
         usage is counted with its result)."""
         settings, sink = self.settings, CollectingSink()
         self.batch_store = RedisBatchStore(self.redis)
-        files = LocalFileStore(files_dir(settings.files_dir, os.environ))
+        self.files = files = file_store(settings, os.environ)
         context = PipelineContext(settings, self.catalog, self.client, sink, streamers)
         return BatchRunner(
             self.batch_store,
@@ -123,6 +123,8 @@ class WorkerRuntime:
             concurrency=settings.batch_concurrency,
             attempts=settings.batch_attempts,
             hold=settings.batch_hold,
+            interactive=InteractiveWatch(self.redis, roster_every=settings.presence_interval * 2),
+            give_way=settings.batch_give_way,
         )
 
     def run_batch(self, batch_id: str) -> None:
@@ -317,6 +319,7 @@ class WorkerRuntime:
         await self.claims.aclose()
         await self.sink.aclose()
         await self.batch_store.aclose()
+        await close_file_store(self.files)
         await self.redis.aclose()
 
 

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import msgspec
 
+from services.stores.file_stores import check_file_store
 from shared.catalog import Catalog
 from shared.config import load_settings
 
@@ -59,6 +60,16 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     log_ttl: float = 600.0
     #: where uploaded files are kept: the API's ``CONDUIT_FILES_DIR`` (the batch workers read batch inputs there)
     files_dir: str = ""
+    #: the API's S3-compatible object storage for the files instead (the same bucket and prefix): its bucket
+    #: (empty: ``files_dir``), a key prefix, the endpoint URL (empty: ``https://s3.{region}.amazonaws.com``), the
+    #: region, and ``path`` (``{endpoint}/{bucket}/{key}``) or ``virtual`` (``https://{bucket}.{host}/{key}``)
+    #: addressing. The credentials are the standard ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and
+    #: (temporary ones) ``AWS_SESSION_TOKEN`` variables, needed when a bucket is set
+    files_s3_bucket: str = ""
+    files_s3_prefix: str = ""
+    files_s3_endpoint: str = ""
+    files_s3_region: str = "us-east-1"
+    files_s3_addressing: str = "path"
     #: lines of one batch in flight at once, and runs of a line that failed in a way worth retrying
     batch_concurrency: int = 64
     batch_attempts: int = 3
@@ -67,6 +78,9 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     #: a worker serving the batch queue alone lowers its CPU priority by this much (0: not), so that the API and
     #: the interactive workers on the same machine go first
     batch_nice: int = 10
+    #: while interactive jobs run (on any worker), a batch hands out one line every this many seconds at most,
+    #: so that it does not slow them down; 0: batches never give way (batch workers on machines of their own)
+    batch_give_way: float = 0.05
     #: the queues this worker serves (``conduit worker --queues``), announced with its presence
     queues: tuple[str, ...] = ("interactive",)
     #: pause between tokens of the offline echo provider
@@ -89,8 +103,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 def load_worker_settings(environ: Mapping[str, str], catalog: Catalog) -> WorkerSettings:
-    """Settings from ``environ`` plus the key and base URL of each catalog provider that has a key."""
+    """Settings from ``environ`` plus the key and base URL of each catalog provider that has a key; a file store
+    on S3 without its credentials is a ``SettingsError`` here, before the worker starts."""
     settings = load_settings(WorkerSettings, environ)
+    check_file_store(settings, environ)
     credentials: dict[str, Credentials] = {}
     for name, spec in catalog.providers.items():
         if spec.kind == "echo":
