@@ -8,6 +8,7 @@ and withdraws it when it stops.
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -133,6 +134,10 @@ def _run(state: DevState, lock: UpLock, quiet: bool) -> int:
     if not env.get("CONDUIT_JWT_SECRET", "").strip():
         env["CONDUIT_JWT_SECRET"] = state.dev_secret(create=True) or ""
         _say(f"development mode: tokens are signed with the generated secret in {state.secret_file}")
+    if not env.get("CONDUIT_SEALING_KEY", "").strip():  # the proxy endpoints' key sealing, for the API and workers
+        env["CONDUIT_SEALING_KEY"] = hashlib.sha256(
+            b"sealing:" + (state.dev_secret(create=True) or "").encode()
+        ).hexdigest()
     host = env.get("CONDUIT_HOST", "127.0.0.1") or "127.0.0.1"
     base = f"http://{host}:{env.get('CONDUIT_PORT', '8000') or '8000'}"
     lock.publish(StackRecord(pid=os.getpid(), api_url=base))

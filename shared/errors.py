@@ -35,6 +35,8 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict"
     MODEL_NOT_FOUND = "model_not_found"
     PROVIDER_NOT_CONFIGURED = "provider_not_configured"
+    #: a proxy endpoint's upstream is one the egress policy refuses (its scheme, host or address)
+    UPSTREAM_NOT_ALLOWED = "upstream_not_allowed"
     #: a request field the chosen provider cannot honour (OpenAI's own code for such a 400)
     UNSUPPORTED_PARAMETER = "unsupported_parameter"
     REQUEST_TOO_LARGE = "request_too_large"

@@ -14,6 +14,7 @@ __all__ = [
     "Failed",
     "Heartbeat",
     "ModelInfo",
+    "Native",
     "ReasoningDelta",
     "Started",
     "TextDelta",
@@ -72,6 +73,13 @@ class ModelInfo(EventBase, tag="model_info", frozen=True, kw_only=True):
     system_fingerprint: str = ""
 
 
+class Native(EventBase, tag="native", frozen=True, kw_only=True):
+    """A piece of the upstream's answer in its own format, passed through as it came (a native proxy
+    endpoint's): a stream frame's data, or a whole answer's JSON body."""
+
+    data: str
+
+
 class Heartbeat(EventBase, tag="heartbeat", frozen=True, kw_only=True):
     """The worker is alive but the upstream is silent; keeps the relay's idle deadline from firing."""
 
@@ -96,7 +104,7 @@ class Failed(EventBase, tag="failed", frozen=True, kw_only=True):
     param: str | None = None
 
 
-Event = Started | ModelInfo | TextDelta | ReasoningDelta | ToolCallDelta | Usage | Heartbeat | Done | Failed
+Event = Started | ModelInfo | TextDelta | ReasoningDelta | ToolCallDelta | Native | Usage | Heartbeat | Done | Failed
 
 
 def is_terminal(event: Event) -> bool:

@@ -111,10 +111,24 @@ class SamplingParams(_Wire, frozen=True, kw_only=True):
 
 
 class UpstreamOverride(_Wire, frozen=True, kw_only=True):
-    """For proxy endpoints: where to send the call, and a reference to the key (never the key itself)."""
+    """For proxy endpoints: the upstream a client named (checked by the API against the egress policy, and
+    again by the worker, which also checks every address it resolves), and the key it gave, sealed.
+
+    ``kind``: ``openai`` (an OpenAI-compatible server, the job canonical as any) or ``gemini`` (Gemini's own
+    API, the client's request passed through as ``body`` and the answer back as ``Native`` events).
+    ``sealed_key``: the client's key, sealed (``services.sealing``; never in clear in a job); empty for a Gemini
+    job that uses the gateway's own key, which the worker allows only for its configured Gemini base URL."""
 
     base_url: str
-    key_ref: str
+    kind: Literal["openai", "gemini"] = "openai"
+    #: ``host`` or ``host:port``: the provider the job's usage and logs name
+    origin: str = ""
+    sealed_key: str = ""
+    body: bytes = b""
+    #: the request field an ``openai`` upstream gets the output cap in: the one the client used
+    max_tokens_field: str = "max_tokens"
+    #: the API version a ``gemini`` upstream is called with (``v1beta`` or ``v1``): the one the client used
+    api_version: str = "v1beta"
 
 
 class StreamView(_Wire, frozen=True, kw_only=True):

@@ -156,6 +156,7 @@ class WorkerProcess(_Process):
             "CONDUIT_CONCURRENCY": "64",
             "CONDUIT_HEARTBEAT_INTERVAL": "1",
             "CONDUIT_FILES_DIR": str(log_dir / "files"),  # the API's (ApiProcess)
+            "CONDUIT_SEALING_KEY": SEALING_KEY,
         }
         self.env = _service_env(redis_url, {**base, **env})
         self.redis_url = redis_url
@@ -180,6 +181,8 @@ class WorkerProcess(_Process):
         raise RuntimeError(f"the worker did not announce itself within {timeout} s:\n{self.output()}")
 
 
+#: the proxy endpoints' key sealing, shared by the API and the workers of the tests' stacks
+SEALING_KEY = "tests-sealing-key-0123456789abcdefghijklmnop"
 _LIMITS = ("REQUESTS_PER_MINUTE", "TOKENS_PER_MINUTE", "CONCURRENT_STREAMS", "MAX_TOKENS")
 
 
@@ -198,6 +201,7 @@ class ApiProcess(_Process):
             "CONDUIT_HEARTBEAT_INTERVAL": "2",
             "CONDUIT_COMMIT_TIMEOUT": "2",
             "CONDUIT_FILES_DIR": str(log_dir / "files"),  # every replica of a stack shares it
+            "CONDUIT_SEALING_KEY": SEALING_KEY,
             # the tests' users make far more requests than a real one: limits only where a test sets them
             **{f"CONDUIT_TIER_{tier}_{limit}": "0" for tier in ("PRO", "ENTERPRISE") for limit in _LIMITS},
         }

@@ -55,6 +55,7 @@ def check_event(doc: dict[str, Any], schema: dict[str, Any], event: dict[str, st
     validate(doc, schema, event)
     if event["data"] == "[DONE]":
         return
-    (content,) = [branch for branch in schema["properties"]["data"]["anyOf"] if "contentSchema" in branch]
+    data = schema["properties"]["data"]
+    (content,) = [branch for branch in data.get("anyOf", [data]) if "contentSchema" in branch]
     assert content["contentMediaType"] == "application/json"
     validate(doc, content["contentSchema"], json.loads(event["data"]))

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from shared.errors import ErrorCode, GatewayError
-from shared.events import Done, Event, Failed, ModelInfo, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from shared.events import Done, Event, Failed, ModelInfo, Native, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from shared.jobs import ToolCall
 
 __all__ = ["Answer", "answer_of", "failure_error", "gather_answer"]
@@ -27,6 +27,8 @@ class Answer(msgspec.Struct, kw_only=True):
     logprobs: dict[str, Any] | None = None
     #: milliseconds from the job's admission to its end, as the worker measured it
     elapsed_ms: int = 0
+    #: the upstream's own answer, passed through (a native proxy endpoint's job): its frames' data, in order
+    native: list[str] = []
 
 
 def failure_error(failed: Failed) -> GatewayError:
@@ -68,6 +70,8 @@ def _add(answer: Answer, event: Event, parts: list[str], calls: dict[int, list[s
             slot[0] = call_id or slot[0]
             slot[1] = name or slot[1]
             slot[2] += arguments
+        case Native(data=data):
+            answer.native.append(data)
         case Usage():
             answer.usage = event
         case Done(finish_reason=reason, model=model, elapsed_ms=elapsed):

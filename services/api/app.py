@@ -18,6 +18,7 @@ from services.api.dialects import registry
 from services.api.errors import exception_handlers
 from services.api.lifespan import lifespan
 from services.api.middleware import HeadMiddleware, RequestIdMiddleware
+from services.api.proxy import ProxyGate, ProxyPaths
 from services.api.relay.events import Drain
 from services.api.settings import ApiSettings
 from services.api.tiers import DEFAULT_TIERS_PATH, load_tiers
@@ -79,6 +80,7 @@ def create_app(
                 "personas": personas,
                 "drain": Drain(),
                 "verifier": TokenVerifier(jwt),
+                "proxy": ProxyGate(settings),
             }
         ),
         debug=False,
@@ -91,7 +93,7 @@ def _wrap_before_routing(app: Litestar, cors_origins: frozenset[str]) -> None:
     """CORS, HEAD and gzip wrap the app's ASGI handler: Litestar's ``middleware`` runs only once a route matched
     the path and method, but a preflight must be answered on any path without auth, a ``HEAD`` is routed as
     ``GET``, and CORS headers belong on 404s too."""
-    handler = HeadMiddleware(GzipMiddleware(app.asgi_handler))
+    handler = ProxyPaths(HeadMiddleware(GzipMiddleware(app.asgi_handler)))
     app.asgi_handler = CorsMiddleware(handler, cors_origins) if cors_origins else handler
 
 

@@ -38,7 +38,8 @@ class ResumeDoc:
 class Dialect:
     name: str
     routes: Sequence[BaseRouteHandler]
-    #: path prefixes whose errors this dialect draws (the longest matching prefix of any dialect wins)
+    #: path prefixes whose errors this dialect draws (the longest matching prefix of any dialect wins; a ``*``
+    #: stands for one path segment)
     paths: tuple[str, ...]
     render_error: ErrorRenderer
     #: the Struct documenting its error body (OpenAPI)

@@ -7,7 +7,9 @@ Redis failing under any endpoint (refused, reset, silent past the pool's timeout
 never a 500, and every 503 tells the client when to come back (``Retry-After``).
 """
 
+import functools
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +21,15 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from shared.errors import ErrorCode, GatewayError
 
-__all__ = ["RETRY_UNAVAILABLE", "STATUS", "ErrorRenderer", "GatewayProblem", "exception_handlers", "status_for"]
+__all__ = [
+    "RETRY_UNAVAILABLE",
+    "STATUS",
+    "ErrorRenderer",
+    "GatewayProblem",
+    "exception_handlers",
+    "renderer_for",
+    "status_for",
+]
 
 log = logging.getLogger("conduit.api")
 
@@ -31,6 +41,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.CONFLICT: 409,
     ErrorCode.MODEL_NOT_FOUND: 404,
     ErrorCode.PROVIDER_NOT_CONFIGURED: 400,
+    ErrorCode.UPSTREAM_NOT_ALLOWED: 400,
     ErrorCode.UNSUPPORTED_PARAMETER: 400,
     ErrorCode.REQUEST_TOO_LARGE: 413,
     ErrorCode.RATE_LIMITED: 429,
@@ -122,6 +133,19 @@ def _problem(exc: Exception) -> GatewayProblem:
     return GatewayProblem(status=500, code=ErrorCode.INTERNAL, message=f"internal error (correlation id {correlation})")
 
 
+@functools.cache
+def _pattern(prefix: str) -> re.Pattern[str]:
+    return re.compile("[^/]+".join(re.escape(part) for part in prefix.split("*")))
+
+
+def renderer_for(path: str, renderers: list[tuple[str, ErrorRenderer]], fallback: ErrorRenderer) -> ErrorRenderer:
+    """The renderer of the first prefix ``path`` starts with (a ``*`` in a prefix stands for one path segment)."""
+    for prefix, render in renderers:
+        if path.startswith(prefix) if "*" not in prefix else _pattern(prefix).match(path):
+            return render
+    return fallback
+
+
 def exception_handlers(
     renderers: list[tuple[str, ErrorRenderer]], fallback: ErrorRenderer
 ) -> dict[type[Exception], Callable[[Request[Any, Any, Any], Exception], Response[bytes]]]:
@@ -129,7 +153,7 @@ def exception_handlers(
 
     def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         problem = _problem(exc)
-        render = next((r for prefix, r in renderers if request.url.path.startswith(prefix)), fallback)
+        render = renderer_for(request.url.path, renderers, fallback)
         headers: dict[str, str] = {}  # x-request-id comes from RequestIdMiddleware, on every response
         if problem.retry_after is not None:
             headers["retry-after"] = str(max(1, round(problem.retry_after)))

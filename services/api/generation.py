@@ -27,7 +27,7 @@ from services.api.tiers import Limits, TierPolicy
 from shared.catalog import Catalog
 from shared.errors import ErrorCode, GatewayError, InvalidRequestError, UnavailableError
 from shared.events import Done, Event, Failed, ReasoningDelta, TextDelta, ToolCallDelta
-from shared.jobs import ChatMessage, ChatTurn, GenerationJob, SamplingParams, StreamView, message_text
+from shared.jobs import ChatMessage, ChatTurn, GenerationJob, SamplingParams, StreamView, UpstreamOverride, message_text
 from shared.tokens import estimate_tokens
 
 __all__ = ["GenerationService", "JobRequest", "OpenStream", "Prepared", "Rendering", "stream_body"]
@@ -66,6 +66,8 @@ class JobRequest(NamedTuple):
     chat: ChatTurn | None = None
     #: the job's id, when the route needed it before (a chat's lock); else a new one
     job_id: str = ""
+    #: a proxy endpoint's: the upstream its client named (``provider`` is then that upstream's origin)
+    upstream: UpstreamOverride | None = None
 
 
 class Prepared(NamedTuple):
@@ -130,11 +132,21 @@ class GenerationService:
         """The providers live workers serve now."""
         return (await self.directory.current()).providers
 
-    async def check_provider(self, provider: str) -> None:
+    async def check_provider(self, provider: str, upstream: UpstreamOverride | None = None) -> None:
+        """A live worker can run a job for ``provider`` (any worker for a proxy job with its client's key; one
+        with the gateway's Gemini key for a Gemini proxy job without one)."""
         current = await self.directory.current()
         if not current.workers:
             raise UnavailableError(
                 "no worker is available to run the request; try again shortly", code=ErrorCode.NO_WORKER
+            )
+        if upstream is not None:
+            if upstream.sealed_key or "gemini" in current.providers:
+                return
+            raise InvalidRequestError(
+                "no upstream key was given (send x-goog-api-key, or the key query parameter), and this gateway "
+                "has no Gemini key of its own",
+                code=ErrorCode.AUTHENTICATION,
             )
         if provider not in current.providers:
             spec = self.catalog.providers.get(provider)
@@ -148,7 +160,7 @@ class GenerationService:
     async def prepare(self, caller: Caller, spec: JobRequest) -> Prepared:
         """The admitted job, how its events are rendered (also in the job, for resumes), and the rate-limit
         headers for the response; 429 when the caller is over a limit."""
-        await self.check_provider(spec.provider)
+        await self.check_provider(spec.provider, spec.upstream)
         job_id = spec.job_id or uuid.uuid4().hex
         name = await self._claim_name(caller, job_id)
         try:
@@ -185,6 +197,7 @@ class GenerationService:
             admission=admitted.admission,
             prompt=spec.prompt,
             chat=spec.chat,
+            upstream=spec.upstream,
         )
         return Prepared(job, view, admitted.headers)
 

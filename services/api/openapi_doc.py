@@ -60,6 +60,8 @@ class EventStream(NamedTuple):
     description: str
     examples: Mapping[str, str]
     frames: tuple[type, ...]
+    #: the frames carry ``id:`` lines and a final ``[DONE]`` (not a native upstream stream passed through)
+    numbered: bool = True
 
 
 class Refinement(NamedTuple):
@@ -163,6 +165,16 @@ def _event_schema(stream: EventStream) -> JsonSchema:
         "contentMediaType": _JSON,
         "contentSchema": _schema(stream.frames),
     }
+    if not stream.numbered:
+        return {
+            "type": "object",
+            "description": stream.description,
+            "required": ["data"],
+            "properties": {
+                "event": {"const": "message", "description": "No `event:` line is sent: every event is a `message`."},
+                "data": {"type": "string", "contentMediaType": _JSON, "contentSchema": _schema(stream.frames)},
+            },
+        }
     return {
         "type": "object",
         "description": stream.description,

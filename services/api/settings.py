@@ -95,6 +95,17 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     files_s3_endpoint: str = ""
     files_s3_region: str = "us-east-1"
     files_s3_addressing: str = "path"
+    #: proxy endpoints (``/api/v1/proxy/...``): the key the API and the workers share to seal a client's
+    #: upstream key for its trip through Redis (32+ characters; ``make up`` makes one; unset: the proxy
+    #: endpoints answer 503)
+    sealing_key: str = ""
+    #: which upstreams a client may name: https only unless ``proxy_allow_http``; never an address in a
+    #: private, loopback, link-local or other non-public range, unless its host matches ``proxy_allow``
+    #: (comma-separated ``host``, ``*.domain``, IP, CIDR, each with an optional ``:port``), which also allows
+    #: plain http for it; ``proxy_deny`` (the same patterns) always wins. The same on the API and the workers
+    proxy_allow_http: bool = False
+    proxy_allow: str = ""
+    proxy_deny: str = ""
     #: the largest file an upload may carry, and the request lines a batch input may hold (OpenAI's caps)
     file_max_bytes: int = 200_000_000
     batch_max_lines: int = 50_000

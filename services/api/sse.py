@@ -36,6 +36,7 @@ __all__ = [
     "FrameId",
     "Named",
     "Payload",
+    "PlainFrames",
     "frames",
     "parse_last_event_id",
     "render",
@@ -74,10 +75,21 @@ class FrameEncoder(Protocol):
         ...
 
 
+class PlainFrames:
+    """A mark for an encoder whose frames are its upstream's own, byte for byte: ``data: ...`` then a CRLF CRLF,
+    no ``id:`` and no keep-alive comments (Google's SDK reads every line that is not ``data:`` as JSON). Such a
+    stream is resumed with ``Last-Event-ID: <n>``, the number of frames the client has."""
+
+
 def _frame(head: bytes, payload: Payload) -> bytes:
     if isinstance(payload, Named):
         return head + b"event: " + payload.event + b"\ndata: " + payload.data + b"\n\n"
     return head + b"data: " + payload + b"\n\n"
+
+
+def _plain(payload: bytes) -> bytes:
+    """One frame as Google frames them: its data's lines each after ``data: ``, then CRLF CRLF."""
+    return b"\r\n".join(b"data: " + line for line in payload.split(b"\n")) + b"\r\n\r\n"
 
 
 class FrameId(NamedTuple):
@@ -129,13 +141,21 @@ async def render(
     failure of the relay itself, or a relay that stops without a terminal event, becomes the dialect's error
     frame."""
     ended = False
+    plain, skip = isinstance(encoder, PlainFrames), after.seq
     try:
         async for event in events:
             if event is None:
-                yield PING
+                if not plain:
+                    yield PING
                 continue
             ended = ended or is_terminal(event)
-            out = _frames_of(event, encoder, after)
+            if plain:
+                payloads = [p for p in encoder.encode(event) if isinstance(p, bytes)]
+                if event.seq and skip:  # the frames the client has
+                    payloads, skip = payloads[skip:], max(0, skip - len(payloads))
+                out = b"".join(map(_plain, payloads))
+            else:
+                out = _frames_of(event, encoder, after)
             if out:
                 yield out
     except Exception:
@@ -149,7 +169,11 @@ async def render(
             return
         log.error("a stream's relay stopped without a terminal event")
         message = "internal error: the stream ended early; resume it with Last-Event-ID"
-    yield unnumbered_frames(encoder.encode(Failed(seq=0, code=ErrorCode.INTERNAL, message=message)))
+    last = encoder.encode(Failed(seq=0, code=ErrorCode.INTERNAL, message=message))
+    if plain:
+        yield b"".join(_plain(payload) for payload in last if isinstance(payload, bytes))
+        return
+    yield unnumbered_frames(last)
 
 
 def sse_response(

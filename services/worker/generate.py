@@ -13,10 +13,12 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import httpx
 
+from services.sealing import Sealer
 from services.worker.job_end import JobEnd, JobEndHook, run_hooks
 from services.worker.outcome import Outcome, announce, publish_piece, usage_of
 from services.worker.providers.base import FinishPiece, Target
-from services.worker.providers.registry import Streamer
+from services.worker.providers.registry import NATIVE, Streamer
+from services.worker.proxy import client_refused, proxy_target
 from services.worker.publisher import JobPublisher
 from services.worker.retry import backoff
 from services.worker.settings import WorkerSettings
@@ -61,6 +63,8 @@ class PipelineContext:
         cancel_requested: Callable[[GenerationJob], Awaitable[bool]] | None = None,
         watched: Callable[[GenerationJob], Awaitable[bool]] | None = None,
         ends: Sequence[JobEndHook] = (),
+        proxy_client: httpx.AsyncClient | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -75,6 +79,9 @@ class PipelineContext:
         self.ends = ends
         #: set when the worker stops: jobs cancelled from then on end ``worker_lost``, not ``cancelled``
         self.shutting_down = False
+        #: the client for upstreams a client named (``egress.GuardedTransport``), and what opens their keys
+        self.proxy_client = proxy_client
+        self.sealer = sealer
 
 
 def resolve_target(provider: str, model: str, settings: WorkerSettings, catalog: Catalog) -> Target:
@@ -91,7 +98,10 @@ def resolve_target(provider: str, model: str, settings: WorkerSettings, catalog:
 
 
 def _targets(job: GenerationJob, ctx: PipelineContext) -> list[Target]:
-    """The job's own target, then the catalog's fallbacks for it that this worker holds keys for."""
+    """The job's own target, then the catalog's fallbacks for it that this worker holds keys for (a proxy job:
+    the upstream its client named, alone)."""
+    if job.upstream is not None:
+        return [proxy_target(job, ctx.settings, ctx.sealer)]
     targets = [resolve_target(job.provider, job.model, ctx.settings, ctx.catalog)]
     for provider, model in ctx.catalog.fallbacks_for(job.provider, job.model):
         if provider in ctx.settings.credentials:
@@ -102,11 +112,17 @@ def _targets(job: GenerationJob, ctx: PipelineContext) -> list[Target]:
 async def _stream(
     job: GenerationJob, ctx: PipelineContext, target: Target, publisher: JobPublisher, outcome: Outcome
 ) -> None:
-    streamer = ctx.streamers[target.spec.kind]
+    upstream, client = job.upstream, ctx.client
+    kind: str = target.spec.kind
+    if upstream is not None:
+        if ctx.proxy_client is None:
+            raise GatewayError("this worker does not call client-named upstreams", code=ErrorCode.INTERNAL)
+        client, kind = ctx.proxy_client, NATIVE if upstream.kind == "gemini" else kind
+    streamer = ctx.streamers[kind]
     outcome.provider, outcome.model = target.provider, target.model
     loop = asyncio.get_running_loop()
     turn_ends = 0.0  # the first piece ends the first turn: it goes out before the rest of a burst is parsed
-    async with contextlib.aclosing(streamer(ctx.client, job, target)) as pieces:
+    async with contextlib.aclosing(streamer(client, job, target)) as pieces:
         async for piece in pieces:
             publish_piece(piece, publisher, outcome)
             publisher.raise_if_broken()
@@ -130,6 +146,7 @@ async def _generate(job: GenerationJob, ctx: PipelineContext, publisher: JobPubl
                 await _stream(job, ctx, target, publisher, outcome)
                 return
             except GatewayError as exc:
+                exc = client_refused(exc, job)
                 if index and exc.code == ErrorCode.UNSUPPORTED_PARAMETER and failure is not None:
                     log.warning("job %s: fallback %s passed over: %s", job.id, target.provider, exc.message)
                     break

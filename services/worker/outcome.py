@@ -5,6 +5,7 @@ for the job-end hooks that need it."""
 from services.worker.providers.base import (
     FinishPiece,
     ModelPiece,
+    NativePiece,
     Piece,
     ReasoningPiece,
     TextPiece,
@@ -12,7 +13,7 @@ from services.worker.providers.base import (
     UsagePiece,
 )
 from services.worker.publisher import JobPublisher
-from shared.events import ModelInfo, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from shared.events import ModelInfo, Native, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from shared.jobs import GenerationJob, message_text
 from shared.tokens import estimate_tokens, tokens_for_chars
 
@@ -67,6 +68,11 @@ def publish_piece(piece: Piece, publisher: JobPublisher, outcome: Outcome) -> No
             publisher.emit(ToolCallDelta(seq=0, index=index, id=call_id, name=name, arguments=arguments))
             outcome.content = True
             outcome.chars += len(arguments) + len(name or "")
+        case NativePiece(data=data, chars=chars):
+            announce(publisher, outcome)
+            publisher.emit(Native(seq=0, data=data))
+            outcome.content = True
+            outcome.chars += chars
         case UsagePiece():
             outcome.usage = piece
         case FinishPiece():

@@ -24,6 +24,7 @@ import httpx
 import msgspec
 import uvloop
 
+from services.proxy_config import proxy_policy, proxy_sealer
 from services.stores.chats import ChatLimits
 from services.stores.file_stores import close_file_store, file_store
 from services.stores.redis_batches import RedisBatchStore
@@ -34,8 +35,9 @@ from services.worker.batches import BatchRunner
 from services.worker.cancels import CancelListener, redis_client
 from services.worker.chat_replies import ChatReplies
 from services.worker.claims import JobClaims
+from services.worker.egress import GuardedTransport
 from services.worker.generate import PipelineContext, run_job
-from services.worker.http_client import upstream_client
+from services.worker.http_client import UpstreamClient, upstream_client
 from services.worker.interactive import InteractiveWatch
 from services.worker.providers.registry import Streamer, build_streamers
 from services.worker.publisher import JobPublisher
@@ -87,6 +89,16 @@ class WorkerRuntime:
                 keepalive_expiry=30,
             ),
         )
+        self.proxy_client = UpstreamClient(
+            timeout=httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout, write=30.0, pool=30.0),
+            transport=GuardedTransport(
+                httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=64, keepalive_expiry=30),
+                proxy_policy(settings),
+                max_bytes=settings.proxy_max_response_bytes,
+            ),
+            trust_env=False,
+            follow_redirects=False,
+        )
         self.ledger = Ledger(self.redis)
         self.claims = JobClaims(self.redis, settings.worker_name, settings.lease_ttl)
         self.sink = RedisSink(self.redis, settings.log_ttl, settings.total_timeout + settings.log_ttl)
@@ -100,6 +112,8 @@ class WorkerRuntime:
             self.cancels.requested,
             self._watched,
             (self.ledger.on_end, self._chat_replies(streamers).on_end),
+            self.proxy_client,
+            proxy_sealer(settings),
         )
         self.batches = self._batch_runner(streamers)
         self._tasks = [
@@ -315,6 +329,7 @@ class WorkerRuntime:
         if self.titler is not None:
             await self.titler.aclose()
         await self.client.aclose()
+        await self.proxy_client.aclose()
         await self.ledger.aclose()
         await self.claims.aclose()
         await self.sink.aclose()

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import msgspec
 
+from services.proxy_config import proxy_policy, proxy_sealer
 from services.stores.file_stores import check_file_store
 from shared.catalog import Catalog
 from shared.config import load_settings
@@ -70,6 +71,19 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     files_s3_endpoint: str = ""
     files_s3_region: str = "us-east-1"
     files_s3_addressing: str = "path"
+    #: proxy endpoints (``/api/v1/proxy/...``): the key the API and the workers share to seal a client's
+    #: upstream key for its trip through Redis (32+ characters; ``make up`` makes one; unset: the proxy
+    #: endpoints answer 503)
+    sealing_key: str = ""
+    #: which upstreams a client may name: https only unless ``proxy_allow_http``; never an address in a
+    #: private, loopback, link-local or other non-public range, unless its host matches ``proxy_allow``
+    #: (comma-separated ``host``, ``*.domain``, IP, CIDR, each with an optional ``:port``), which also allows
+    #: plain http for it; ``proxy_deny`` (the same patterns) always wins. The same on the API and the workers
+    proxy_allow_http: bool = False
+    proxy_allow: str = ""
+    proxy_deny: str = ""
+    #: the largest answer a proxy endpoint's upstream may send (bytes); beyond it the job ends with an error
+    proxy_max_response_bytes: int = 32_000_000
     #: lines of one batch in flight at once, and runs of a line that failed in a way worth retrying
     batch_concurrency: int = 64
     batch_attempts: int = 3
@@ -107,6 +121,8 @@ def load_worker_settings(environ: Mapping[str, str], catalog: Catalog) -> Worker
     on S3 without its credentials is a ``SettingsError`` here, before the worker starts."""
     settings = load_settings(WorkerSettings, environ)
     check_file_store(settings, environ)
+    proxy_policy(settings)
+    proxy_sealer(settings)
     credentials: dict[str, Credentials] = {}
     for name, spec in catalog.providers.items():
         if spec.kind == "echo":

@@ -39,7 +39,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 DEFAULT_KEYS: dict[str, str] = {"openai": "sk-test-openai", "anthropic": "sk-ant-test", "gemini": "AIza-test-gemini"}
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-3.5-turbo-instruct")
-_GEMINI_PATH = re.compile(r"^/v1beta/models/([^/:]+):(generateContent|streamGenerateContent)$")
+_GEMINI_PATH = re.compile(r"^/v1(?:beta)?/models/([^/:]+):(generateContent|streamGenerateContent)$")
 _ROUTES: dict[tuple[str, str], tuple[Provider, str]] = {
     ("POST", "/v1/chat/completions"): ("openai", "chat"),
     ("POST", "/v1/completions"): ("openai", "text"),

@@ -9,6 +9,7 @@ from services.api.answer import Answer
 from services.api.dialect import Dialect
 from services.api.dialects.ai.dialect import DIALECT as AI
 from services.api.dialects.chat.dialect import DIALECT as CHAT
+from services.api.dialects.gemini.dialect import DIALECT as GEMINI
 from services.api.dialects.openai.dialect import DIALECT as OPENAI
 from services.api.errors import ErrorRenderer
 from services.api.sse import FrameEncoder
@@ -20,6 +21,7 @@ DIALECTS: tuple[Dialect, ...] = (
     OPENAI,
     AI,
     CHAT,
+    GEMINI,
 )
 #: draws the errors of paths no dialect claims (``/v1/streams``, ``/healthz``, an unknown path)
 FALLBACK = OPENAI

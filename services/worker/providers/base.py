@@ -18,6 +18,7 @@ from shared.jobs import GenerationJob
 __all__ = [
     "FinishPiece",
     "ModelPiece",
+    "NativePiece",
     "Piece",
     "ProviderAdapter",
     "ReasoningPiece",
@@ -79,7 +80,15 @@ class FinishPiece(msgspec.Struct, gc=False):
     model: str = ""
 
 
-Piece = ModelPiece | TextPiece | ReasoningPiece | ToolCallPiece | UsagePiece | FinishPiece
+class NativePiece(msgspec.Struct, gc=False):
+    """A piece of the answer in the upstream's own format, passed through (``shared.events.Native``), and how
+    many characters of text it holds (for an estimated usage)."""
+
+    data: str
+    chars: int = 0
+
+
+Piece = ModelPiece | TextPiece | ReasoningPiece | ToolCallPiece | NativePiece | UsagePiece | FinishPiece
 
 
 class ProviderAdapter(Protocol):

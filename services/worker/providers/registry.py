@@ -10,10 +10,14 @@ from services.worker.providers.anthropic import AnthropicAdapter
 from services.worker.providers.base import Piece, Target
 from services.worker.providers.echo import stream_echo
 from services.worker.providers.gemini import GeminiAdapter
+from services.worker.providers.gemini.native import GeminiNativeAdapter
 from services.worker.providers.openai_compat import OpenAICompatAdapter
 from shared.jobs import GenerationJob
 
-__all__ = ["Streamer", "build_streamers"]
+__all__ = ["NATIVE", "Streamer", "build_streamers"]
+
+#: the streamer of Gemini's own API passed through (the Gemini-native proxy endpoint's jobs)
+NATIVE = "gemini_native"
 
 Streamer = Callable[[httpx.AsyncClient, GenerationJob, Target], AsyncGenerator[Piece, None]]
 
@@ -25,4 +29,5 @@ def build_streamers(echo_delay: float) -> dict[str, Streamer]:
         "anthropic": functools.partial(stream_http, AnthropicAdapter()),
         "gemini": functools.partial(stream_http, GeminiAdapter()),
         "echo": functools.partial(stream_echo, delay=echo_delay),
+        NATIVE: functools.partial(stream_http, GeminiNativeAdapter()),
     }

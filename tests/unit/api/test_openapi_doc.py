@@ -104,7 +104,12 @@ def test_generation_endpoints_document_every_status_the_gateway_gives(doc: dict[
 
 
 #: the error body of each path prefix (others: OpenAI's)
-SHAPES = (("/api/ai/", "AiError"), ("/api/v1/", "ChatError"))
+SHAPES = (
+    ("/api/ai/", "AiError"),
+    ("/api/v1/proxy/{geminiUrl}/", "GeminiError"),
+    ("/api/v1/proxy/", "ErrorResponse"),
+    ("/api/v1/", "ChatError"),
+)
 
 
 def test_errors_have_their_dialects_shape(doc: dict[str, Any]) -> None:

@@ -73,7 +73,7 @@ JOB = GenerationJob(
     stream=False,
     created=1700000000.5,
     deadline=1700000030.5,
-    upstream=UpstreamOverride(base_url="https://proxy.test/v1", key_ref="ref_1"),
+    upstream=UpstreamOverride(base_url="https://proxy.test/v1", origin="proxy.test", sealed_key="v1.abc"),
 )
 
 

@@ -1,7 +1,7 @@
 """The OpenAI dialect: chat completions, completions, models, files and batches (``/v1/...``)."""
 
 from services.api.dialect import Dialect, ResumeDoc
-from services.api.dialects.openai import batches, docs, files, responses
+from services.api.dialects.openai import batches, docs, files, proxy, responses
 from services.api.dialects.openai.errors import render_error
 from services.api.dialects.openai.requests import CHAT, COMPLETION
 from services.api.dialects.openai.routes import ROUTES
@@ -13,8 +13,9 @@ __all__ = ["DIALECT"]
 
 DIALECT = Dialect(
     name="openai",
-    routes=[*ROUTES, *files.ROUTES, *batches.ROUTES],
-    paths=("/v1/",),
+    routes=[*ROUTES, *files.ROUTES, *batches.ROUTES, *proxy.ROUTES],
+    #: the OpenAI-compatible proxy endpoint answers in OpenAI's shapes too (the Gemini one: the gemini dialect)
+    paths=("/v1/", "/api/v1/proxy/"),
     render_error=render_error,
     error_schema=responses.ErrorResponse,
     encoders={CHAT: ChatChunkEncoder.for_view, COMPLETION: CompletionChunkEncoder.for_view},
@@ -22,7 +23,10 @@ DIALECT = Dialect(
         CHAT: lambda view, answer: chat_body(view.id, view.model, answer),
         COMPLETION: lambda view, answer: completion_body(view.id, view.model, answer),
     },
-    tags={"openai": "The OpenAI API: its SDKs work with `base_url` set to `<gateway>/v1`."},
+    tags={
+        "openai": "The OpenAI API: its SDKs work with `base_url` set to `<gateway>/v1`.",
+        "proxy": "Your own upstreams: an OpenAI-compatible server, or Gemini's API, named in the path.",
+    },
     resume_doc=ResumeDoc(
         bodies=(responses.CreateChatCompletionResponse, responses.CreateCompletionResponse),
         frames=(

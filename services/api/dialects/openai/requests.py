@@ -28,9 +28,13 @@ def _include_usage(body: ChatCompletionRequest | CompletionRequest) -> bool:
     return bool(body.stream and body.stream_options and body.stream_options.include_usage)
 
 
-def chat_request(raw: bytes, settings: ApiSettings, catalog: Catalog) -> tuple[ChatCompletionRequest, JobRequest]:
+def chat_request(
+    raw: bytes, settings: ApiSettings, catalog: Catalog | None
+) -> tuple[ChatCompletionRequest, JobRequest]:
+    """``catalog`` None: the model is the upstream's own name, passed as is (a proxy endpoint's request, whose
+    provider the route sets)."""
     body = decode_body(_CHAT, raw, settings)
-    provider, model = resolve_model(catalog, body.model)
+    provider, model = resolve_model(catalog, body.model) if catalog is not None else ("", body.model)
     rendering = Rendering(CHAT, "chatcmpl-", body.model, _include_usage(body))
     messages, params = to_messages(body.messages), to_params(body, extra_fields(raw, CHAT_FIELDS))
     return body, JobRequest(provider, model, messages, params, bool(body.stream), rendering)

@@ -1,0 +1,1 @@
+"""Gemini's own API (generateContent), served by the Gemini-native proxy endpoint."""

@@ -1,0 +1,201 @@
+"""The proxy endpoints through the real stack (an API, a worker, Redis), with the official SDKs as clients and
+fake upstreams on loopback that this module's settings allow (``CONDUIT_PROXY_ALLOW``; nothing else does):
+OpenAI-compatible chat completions with ``openai`` pointed at the proxy path, Gemini's own API with
+``google-genai`` pointed at the Gemini proxy path, both streamed and not; Google's error shape; the client's
+key refused upstream as its own 401; the tiers. The last test greps every log and all of Redis for the
+canary keys the others sent."""
+
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import openai
+import pytest
+import redis
+from google import genai
+from google.genai import types
+
+from tests.fakes.upstream import FakeUpstream, Reply
+from tests.harness import auth, token
+from tests.stack import Stack, own_stack
+
+CANARY_OPENAI = f"sk-canary-{secrets.token_hex(8)}"
+CANARY_GEMINI = f"AIzaCANARY{secrets.token_hex(8)}"
+GENERATE = "/v1beta/models/gemini-2.5-flash:generateContent"
+
+
+def enc(url: str) -> str:
+    return quote(url, safe="")
+
+
+class Proxied:
+    def __init__(self, stack: Stack, fake: FakeUpstream, logs: Path) -> None:
+        self.stack, self.fake, self.logs = stack, fake, logs
+        self.url = stack.url
+        self.openai_base = f"{self.url}/api/v1/proxy/{enc(fake.openai_base_url)}/{CANARY_OPENAI}"
+        self.gemini_path = f"{self.url}/api/v1/proxy/{enc(fake.gemini_base_url)}"
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
+    logs = tmp_path_factory.mktemp("proxy")
+    with FakeUpstream(keys={"openai": CANARY_OPENAI, "anthropic": "sk-ant-x", "gemini": CANARY_GEMINI}) as fake:
+        allow = {"CONDUIT_PROXY_ALLOW": f"127.0.0.1:{fake.port}"}
+        with own_stack(logs, fake, worker_env=allow, api_env=allow) as stack:
+            yield Proxied(stack, fake, logs)
+
+
+def _sent(fake: FakeUpstream) -> Any:
+    return fake.wait_for_requests(1)[-1]
+
+
+def test_the_openai_sdk_through_the_proxy_path_stream_and_not(proxied: Proxied) -> None:
+    client = openai.OpenAI(base_url=proxied.openai_base, api_key=token(), max_retries=0)
+    proxied.fake.push(Reply(text="Hi from your upstream"), provider="openai")
+    answer = client.chat.completions.create(model="my-own-model", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "Hi from your upstream"
+    sent = _sent(proxied.fake)
+    assert sent.headers["authorization"] == f"Bearer {CANARY_OPENAI}" and sent.body["model"] == "my-own-model"
+
+    proxied.fake.push(Reply(tokens=["one ", "two ", "three"]), provider="openai")
+    stream = client.chat.completions.create(
+        model="my-own-model", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "one two three"
+
+
+def test_a_key_the_upstream_refuses_is_the_clients_401_with_the_key_redacted(proxied: Proxied) -> None:
+    wrong = f"sk-wrong-{secrets.token_hex(8)}"
+    base = proxied.openai_base.replace(CANARY_OPENAI, wrong)
+    client = openai.OpenAI(base_url=base, api_key=token(), max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as refused:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.status_code == 401
+    assert wrong not in str(refused.value.body) and wrong[:12] not in str(refused.value.body)
+
+
+def test_google_genai_through_the_gemini_proxy_path_stream_and_not(proxied: Proxied) -> None:
+    options = types.HttpOptions(base_url=proxied.gemini_path, headers={"authorization": f"Bearer {token()}"})
+    client = genai.Client(api_key=CANARY_GEMINI, http_options=options)
+    proxied.fake.push(Reply(text="Bonjour"), provider="gemini")
+    answer = client.models.generate_content(model="gemini-2.5-flash", contents="hello")
+    assert answer.text == "Bonjour"
+    assert _sent(proxied.fake).headers["x-goog-api-key"] == CANARY_GEMINI
+
+    proxied.fake.push(Reply(tokens=["Un ", "deux ", "trois"]), provider="gemini")
+    pieces = [chunk.text for chunk in client.models.generate_content_stream(model="gemini-2.5-flash", contents="x")]
+    assert "".join(p or "" for p in pieces) == "Un deux trois"
+
+
+def test_geminis_answer_and_stream_come_back_as_gemini_sent_them(proxied: Proxied) -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}
+    headers = {**auth(), "x-goog-api-key": CANARY_GEMINI}
+    direct_headers = {"x-goog-api-key": CANARY_GEMINI}
+    model = "/v1beta/models/gemini-2.5-flash"
+    for path, query in ((":generateContent", ""), (":streamGenerateContent", "?alt=sse")):
+        proxied.fake.push(Reply(tokens=["a", "b"]), provider="gemini")
+        through = httpx.post(f"{proxied.gemini_path}{model}{path}{query}", json=body, headers=headers, timeout=10)
+        proxied.fake.push(Reply(tokens=["a", "b"]), provider="gemini")
+        direct = httpx.post(f"{proxied.fake.gemini_base_url}{model}{path}{query}", json=body, headers=direct_headers)
+        assert through.status_code == direct.status_code == 200
+        assert through.headers["content-type"].split(";")[0] == direct.headers["content-type"].split(";")[0]
+        if query:
+            assert _frames(through.content) == _frames(direct.content)
+            assert b"id:" not in through.content and b": ping" not in through.content
+        else:
+            assert _unvarying(through.json()) == _unvarying(direct.json())
+
+
+def _frames(raw: bytes) -> list[Any]:
+    return [_unvarying(json.loads(f[len(b"data: ") :])) for f in raw.split(b"\r\n\r\n") if f.startswith(b"data: ")]
+
+
+def _unvarying(frame: Any) -> Any:
+    frame.pop("responseId", None)
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "google_status", "says"),
+    [
+        (b"{", 400, "INVALID_ARGUMENT", "Invalid JSON payload received."),
+        (b'{"contents": []}', 400, "INVALID_ARGUMENT", "contents is not specified"),
+        (b'{"contents": [{"parts": [{"text": "x"}]}], "bogus": 1}', 400, "INVALID_ARGUMENT", 'Unknown name "bogus"'),
+        (
+            b'{"contents": [{"parts": [{"text": "x"}]}], "safetySettings": [{"category": "NOPE", "threshold": "OFF"}]}',
+            400,
+            "INVALID_ARGUMENT",
+            "Invalid value at 'safety_settings[0].category'",
+        ),
+    ],
+)
+def test_a_request_gemini_would_refuse_gets_googles_error(
+    proxied: Proxied, body: bytes, status: int, google_status: str, says: str
+) -> None:
+    headers = {**auth(), "x-goog-api-key": CANARY_GEMINI, "content-type": "application/json"}
+    answer = httpx.post(f"{proxied.gemini_path}{GENERATE}", content=body, headers=headers)
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == status and error["status"] == google_status and says in error["message"]
+
+
+def test_without_a_key_the_gateways_own_is_used_for_its_own_gemini_url_only(proxied: Proxied) -> None:
+    body = {"contents": [{"parts": [{"text": "hello"}]}]}
+    proxied.fake.push(Reply(text="with the gateway's key"), provider="gemini")
+    own = httpx.post(f"{proxied.gemini_path}{GENERATE}", json=body, headers=auth())
+    assert own.status_code == 200, own.text
+    other = (
+        f"{proxied.url}/api/v1/proxy/{enc(proxied.fake.url + '/other')}/v1beta/models/gemini-2.5-flash:generateContent"
+    )
+    refused = httpx.post(other, json=body, headers=auth())
+    assert refused.status_code == 401 and refused.json()["error"]["status"] == "UNAUTHENTICATED", refused.text
+
+
+def test_the_free_tier_gets_a_403_on_both(proxied: Proxied) -> None:
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    openai_answer = httpx.post(f"{proxied.openai_base}/chat/completions", json=chat, headers=auth("free"))
+    assert openai_answer.status_code == 403 and "error" in openai_answer.json()
+    gemini = httpx.post(
+        f"{proxied.gemini_path}{GENERATE}",
+        json={"contents": [{"parts": [{"text": "x"}]}]},
+        headers={**auth("free"), "x-goog-api-key": CANARY_GEMINI},
+    )
+    assert gemini.status_code == 403 and gemini.json()["error"]["status"] == "PERMISSION_DENIED", gemini.text
+
+
+def _value(client: Any, key: bytes) -> bytes:
+    """Everything a key holds, as bytes (not its DUMP: that may be compressed)."""
+    kind = client.type(key).decode()
+    parts: list[bytes] = []
+    if kind == "string":
+        parts = [client.get(key) or b""]
+    elif kind == "hash":
+        parts = [b for pair in client.hgetall(key).items() for b in pair]
+    elif kind in ("list", "zset"):
+        parts = client.lrange(key, 0, -1) if kind == "list" else client.zrange(key, 0, -1)
+    elif kind == "set":
+        parts = list(client.smembers(key))
+    elif kind == "stream":
+        parts = [b for _, fields in client.xrange(key) for pair in fields.items() for b in pair]
+    return b"".join(parts)
+
+
+def test_zz_no_log_line_and_nothing_in_redis_holds_a_clients_key(proxied: Proxied) -> None:
+    """Run last (by name, in this module): every test above sent the canary keys."""
+    found = []
+    for path in proxied.logs.rglob("*"):
+        if path.is_file():
+            text = path.read_bytes()
+            found += [f"{path.name}: {canary}" for canary in (CANARY_OPENAI, CANARY_GEMINI) if canary.encode() in text]
+    client = redis.Redis.from_url(proxied.stack.redis.url)
+    try:
+        for key in client.scan_iter(count=1000):
+            held = key + _value(client, key)
+            found += [f"redis {key!r}" for canary in (CANARY_OPENAI, CANARY_GEMINI) if canary.encode() in held]
+    finally:
+        client.close()
+    assert found == []
