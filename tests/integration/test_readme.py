@@ -1,7 +1,9 @@
 """The README's examples run as written, in bash and in zsh, against a stack with `make up`'s settings.
 
 Every ```bash block that calls the API (it has a `curl`) and every ```python block runs with the stack's URL in
-place of http://127.0.0.1:8000; each must exit 0 without an error body in its output."""
+place of http://127.0.0.1:8000, and the fake providers in place of the real ones the proxy examples name (the
+stack allows them as upstreams, with the fakes' keys as OPENAI_API_KEY and GEMINI_API_KEY); each must exit 0
+without an error body in its output."""
 
 import os
 import re
@@ -30,7 +32,8 @@ def _blocks(language: str) -> list[str]:
 @pytest.fixture(scope="module")
 def readme_stack(logs: Path, fake: FakeUpstream) -> Iterator[Stack]:
     # make up's defaults: the echo provider paced as it is there, the tiers' real limits
-    with own_stack(logs, fake, worker_env={"CONDUIT_ECHO_DELAY": "0.02"}) as stack:
+    allow = {"CONDUIT_PROXY_ALLOW": f"127.0.0.1:{fake.port}"}
+    with own_stack(logs, fake, worker_env={"CONDUIT_ECHO_DELAY": "0.02", **allow}, api_env=allow) as stack:
         batches = WorkerProcess(logs, stack.redis.url, {"CONDUIT_ECHO_DELAY": "0.02"}, queues="batch")
         try:
             batches.wait_ready()
@@ -39,9 +42,20 @@ def readme_stack(logs: Path, fake: FakeUpstream) -> Iterator[Stack]:
             batches.stop()
 
 
+def _as_run(example: str, stack: Stack) -> str:
+    """The example pointed at the stack, and its proxy examples' upstreams at the fake providers."""
+    return (
+        example.replace("http://127.0.0.1:8000", stack.url)
+        .replace("https://api.openai.com/v1", stack.fake.openai_base_url)
+        .replace("https://generativelanguage.googleapis.com", stack.fake.gemini_base_url)
+    )
+
+
 def _env(stack: Stack, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUIT_") and k != "TOKEN"}
     return env | {
+        "OPENAI_API_KEY": stack.fake.keys["openai"],
+        "GEMINI_API_KEY": stack.fake.keys["gemini"],
         "CONDUIT_JWT_SECRET": JWT_SECRET,
         "REDIS_URL": stack.redis.url,
         "HOME": str(tmp_path),  # zsh reads no user start-up files from here
@@ -71,7 +85,7 @@ def test_every_curl_example_runs_as_written(readme_stack: Stack, shell: str, tmp
     before = set(os.listdir(ROOT))
     token = _run(["bash", "-c", ".venv/bin/conduit token create --user me --tier pro"], env).strip()
     for block in _blocks("bash"):
-        script = block.replace("http://127.0.0.1:8000", readme_stack.url)
+        script = _as_run(block, readme_stack)
         script = "set -e -o pipefail\nexport TOKEN=" + token + "\n" + script
         output = _run([shell, "-c", script], env)
         if "x-conduit-job-name: my-report" in block:
@@ -85,5 +99,5 @@ def test_the_python_example_runs(readme_stack: Stack, tmp_path: Path) -> None:
     env = _env(readme_stack, tmp_path)
     env["TOKEN"] = _run(["bash", "-c", ".venv/bin/conduit token create --user me --tier pro"], env).strip()
     for block in _blocks("python"):
-        output = _run([sys.executable, "-c", block.replace("http://127.0.0.1:8000", readme_stack.url)], env)
+        output = _run([sys.executable, "-c", _as_run(block, readme_stack)], env)
         assert output.strip(), block
