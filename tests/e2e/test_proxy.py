@@ -7,6 +7,7 @@ canary keys the others sent."""
 
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,81 @@ def test_the_free_tier_gets_a_403_on_both(proxied: Proxied) -> None:
         headers={**auth("free"), "x-goog-api-key": CANARY_GEMINI},
     )
     assert gemini.status_code == 403 and gemini.json()["error"]["status"] == "PERMISSION_DENIED", gemini.text
+
+
+def test_usage_is_counted_per_user_under_the_upstreams_host(proxied: Proxied) -> None:
+    client = openai.OpenAI(base_url=proxied.openai_base, api_key=token(user="proxy-usage"), max_retries=0)
+    proxied.fake.push(Reply(text="counted"), provider="openai")
+    client.chat.completions.create(model="their-model", messages=[{"role": "user", "content": "hi"}])
+    headers = {**auth(user="proxy-usage"), "x-goog-api-key": CANARY_GEMINI}
+    proxied.fake.push(Reply(text="counted too"), provider="gemini")
+    body = {"contents": [{"parts": [{"text": "hi"}]}]}
+    assert httpx.post(f"{proxied.gemini_path}{GENERATE}", json=body, headers=headers).status_code == 200
+    host = f"127.0.0.1:{proxied.fake.port}"
+    wanted = {(host, "their-model"): 1, (host, "gemini-2.5-flash"): 1}
+    deadline = time.monotonic() + 5  # the worker writes usage every half second
+    while True:
+        today = httpx.get(f"{proxied.url}/v1/usage", headers=auth(user="proxy-usage")).json()["days"][0]
+        rows = {(row["provider"], row["model"]): row["requests"] for row in today["models"]}
+        if rows == wanted or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert rows == wanted
+
+
+def _resumed(proxied: Proxied, url: str, body: dict[str, Any], headers: dict[str, str], keep: int) -> bytes:
+    """A stream read for ``keep`` frames then dropped (its job detached: it runs on), and its resume after them:
+    all its bytes."""
+    got = b""
+    headers = {**headers, "x-conduit-on-disconnect": "detach"}
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=10) as response:
+        assert response.status_code == 200
+        job = response.headers["x-conduit-job-id"]
+        for chunk in response.iter_raw():
+            got += chunk
+            if got.count(b"data: ") >= keep:
+                break
+    frames = got.replace(b"\r\n", b"\n").split(b"\n\n")[:keep]
+    got = b"\n\n".join(frames) + b"\n\n"
+    last = [line for line in frames[-1].split(b"\n") if line.startswith(b"id: ")]
+    resume_from = last[0][4:].decode() if last else str(keep)
+    rest = httpx.get(f"{proxied.url}/v1/streams/{job}", headers={**headers, "last-event-id": resume_from}, timeout=10)
+    assert rest.status_code == 200, rest.text
+    return got + rest.content.replace(b"\r\n", b"\n")
+
+
+def test_both_streams_resume_with_last_event_id(proxied: Proxied) -> None:
+    words = [f"w{i} " for i in range(8)]
+    proxied.fake.push(Reply(tokens=words, delay=0.05), provider="openai")
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    whole = _resumed(proxied, f"{proxied.openai_base}/chat/completions", chat, auth(), keep=3)
+    texts = [json.loads(f[6:]) for f in whole.split(b"\n\n") for f in f.split(b"\n") if f.startswith(b"data: {")]
+    assert all("choices" in t for t in texts), whole
+    assert "".join(t["choices"][0]["delta"].get("content") or "" for t in texts if t["choices"]) == "".join(words)
+
+    proxied.fake.push(Reply(tokens=words, delay=0.05), provider="gemini")
+    url = f"{proxied.gemini_path}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    body = {"contents": [{"parts": [{"text": "hi"}]}]}
+    whole = _resumed(proxied, url, body, {**auth(), "x-goog-api-key": CANARY_GEMINI}, keep=3)
+    frames = [json.loads(f[6:]) for f in whole.split(b"\n\n") if f.startswith(b"data: ")]
+    text = "".join(p.get("text", "") for f in frames for c in f["candidates"] for p in c["content"]["parts"])
+    assert text == "".join(words)
+
+
+def test_a_client_that_leaves_gets_the_upstream_call_closed(proxied: Proxied) -> None:
+    gemini = f"{proxied.gemini_path}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        ("openai", f"{proxied.openai_base}/chat/completions", chat),
+        ("gemini", gemini, {"contents": [{"parts": [{"text": "hi"}]}]}),
+    ]
+    for provider, url, body in calls:
+        proxied.fake.push(Reply(tokens=[f"t{i} " for i in range(100)], delay=0.1), provider=provider)  # type: ignore[arg-type]
+        headers = {**auth(), "x-goog-api-key": CANARY_GEMINI}
+        with httpx.stream("POST", url, json=body, headers=headers, timeout=10) as response:
+            assert response.status_code == 200
+            next(response.iter_raw())
+        assert proxied.fake.wait_for_disconnect(timeout=5) is not None, provider
 
 
 def _value(client: Any, key: bytes) -> bytes:
