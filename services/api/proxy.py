@@ -26,9 +26,7 @@ __all__ = ["PREFIX", "ProxyGate", "ProxyPaths", "proxy_of", "upstream_segment"]
 
 PREFIX = "/api/v1/proxy/"
 _RAW_PREFIX = PREFIX.encode()
-#: ``/api/v1/proxy/{url}/{key}/chat/completions``: the key's segment, masked in the access log
-_KEYED = re.compile(r"\A(/api/v1/proxy/[^/]+/)[^/]+(/chat/completions/?)\Z")
-_USERINFO = re.compile(r"\A([^%]*:(?:%2F)*)[^/]*@")
+_USERINFO = re.compile(r"\A([^:/]*:/*)[^/]*@")
 _QUERY_KEY = re.compile(rb"(\A|&)key=[^&]*")
 MASK = "***"
 
@@ -43,6 +41,17 @@ def upstream_segment(value: str) -> str:
     return unquote(value)
 
 
+def _shown(segments: list[str]) -> str:
+    """What the access log shows of a proxy path: the upstream's URL decoded but for its user information, and
+    the segment after it masked unless it is Gemini's API version (the key of ``/{url}/{key}/chat/completions``,
+    or whatever a mistyped path holds there); ``key=`` in the query is masked too."""
+    shown = [unquote(segment) for segment in segments]
+    shown[0] = _USERINFO.sub(rf"\g<1>{MASK}@", shown[0])
+    if len(shown) > 1 and shown[1] not in ("v1beta", "v1"):
+        shown[1] = MASK
+    return PREFIX + "/".join(shown)
+
+
 class ProxyPaths:
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
@@ -55,9 +64,7 @@ class ProxyPaths:
         segments = raw.decode("latin-1")[len(PREFIX) :].split("/")
         inner: dict[str, Any] = dict(scope)
         inner["path"] = PREFIX + "/".join(_segment(segment) for segment in segments)
-        # what the access log shows: the key masked, in the path and in the query, and no user information
-        shown = PREFIX + "/".join([_USERINFO.sub(rf"\g<1>{MASK}@", _segment(segments[0])), *segments[1:]])
-        scope["path"] = _KEYED.sub(rf"\g<1>{MASK}\g<2>", shown)
+        scope["path"] = _shown(segments)
         scope["query_string"] = _QUERY_KEY.sub(rb"\1key=" + MASK.encode(), scope.get("query_string", b""))
         await self._app(cast(Scope, inner), receive, send)
 

@@ -34,10 +34,10 @@ TOKENS = ["Héllo\u2028", "wor\u2029ld\u0085!"]
 TEXT = "".join(TOKENS)
 MODEL = "gpt-4o-mini"
 PROMPT = "Say hello"
-PAUSE = 20.0  # upstream silence before each token
+PAUSE = 8.0  # upstream silence before each token: longer than every client's read timeout
 HEARTBEAT = 2.0  # the API's keep-alive interval
 #: every Python client gives up on a read silent this long: only the keep-alives carry it through a pause
-READ_TIMEOUT = 10.0
+READ_TIMEOUT = 5.0
 #: keep-alives every 2 s (the default is 15 s), so each pause holds several and no client's read timeout fires;
 #: the harness's worker already heartbeats every 1 s, which keeps the API's 5 s idle deadline from firing, and
 #: the worker's upstream read timeout (120 s by default) outlasts the pauses
@@ -223,7 +223,7 @@ def _failures(outcomes: Outcomes) -> list[str]:
     return failures
 
 
-@pytest.mark.timeout(180)  # two 20 s pauses, plus an `npm ci` when node_modules is missing or stale
+@pytest.mark.timeout(180)  # two 8 s pauses, plus an `npm ci` when node_modules is missing or stale
 def test_every_client_reads_a_stream_that_pauses_and_carries_line_separators(paused: Stack) -> None:
     try:
         node: str | None = node_clients.install()
