@@ -47,7 +47,7 @@ class Sealer:
         if not sealed.startswith(_VERSION):
             raise SealError("not a sealed value")
         try:
-            raw = base64.urlsafe_b64decode(sealed[len(_VERSION) :])
+            raw = base64.b64decode(sealed[len(_VERSION) :], altchars=b"-_", validate=True)
             return self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], context.encode()).decode()
-        except (InvalidTag, ValueError) as exc:
+        except (InvalidTag, ValueError) as exc:  # binascii.Error is a ValueError
             raise SealError("the sealed value does not open with this key (another CONDUIT_SEALING_KEY?)") from exc

@@ -25,7 +25,7 @@ async def stream_http(
     except httpx.HTTPError as exc:
         raise transport_error(target.provider, exc) from exc
     try:
-        if response.status_code >= 400:  # noqa: PLR2004
+        if not response.is_success:  # a redirect too: never followed, it is the upstream's error
             body = await response.aread()
             raise adapter.to_error(response.status_code, body, response.headers, target)
         async for piece in adapter.iter_pieces(response, target):
