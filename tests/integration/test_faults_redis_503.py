@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from litestar.exceptions import LitestarDeprecationWarning
 from services.api.app import create_app
 from services.api.auth.keys import KeyStore
 from services.api.settings import ApiSettings
-from tests.fakes.upstream import FakeUpstream
+from tests.fakes.upstream import DEFAULT_KEYS, FakeUpstream
 from tests.harness import RedisServer, WorkerProcess, auth, provider_env
 from tests.stack import Stack, own_stack
 
@@ -91,13 +92,35 @@ def _file_calls(file_id: str, batch_id: str) -> dict[str, list[Call]]:
     }
 
 
+def _proxy_calls(upstream: str) -> dict[str, list[Call]]:
+    """The proxy endpoints', to the fake upstream at ``upstream`` (which the stack allows): the OpenAI-compatible
+    one with the fake's key, the Gemini one with the gateway's own (the fake is its configured Gemini URL)."""
+    encoded = quote(upstream, safe="")
+    openai = f"/api/v1/proxy/{quote(upstream + '/v1', safe='')}/{DEFAULT_KEYS['openai']}/chat/completions"
+    gemini = f"/api/v1/proxy/{encoded}/v1beta/models/gemini-2.5-flash:generateContent"
+    return {
+        "/api/v1/proxy/{proxyUrl:str}/{OpenAIAPIKey:str}/chat/completions": [
+            Call("POST", openai, {**CHAT, "model": "their-model"})
+        ],
+        "/api/v1/proxy/{geminiUrl:str}/{apiVersion:str}/models/{modelTask:str}": [
+            Call("POST", gemini, {"contents": [{"parts": [{"text": "hi"}]}]}, key=True)
+        ],
+    }
+
+
 def _calls(
-    job_id: str, chat_id: str = "chat_x", message_id: str = "msg_x", file_id: str = "file-x", batch_id: str = "batch_x"
+    job_id: str,
+    chat_id: str = "chat_x",
+    message_id: str = "msg_x",
+    file_id: str = "file-x",
+    batch_id: str = "batch_x",
+    upstream: str = "http://127.0.0.1:1",
 ) -> dict[str, list[Call]]:
     """Per route (as the app names it), requests that succeed while Redis is up."""
     return {
         **_chat_calls(chat_id, message_id),
         **_file_calls(file_id, batch_id),
+        **_proxy_calls(upstream),
         "/v1/chat/completions": [
             Call("POST", "/v1/chat/completions", CHAT),
             Call("POST", "/v1/chat/completions", {**CHAT, "stream": True}),
@@ -149,7 +172,8 @@ async def _send(client: httpx.AsyncClient, url: str, call: Call, key: str) -> Ou
 
 
 async def _hit_all(gateway: Gateway) -> list[Outcome]:
-    groups = _calls(gateway.job_id, gateway.chat_id, gateway.message_id, gateway.file_id, gateway.batch_id).values()
+    ids = (gateway.job_id, gateway.chat_id, gateway.message_id, gateway.file_id, gateway.batch_id)
+    groups = _calls(*ids, upstream=gateway.stack.fake.url).values()
     calls = [call for group in groups for call in group]
     async with httpx.AsyncClient(timeout=30) as client:
         return list(await asyncio.gather(*(_send(client, gateway.stack.url, call, gateway.key) for call in calls)))
@@ -166,6 +190,10 @@ def _wrong(outcome: Outcome) -> str | None:
         return f"{call}: answered in {outcome.seconds:.2f} s"
     if call.path == "/readyz":
         shaped = body["status"] == "unavailable" and bool(body["reason"])
+    elif call.path.startswith("/api/v1/proxy/") and "/models/" in call.path:  # Google's shape
+        shaped = body["error"]["code"] == 503 and body["error"]["status"] == "UNAVAILABLE"
+    elif call.path.startswith("/api/v1/proxy/"):  # OpenAI's
+        shaped = body["error"]["code"] in CODES and body["error"]["type"] == "server_error"
     elif call.path.startswith("/api/v1/"):
         shaped = body["error"]["code"] in CODES and body["error"]["status"] == 503
     elif call.path.startswith("/api/ai/"):
@@ -213,7 +241,8 @@ def _create_key(url: str) -> str:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> Iterator[Gateway]:
     logs: Path = tmp_path_factory.mktemp("redis-503")
-    with own_stack(logs, fake, api_env=API_ENV) as stack:
+    allow = {"CONDUIT_PROXY_ALLOW": f"127.0.0.1:{fake.port}"}  # the proxy endpoints' upstream
+    with own_stack(logs, fake, worker_env=allow, api_env={**API_ENV, **allow}) as stack:
         batches = WorkerProcess(logs, stack.redis.url, provider_env(fake), queues="batch")
         try:
             batches.wait_ready()
