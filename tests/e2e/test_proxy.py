@@ -20,7 +20,7 @@ import redis
 from google import genai
 from google.genai import types
 
-from tests.fakes.upstream import FakeUpstream, Reply
+from tests.fakes.upstream import Fail, FakeUpstream, Reply
 from tests.harness import auth, token
 from tests.stack import Stack, own_stack
 
@@ -67,6 +67,16 @@ def test_the_openai_sdk_through_the_proxy_path_stream_and_not(proxied: Proxied) 
         model="my-own-model", messages=[{"role": "user", "content": "hi"}], stream=True
     )
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "one two three"
+
+
+def test_an_upstream_failing_before_its_first_token_is_retried_on_itself_only(proxied: Proxied) -> None:
+    client = openai.OpenAI(base_url=proxied.openai_base, api_key=token(), max_retries=0)
+    before = len(proxied.fake.requests)
+    proxied.fake.push(Fail(503, retry_after=0), provider="openai")
+    proxied.fake.push(Reply(text="second time lucky"), provider="openai")
+    answer = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "second time lucky"
+    assert len(proxied.fake.requests) - before == 2  # the same upstream twice; no fallback to another provider
 
 
 def test_a_key_the_upstream_refuses_is_the_clients_401_with_the_key_redacted(proxied: Proxied) -> None:
