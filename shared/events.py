@@ -38,10 +38,13 @@ class TextDelta(EventBase, tag="text_delta", frozen=True, kw_only=True):
     text: str
     #: the upstream's logprobs object for this text, in OpenAI's shape, when the client asked for them
     logprobs: dict[str, Any] | None = None
+    #: which of the ``n`` answers it belongs to (a request with ``n > 1``); 0 for the one answer
+    choice: int = 0
 
 
 class ReasoningDelta(EventBase, tag="reasoning_delta", frozen=True, kw_only=True):
     text: str
+    choice: int = 0
 
 
 class ToolCallDelta(EventBase, tag="tool_call_delta", frozen=True, kw_only=True):
@@ -51,6 +54,7 @@ class ToolCallDelta(EventBase, tag="tool_call_delta", frozen=True, kw_only=True)
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    choice: int = 0
 
 
 class Usage(EventBase, tag="usage", frozen=True, kw_only=True):
@@ -91,6 +95,8 @@ class Done(EventBase, tag="done", frozen=True, kw_only=True):
     model: str = ""
     #: milliseconds from the job's admission (``GenerationJob.created``) to its end, by the worker's clock
     elapsed_ms: int = 0
+    #: with ``n > 1``: each answer's finish reason, by its index (``finish_reason`` is the first's)
+    finish_reasons: list[str] = []
 
 
 class Failed(EventBase, tag="failed", frozen=True, kw_only=True):

@@ -12,7 +12,17 @@ from shared.errors import ErrorCode, GatewayError
 from shared.events import Done, Event, Failed, ModelInfo, Native, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from shared.jobs import ToolCall
 
-__all__ = ["Answer", "answer_of", "failure_error", "gather_answer"]
+__all__ = ["Answer", "Choice", "answer_of", "failure_error", "gather_answer"]
+
+
+class Choice(msgspec.Struct, kw_only=True):
+    """One of the ``n`` answers of a request with ``n > 1``."""
+
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = []
+    finish_reason: str = "stop"
+    logprobs: dict[str, Any] | None = None
 
 
 class Answer(msgspec.Struct, kw_only=True):
@@ -29,6 +39,8 @@ class Answer(msgspec.Struct, kw_only=True):
     elapsed_ms: int = 0
     #: the upstream's own answer, passed through (a native proxy endpoint's job): its frames' data, in order
     native: list[str] = []
+    #: with ``n > 1``: every answer by index (the first one's are the fields above too); empty for one answer
+    choices: list[Choice] = []
 
 
 def failure_error(failed: Failed) -> GatewayError:
@@ -45,28 +57,56 @@ def failure_error(failed: Failed) -> GatewayError:
     )
 
 
-def _join_logprobs(answer: Answer, logprobs: dict[str, Any]) -> None:
-    if answer.logprobs is None:
-        answer.logprobs = {}
+def _join_logprobs(choice: Choice, logprobs: dict[str, Any]) -> None:
+    if choice.logprobs is None:
+        choice.logprobs = {}
     for key, value in logprobs.items():
-        if isinstance(value, list) and isinstance(answer.logprobs.get(key), list):
-            answer.logprobs[key] = answer.logprobs[key] + value
-        elif value is not None or key not in answer.logprobs:
-            answer.logprobs[key] = value
+        if isinstance(value, list) and isinstance(choice.logprobs.get(key), list):
+            choice.logprobs[key] = choice.logprobs[key] + value
+        elif value is not None or key not in choice.logprobs:
+            choice.logprobs[key] = value
 
 
-def _add(answer: Answer, event: Event, parts: list[str], calls: dict[int, list[str]]) -> None:
+class _Gathering:
+    """Each answer's pieces as they come, by its index."""
+
+    def __init__(self) -> None:
+        self.choices: dict[int, Choice] = {}
+        self.parts: dict[int, list[str]] = {}
+        self.calls: dict[int, dict[int, list[str]]] = {}
+        self.reasons: list[str] = []
+
+    def choice(self, index: int) -> Choice:
+        if index not in self.choices:
+            self.choices[index], self.parts[index], self.calls[index] = Choice(), [], {}
+        return self.choices[index]
+
+    def done(self) -> list[Choice]:
+        count = max(len(self.reasons), max(self.choices, default=0) + 1)
+        for index in range(count):
+            choice = self.choice(index)
+            choice.text = "".join(self.parts[index])
+            calls = sorted(self.calls[index].items())
+            choice.tool_calls = [ToolCall(id=c[0], name=c[1], arguments=c[2]) for _, c in calls]
+            if index < len(self.reasons):
+                choice.finish_reason = self.reasons[index]
+        return [self.choices[index] for index in range(count)]
+
+
+def _add(answer: Answer, event: Event, gathering: _Gathering) -> None:
     match event:
-        case TextDelta(text=text, logprobs=logprobs):
-            parts.append(text)
+        case TextDelta(text=text, logprobs=logprobs, choice=index):
+            gathering.choice(index)
+            gathering.parts[index].append(text)
             if logprobs is not None:
-                _join_logprobs(answer, logprobs)
+                _join_logprobs(gathering.choices[index], logprobs)
         case ModelInfo(model=model, system_fingerprint=fingerprint):
             answer.model, answer.system_fingerprint = model or answer.model, fingerprint
-        case ReasoningDelta(text=text):
-            answer.reasoning += text
-        case ToolCallDelta(index=index, id=call_id, name=name, arguments=arguments):
-            slot = calls.setdefault(index, ["", "", ""])
+        case ReasoningDelta(text=text, choice=index):
+            gathering.choice(index).reasoning += text
+        case ToolCallDelta(index=index, id=call_id, name=name, arguments=arguments, choice=at):
+            gathering.choice(at)
+            slot = gathering.calls[at].setdefault(index, ["", "", ""])
             slot[0] = call_id or slot[0]
             slot[1] = name or slot[1]
             slot[2] += arguments
@@ -74,8 +114,9 @@ def _add(answer: Answer, event: Event, parts: list[str], calls: dict[int, list[s
             answer.native.append(data)
         case Usage():
             answer.usage = event
-        case Done(finish_reason=reason, model=model, elapsed_ms=elapsed):
+        case Done(finish_reason=reason, model=model, elapsed_ms=elapsed, finish_reasons=reasons):
             answer.finish_reason, answer.model, answer.elapsed_ms = reason, model or answer.model, elapsed
+            gathering.reasons = list(reasons) or [reason]
         case Failed():
             raise failure_error(event)
 
@@ -83,13 +124,16 @@ def _add(answer: Answer, event: Event, parts: list[str], calls: dict[int, list[s
 def answer_of(events: Iterable[Event | None], model: str) -> Answer:
     """A whole answer from a job's events (a ``Failed`` raises its error)."""
     answer = Answer(model=model)
-    parts: list[str] = []
-    calls: dict[int, list[str]] = {}
+    gathering = _Gathering()
     for event in events:
         if event is not None:
-            _add(answer, event, parts, calls)
-    answer.text = "".join(parts)
-    answer.tool_calls = [ToolCall(id=c[0], name=c[1], arguments=c[2]) for _, c in sorted(calls.items())]
+            _add(answer, event, gathering)
+    choices = gathering.done()
+    first = choices[0]
+    answer.text, answer.reasoning, answer.tool_calls = first.text, first.reasoning, first.tool_calls
+    answer.logprobs = first.logprobs
+    if len(choices) > 1:
+        answer.choices = choices
     return answer
 
 

@@ -231,7 +231,7 @@ class GenerationService:
         if cap and params.max_tokens is None:
             params = msgspec.structs.replace(params, max_tokens=cap)
         prompt = sum(estimate_tokens(message_text(message)) for message in messages)
-        cost = prompt + (params.max_tokens or DEFAULT_RESERVE)
+        cost = (prompt + (params.max_tokens or DEFAULT_RESERVE)) * (params.n or 1)  # n answers: n times as much
         tpm = limits.tokens_per_minute or 0
         if tpm and cost > tpm:
             raise InvalidRequestError(

@@ -17,6 +17,7 @@ from services.sealing import Sealer
 from services.worker.job_end import JobEnd, JobEndHook, run_hooks
 from services.worker.outcome import Outcome, announce, publish_piece, usage_of
 from services.worker.providers.base import FinishPiece, Target
+from services.worker.providers.fan_out import fan_out
 from services.worker.providers.registry import NATIVE, Streamer
 from services.worker.proxy import client_refused, proxy_target
 from services.worker.publisher import JobPublisher
@@ -37,6 +38,8 @@ log = logging.getLogger("conduit.worker")
 #: longest a job parses without letting the loop run (its flusher, other jobs): the first token of a burst
 #: that arrived in one read goes out before the rest is parsed
 TIME_SLICE = 0.0005
+#: the provider kinds that give one answer per call: ``n > 1`` is ``n`` calls at once (``fan_out``)
+FANNED_OUT = frozenset({"anthropic", "echo"})
 #: how long ``Started`` waits for the first tokens so that both take one flush (it is bookkeeping for the API's
 #: queue deadline, while the first token is what the client waits for)
 START_HOLD = 0.05
@@ -122,7 +125,11 @@ async def _stream(
     outcome.provider, outcome.model = target.provider, target.model
     loop = asyncio.get_running_loop()
     turn_ends = 0.0  # the first piece ends the first turn: it goes out before the rest of a burst is parsed
-    async with contextlib.aclosing(streamer(client, job, target)) as pieces:
+    n = job.params.n or 1
+    called = (
+        fan_out(streamer, client, job, target, n) if n > 1 and kind in FANNED_OUT else streamer(client, job, target)
+    )
+    async with contextlib.aclosing(called) as pieces:
         async for piece in pieces:
             publish_piece(piece, publisher, outcome)
             publisher.raise_if_broken()
@@ -246,7 +253,13 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
         announce(publisher, outcome)
         elapsed = int((time.time() - job.created) * 1000) if job.created else 0
         model = finish.model or outcome.model or job.model
-        terminal = Done(seq=0, finish_reason=finish.reason, model=model, elapsed_ms=max(0, elapsed))
+        terminal = Done(
+            seq=0,
+            finish_reason=finish.reason,
+            model=model,
+            elapsed_ms=max(0, elapsed),
+            finish_reasons=list(finish.reasons),
+        )
     except asyncio.CancelledError:
         if task is not None:
             task.uncancel()

@@ -45,27 +45,27 @@ def announce(publisher: JobPublisher, outcome: Outcome) -> None:
 
 def publish_piece(piece: Piece, publisher: JobPublisher, outcome: Outcome) -> None:
     match piece:
-        case TextPiece(text=text, logprobs=logprobs):
+        case TextPiece(text=text, logprobs=logprobs, choice=choice):
             if text:
                 announce(publisher, outcome)
                 if logprobs is None:
-                    publisher.emit_text(text)
+                    publisher.emit_text(text, choice)
                 else:  # its own event: the logprobs belong to this text alone
-                    publisher.emit(TextDelta(seq=0, text=text, logprobs=logprobs))
-                if outcome.parts is not None:
+                    publisher.emit(TextDelta(seq=0, text=text, logprobs=logprobs, choice=choice))
+                if outcome.parts is not None and not choice:
                     outcome.parts.append(text)
                 outcome.content = True
                 outcome.chars += len(text)
         case ModelPiece():
             outcome.meta = piece
-        case ReasoningPiece(text=text):
+        case ReasoningPiece(text=text, choice=choice):
             announce(publisher, outcome)
-            publisher.emit(ReasoningDelta(seq=0, text=text))
+            publisher.emit(ReasoningDelta(seq=0, text=text, choice=choice))
             outcome.content = True
             outcome.chars += len(text)
-        case ToolCallPiece(index=index, id=call_id, name=name, arguments=arguments):
+        case ToolCallPiece(index=index, id=call_id, name=name, arguments=arguments, choice=choice):
             announce(publisher, outcome)
-            publisher.emit(ToolCallDelta(seq=0, index=index, id=call_id, name=name, arguments=arguments))
+            publisher.emit(ToolCallDelta(seq=0, index=index, id=call_id, name=name, arguments=arguments, choice=choice))
             outcome.content = True
             outcome.chars += len(arguments) + len(name or "")
         case NativePiece(data=data, chars=chars):

@@ -81,15 +81,15 @@ class JobPublisher:
         if self._task.done() and not self._closed:
             self._task.result()
 
-    def emit_text(self, text: str) -> None:
+    def emit_text(self, text: str, choice: int = 0) -> None:
         if not text:
             return
         last = self._pending[-1] if self._pending else None
-        if isinstance(last, TextDelta) and last.logprobs is None:
-            self._pending[-1] = TextDelta(seq=last.seq, text=last.text + text)
+        if isinstance(last, TextDelta) and last.logprobs is None and last.choice == choice:
+            self._pending[-1] = TextDelta(seq=last.seq, text=last.text + text, choice=choice)
         else:
             self._seq += 1
-            self._pending.append(TextDelta(seq=self._seq, text=text))
+            self._pending.append(TextDelta(seq=self._seq, text=text, choice=choice))
         self._wake.set()
 
     def emit(self, event: E) -> E:

@@ -216,6 +216,17 @@ class _Exchange:
         self._watcher.cancel()
 
 
+def _choices(provider: Provider, body: dict[str, Any], legacy: bool) -> int:
+    """How many answers the request asks for: OpenAI chat's ``n``, Gemini's ``candidateCount``."""
+    if provider == "openai" and not legacy:
+        asked = body.get("n")
+    elif provider == "gemini":
+        asked = (body.get("generationConfig") or {}).get("candidateCount")
+    else:
+        asked = None
+    return asked if isinstance(asked, int) and asked > 1 else 1
+
+
 def _route(method: str, path: str, headers: Mapping[str, str]) -> tuple[Provider, str, str]:
     """(provider, route name or "" when unknown, Gemini path model or "")."""
     if gemini := _GEMINI_PATH.match(path):
@@ -452,6 +463,7 @@ class FakeUpstream:
             logprobs=logprobs,
             echo_offset=offset,
             echo=prompt_text if legacy and body.get("echo") is True else "",
+            choices=_choices(provider, body, legacy),
         )
 
     @staticmethod

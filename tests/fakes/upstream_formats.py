@@ -76,6 +76,8 @@ class Plan(msgspec.Struct, kw_only=True):
     logprobs: int | None = None
     echo_offset: int = 0  # legacy completions: where the completion starts in `text_offset` (the prompt's length)
     echo: str = ""  # legacy completions with `echo: true`: the prompt, sent before the completion (no logprobs)
+    #: how many answers (OpenAI chat `n`, Gemini `candidateCount`): each the same tokens, after a `[k] ` for k > 0
+    choices: int = 1
 
     @property
     def text(self) -> str:
@@ -89,7 +91,13 @@ class Plan(msgspec.Struct, kw_only=True):
 
     @property
     def completion_tokens(self) -> int:
-        return len(self.tokens) + sum(len(f) for f in self.fragments)
+        return (len(self.tokens) + sum(len(f) for f in self.fragments)) * self.choices
+
+    def answer(self, choice: int) -> list[str]:
+        """The tokens of answer ``choice`` (``n > 1``): the first one's, marked ``[k] `` for the others."""
+        if not choice or not self.tokens:
+            return self.tokens
+        return [f"[{choice}] {self.tokens[0]}", *self.tokens[1:]]
 
 
 class Stream(msgspec.Struct):
@@ -242,9 +250,12 @@ def openai_chat_body(p: Plan) -> bytes:
         message["tool_calls"] = _openai_calls(p)
     message |= {"refusal": None, "annotations": []}
     logprobs = _chat_logprobs(p, list(enumerate(p.tokens)))
-    choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": p.finish}
+    choices = [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": p.finish}]
+    for k in range(1, p.choices):
+        other = message | {"content": "".join(p.answer(k))}
+        choices.append({"index": k, "message": other, "logprobs": logprobs, "finish_reason": p.finish})
     body = {
-        "choices": [choice],
+        "choices": choices,
         "usage": _openai_usage(p),
         "service_tier": "default",
         "system_fingerprint": FINGERPRINT,
@@ -255,11 +266,25 @@ def openai_chat_body(p: Plan) -> bytes:
 def openai_chat_stream(p: Plan) -> Stream:
     base = _openai_base(p, "chat.completion.chunk") | {"service_tier": "default", "system_fingerprint": FINGERPRINT}
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: dict[str, Any] | None = None) -> bytes:
-        data = base | {"choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]}
+    def chunk(
+        delta: dict[str, Any], finish: str | None = None, logprobs: dict[str, Any] | None = None, index: int = 0
+    ) -> bytes:
+        data = base | {"choices": [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]}
         if p.include_usage:
             data["usage"] = None
         return b"data: " + _encode(data) + b"\n\n"
+
+    if p.choices > 1:  # n answers, their chunks interleaved as OpenAI sends them
+        answers = [p.answer(k) for k in range(p.choices)]
+        head = b"".join(chunk({"role": "assistant", "content": "", "refusal": None}, index=k) for k in range(p.choices))
+        steps = [
+            b"".join(chunk({"content": answer[i]}, index=k) for k, answer in enumerate(answers))
+            for i in range(len(p.tokens))
+        ]
+        tail = b"".join(chunk({}, p.finish, index=k) for k in range(p.choices))
+        if p.include_usage:
+            tail += b"data: " + _encode(base | {"choices": [], "usage": _openai_usage(p)}) + b"\n\n"
+        return Stream(head, steps, tail + b"data: [DONE]\n\n")
 
     if p.logprobs is None:
         content = _template(lambda t: chunk({"content": t}))
@@ -396,13 +421,19 @@ def _gemini_usage(p: Plan, final: bool) -> dict[str, Any]:
     return usage | {"promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]}
 
 
-def _gemini_response(p: Plan, parts: list[dict[str, Any]], final: bool) -> dict[str, Any]:
-    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
-    if final:
-        candidate["finishReason"] = _GEMINI_FINISH.get(p.finish, p.finish.upper())
-    candidate["index"] = 0
+def _gemini_response(
+    p: Plan, parts: list[dict[str, Any]], final: bool, more: list[list[dict[str, Any]]] | None = None
+) -> dict[str, Any]:
+    """``more``: the other candidates' parts (``candidateCount``)."""
+    candidates = []
+    for index, given in enumerate([parts, *(more or [])]):
+        candidate: dict[str, Any] = {"content": {"parts": given, "role": "model"}}
+        if final:
+            candidate["finishReason"] = _GEMINI_FINISH.get(p.finish, p.finish.upper())
+        candidate["index"] = index
+        candidates.append(candidate)
     return {
-        "candidates": [candidate],
+        "candidates": candidates,
         "usageMetadata": _gemini_usage(p, final),
         "modelVersion": p.model,
         "responseId": p.ident,
@@ -415,7 +446,8 @@ def _gemini_calls(p: Plan) -> list[dict[str, Any]]:
 
 def gemini_body(p: Plan) -> bytes:
     text = [{"text": p.text}] if p.tokens or not p.tool_calls else []
-    return _encode(_gemini_response(p, text + _gemini_calls(p), final=True))
+    more = [[{"text": "".join(p.answer(k))}] for k in range(1, p.choices)]
+    return _encode(_gemini_response(p, text + _gemini_calls(p), final=True, more=more))
 
 
 def _gemini_frame(data: dict[str, Any]) -> bytes:
@@ -424,6 +456,17 @@ def _gemini_frame(data: dict[str, Any]) -> bytes:
 
 def gemini_stream(p: Plan) -> Stream:
     """One chunk per token; the last chunk (last token, or the whole function calls) carries finishReason."""
+    if p.choices > 1:  # candidateCount: every chunk holds each candidate's next token
+        answers = [p.answer(k) for k in range(p.choices)]
+        frames = [
+            _gemini_frame(
+                _gemini_response(
+                    p, [{"text": answers[0][i]}], i == len(p.tokens) - 1, [[{"text": a[i]}] for a in answers[1:]]
+                )
+            )
+            for i in range(len(p.tokens))
+        ]
+        return Stream(b"", frames[:-1], frames[-1])
     text = _template(lambda t: _gemini_frame(_gemini_response(p, [{"text": t}], final=False)))
     if p.tool_calls:
         return Stream(b"", [text(t) for t in p.tokens], _gemini_frame(_gemini_response(p, _gemini_calls(p), True)))

@@ -153,9 +153,16 @@ MAPPINGS: dict[str, tuple[Any, Any]] = {
     "seed": (None, {"generationConfig": {"seed": 7}}),
     "presence_penalty": (None, {"generationConfig": {"presencePenalty": 0.25}}),
     "frequency_penalty": (None, {"generationConfig": {"frequencyPenalty": 0.5}}),
-    "response_format": (None, {"generationConfig": {"responseMimeType": "application/json"}}),
-    "reasoning_effort": (None, {"generationConfig": {"thinkingConfig": {"thinkingBudget": 1024}}}),
+    "response_format": (
+        {"tool_choice": {"type": "tool", "name": "conduit_structured_answer"}},
+        {"generationConfig": {"responseMimeType": "application/json"}},
+    ),
+    "reasoning_effort": (
+        {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+        {"generationConfig": {"thinkingConfig": {"thinkingBudget": 1024}}},
+    ),
     "user": ({"metadata": {"user_id": "user-7f3a"}}, None),
+    "logprobs": (None, {"generationConfig": {"responseLogprobs": True}}),
     "n": ({}, {}),  # 1 is OpenAI's default: it asks for nothing
 }
 REFUSED_BY_BOTH = set(CHAT_VALUES) - set(MAPPINGS) - {"tools", "tool_choice", "parallel_tool_calls"}

@@ -51,10 +51,13 @@ class TextPiece(msgspec.Struct, gc=False):
     text: str
     #: the upstream's logprobs object for this text, as sent (OpenAI-compatible upstreams, when asked for)
     logprobs: dict[str, Any] | None = None
+    #: which of the ``n`` answers (``choice`` of every piece of an answer: 0 for the one answer)
+    choice: int = 0
 
 
 class ReasoningPiece(msgspec.Struct, gc=False):
     text: str
+    choice: int = 0
 
 
 class ToolCallPiece(msgspec.Struct, gc=False):
@@ -62,6 +65,7 @@ class ToolCallPiece(msgspec.Struct, gc=False):
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    choice: int = 0
 
 
 class UsagePiece(msgspec.Struct, gc=False):
@@ -78,6 +82,8 @@ class FinishPiece(msgspec.Struct, gc=False):
 
     reason: str
     model: str = ""
+    #: with ``n > 1``: each answer's reason, by index (``reason`` is the first's)
+    reasons: list[str] = []
 
 
 class NativePiece(msgspec.Struct, gc=False):

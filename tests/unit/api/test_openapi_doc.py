@@ -153,7 +153,7 @@ def test_request_rules_the_handlers_check_are_documented(doc: dict[str, Any]) ->
     for wrong in (
         {"model": "gpt-4o", "messages": [{"role": "user", "content": None}]},
         {"model": "gpt-4o", "messages": [{"role": "tool", "content": "42"}]},
-        {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "n": 2},
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "n": 9},
         {"model": " ", "messages": [{"role": "user", "content": "hi"}]},
     ):
         with pytest.raises(ValidationError):

@@ -159,8 +159,8 @@ def test_to_params_stop_string_becomes_list():
     assert oa.to_params(_completion(stop="END")).stop == ["END"]
 
 
-@pytest.mark.parametrize("n", [2, 5])
-def test_to_params_rejects_n_above_one(n):
+@pytest.mark.parametrize("n", [9, 128])
+def test_to_params_rejects_n_above_eight(n):
     with pytest.raises(InvalidRequestError) as info:
         oa.to_params(_chat(n=n))
 
@@ -168,8 +168,9 @@ def test_to_params_rejects_n_above_one(n):
     assert info.value.code == ErrorCode.INVALID_REQUEST
 
 
-def test_to_params_accepts_n_of_one():
-    assert oa.to_params(_chat(n=1)).n == 1
+@pytest.mark.parametrize("n", [1, 2, 8])
+def test_to_params_accepts_n_up_to_eight(n):
+    assert oa.to_params(_chat(n=n)).n == n
 
 
 def test_to_params_legacy_completion_defaults_max_tokens_to_16():
@@ -182,9 +183,10 @@ def test_to_params_legacy_completion_keeps_explicit_max_tokens():
     assert oa.to_params(_completion(max_tokens=5)).max_tokens == 5
 
 
-def test_to_params_legacy_completion_rejects_n_above_one():
+def test_to_params_legacy_completion_takes_n_up_to_eight():
+    assert oa.to_params(_completion(n=3)).n == 3
     with pytest.raises(InvalidRequestError):
-        oa.to_params(_completion(n=3))
+        oa.to_params(_completion(n=9))
 
 
 def test_usage_object_with_and_without_usage():

@@ -420,3 +420,112 @@ def test_to_error_tolerates_a_body_that_is_not_json() -> None:
     assert error.code == ErrorCode.UPSTREAM_ERROR
     assert error.retryable is True
     assert error.message == "anthropic returned HTTP 502: <html>Bad Gateway</html>"
+
+
+# --- reasoning_effort and response_format --------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("effort", "budget"), [("minimal", 1024), ("low", 1024), ("medium", 8192), ("high", 15999)])
+async def test_reasoning_effort_is_extended_thinking_within_max_tokens(effort: str, budget: int) -> None:
+    params = SamplingParams(max_tokens=16000, reasoning_effort=effort)
+    body = _body(await _build(_job([ChatMessage(role="user", content="hi")], params)))
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": budget} and body["max_tokens"] == 16000
+    assert "temperature" not in body
+
+
+@pytest.mark.anyio
+async def test_reasoning_effort_none_asks_for_no_thinking() -> None:
+    body = _body(await _build(_job([ChatMessage(role="user", content="hi")], SamplingParams(reasoning_effort="none"))))
+    assert "thinking" not in body
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        (SamplingParams(max_tokens=1024, reasoning_effort="low"), "reasoning_effort"),
+        (SamplingParams(reasoning_effort="extreme"), "reasoning_effort"),
+        (SamplingParams(reasoning_effort="low", temperature=0.2), "temperature"),
+        (
+            SamplingParams(
+                reasoning_effort="low", tools=[ToolSpec(name="get_weather", parameters=SCHEMA)], tool_choice="required"
+            ),
+            "tool_choice",
+        ),
+        (SamplingParams(response_format={"type": "json_object"}, reasoning_effort="low"), "response_format"),
+        (
+            SamplingParams(response_format={"type": "json_object"}, tools=[ToolSpec(name="t", parameters=SCHEMA)]),
+            "response_format",
+        ),
+        (
+            SamplingParams(
+                response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "array"}}}
+            ),
+            "response_format",
+        ),
+    ],
+)
+async def test_what_anthropic_cannot_do_is_a_400_naming_the_field(params: SamplingParams, field: str) -> None:
+    with pytest.raises(InvalidRequestError) as refused:
+        await _build(_job([ChatMessage(role="user", content="hi")], params))
+    assert refused.value.param == field and "anthropic" in refused.value.message
+
+
+@pytest.mark.anyio
+async def test_response_format_is_a_forced_tool_whose_input_is_the_answer() -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    spec = {"name": "weather", "schema": schema, "strict": True}
+    params = SamplingParams(response_format={"type": "json_schema", "json_schema": spec})
+    body = _body(await _build(_job([ChatMessage(role="user", content="Weather?")], params)))
+    assert body["tools"] == [
+        {
+            "name": "conduit_structured_answer",
+            "description": "Give your whole answer as this tool's input (weather).",
+            "input_schema": schema,
+        }
+    ]
+    assert body["tool_choice"] == {"type": "tool", "name": "conduit_structured_answer"}
+    plain = SamplingParams(response_format={"type": "json_object"})
+    body = _body(await _build(_job([ChatMessage(role="user", content="Weather?")], plain)))
+    assert body["tools"][0]["input_schema"] == {"type": "object"}
+    text = SamplingParams(response_format={"type": "text"})
+    assert "tools" not in _body(await _build(_job([ChatMessage(role="user", content="Weather?")], text)))
+
+
+@pytest.mark.anyio
+async def test_the_forced_tools_input_streams_back_as_the_message_text() -> None:
+    pieces = await _pieces(_golden("structured_answer.sse"))
+    text = "".join(piece.text for piece in pieces if isinstance(piece, TextPiece))
+    assert json.loads(text) == {"city": "Orléans", "temperature_c": 21}
+    assert not [piece for piece in pieces if isinstance(piece, ToolCallPiece)]
+    assert pieces[-1] == FinishPiece("stop", MODEL)
+
+
+@pytest.mark.anyio
+async def test_thinking_streams_as_reasoning_and_its_signature_is_not_text() -> None:
+    pieces = await _pieces(_golden("tool_use.sse"))
+    reasoning = [piece.text for piece in pieces if isinstance(piece, ReasoningPiece)]
+    assert reasoning == ["The user wants the weather and the time."]
+    assert not any("EqQB" in getattr(piece, "text", "") for piece in pieces)
+
+
+@pytest.mark.anyio
+async def test_a_tool_result_with_images_keeps_them_as_image_blocks() -> None:
+    png = "data:image/png;base64,iVBORw0KGgo="
+    messages = [
+        ChatMessage(role="user", content="Show me"),
+        ChatMessage(role="assistant", tool_calls=[ToolCall(id="toolu_1", name="snapshot", arguments="{}")]),
+        ChatMessage(role="tool", tool_call_id="toolu_1", content=[TextPart(text="the chart:"), ImagePart(url=png)]),
+    ]
+    body = _body(await _build(_job(messages)))
+    assert body["messages"][-1]["content"] == [
+        {
+            "type": "tool_result",
+            "tool_use_id": "toolu_1",
+            "content": [
+                {"type": "text", "text": "the chart:"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+            ],
+        }
+    ]

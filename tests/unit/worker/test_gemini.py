@@ -462,3 +462,60 @@ def test_to_error_tolerates_a_body_that_is_not_json() -> None:
     error = GeminiAdapter.to_error(502, b"<html>Bad Gateway</html>", httpx.Headers(), TARGET)
     assert error.code == ErrorCode.UPSTREAM_ERROR
     assert error.message == "gemini returned HTTP 502: <html>Bad Gateway</html>"
+
+
+# --- logprobs --------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_logprobs_ask_for_responselogprobs_and_the_top_count() -> None:
+    params = SamplingParams(logprobs=True, top_logprobs=2)
+    config = _body(await _build(_job([ChatMessage(role="user", content="hi")], params)))["generationConfig"]
+    assert (config["responseLogprobs"], config["logprobs"]) == (True, 2)
+    alone = SamplingParams(logprobs=True)
+    config = _body(await _build(_job([ChatMessage(role="user", content="hi")], alone)))["generationConfig"]
+    assert config == {"responseLogprobs": True}
+    with pytest.raises(InvalidRequestError) as refused:
+        await _build(_job([ChatMessage(role="user", content="hi")], SamplingParams(top_logprobs=2)))
+    assert refused.value.param == "top_logprobs"
+
+
+@pytest.mark.anyio
+async def test_gemini_logprobs_come_back_in_openais_shape() -> None:
+    texts = [piece for piece in await _pieces(_golden("logprobs.sse")) if isinstance(piece, TextPiece)]
+    assert [t.text for t in texts] == ["Hello", " there!"]
+    first, second = (t.logprobs for t in texts)
+    assert first == {
+        "content": [
+            {
+                "token": "Hello",
+                "logprob": -0.0125,
+                "bytes": list(b"Hello"),
+                "top_logprobs": [
+                    {"token": "Hello", "logprob": -0.0125, "bytes": list(b"Hello")},
+                    {"token": "Hi", "logprob": -4.61, "bytes": list(b"Hi")},
+                ],
+            }
+        ],
+        "refusal": None,
+    }
+    assert second is not None and [step["token"] for step in second["content"]] == [" there", "!"]
+    assert [len(step["top_logprobs"]) for step in second["content"]] == [2, 1]
+
+
+@pytest.mark.anyio
+async def test_a_tool_result_with_images_sends_them_after_its_response() -> None:
+    png = "data:image/png;base64,iVBORw0KGgo="
+    messages = [
+        ChatMessage(role="user", content="Show me"),
+        ChatMessage(role="assistant", tool_calls=[ToolCall(id="call_1", name="snapshot", arguments="{}")]),
+        ChatMessage(role="tool", tool_call_id="call_1", content=[TextPart(text="the chart:"), ImagePart(url=png)]),
+    ]
+    contents = _body(await _build(_job(messages)))["contents"]
+    assert contents[-1] == {
+        "role": "user",
+        "parts": [
+            {"functionResponse": {"name": "snapshot", "response": {"output": "the chart:"}}},
+            {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
+        ],
+    }

@@ -159,9 +159,10 @@ COMPLETION_EXAMPLES: dict[str, Any] = {
 
 # --- rules the request Structs cannot state (the handlers check them) ---
 
-_ONE_CHOICE: JsonSchema = {
-    "anyOf": [{"const": 1}, {"type": "null"}],
-    "description": "How many choices to generate: the gateway generates one.",
+_CHOICES: JsonSchema = {
+    "anyOf": [{"type": "integer", "minimum": 1, "maximum": 8}, {"type": "null"}],
+    "description": "How many choices to generate (at most 8): natively where the provider can (OpenAI `n`, Gemini "
+    "`candidateCount`), else as that many calls at once (Anthropic).",
 }
 _MESSAGE_RULES: JsonSchema = {
     "allOf": [
@@ -184,7 +185,7 @@ _MODEL: JsonSchema = {
     "picks the provider.",
     "examples": ["gpt-4o-mini", "anthropic/claude-sonnet-4-5"],
 }
-_SAMPLING = {"model": _MODEL, "n": _ONE_CHOICE}
+_SAMPLING = {"model": _MODEL, "n": _CHOICES}
 CHAT_REFINEMENTS = (Refinement("ChatCompletionRequest", _SAMPLING), Refinement("Message", extra=_MESSAGE_RULES))
 COMPLETION_REFINEMENTS = (Refinement("CompletionRequest", _SAMPLING),)
 

@@ -5,6 +5,7 @@ exactly when the endpoint would refuse it."""
 import msgspec
 
 from services.api.body import decode_body
+from services.api.dialects.openai.extensions import with_image, with_tone
 from services.api.dialects.openai.schemas import (
     CHAT_FIELDS,
     COMPLETION_FIELDS,
@@ -37,6 +38,7 @@ def chat_request(
     provider, model = resolve_model(catalog, body.model) if catalog is not None else ("", body.model)
     rendering = Rendering(CHAT, "chatcmpl-", body.model, _include_usage(body))
     messages, params = to_messages(body.messages), to_params(body, extra_fields(raw, CHAT_FIELDS))
+    messages, params = with_tone(with_image(messages, body.image), params, body.tone)
     return body, JobRequest(provider, model, messages, params, bool(body.stream), rendering)
 
 

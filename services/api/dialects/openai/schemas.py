@@ -109,9 +109,15 @@ class ChatCompletionRequest(_Sampling, kw_only=True):
     reasoning_effort: str | None = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+    #: the original API's extensions (``extensions.py``): a tone's instruction and sampling, and an image for
+    #: the last user message
+    tone: Literal["precise", "balanced", "creative"] | None = None
+    image: Annotated[str, Meta(min_length=1)] | None = None
 
     def check_limits(self, settings: ApiSettings) -> None:
         """Image URLs: https, http or a bounded ``data:image`` (``services.api.images``)."""
+        if self.image is not None:
+            check_image_url(self.image, settings.max_image_bytes, "image")
         for index, message in enumerate(self.messages):
             if isinstance(message.content, list):
                 for part_index, part in enumerate(message.content):

@@ -44,13 +44,16 @@ def _logprobs_json(logprobs: dict[str, Any] | None) -> bytes:
 
 
 class ChatChunkEncoder:
+    """Chunks of each answer (``choice``; several with ``n > 1``): its role chunk first, its deltas, and at the end
+    a finish chunk per answer, then the usage chunk when asked for, then ``[DONE]``."""
+
     def __init__(self, completion_id: str, model: str, include_usage: bool, created: int) -> None:
         self._id, self._created = completion_id, created
         self._model(model, "")
         self._include_usage = include_usage
         self._usage: Usage | None = None
-        self._started = False
-        self._calls: set[int] = set()
+        self._started: set[int] = set()
+        self._calls: set[tuple[int, int]] = set()
 
     @classmethod
     def for_view(cls, view: StreamView) -> "ChatChunkEncoder":
@@ -58,40 +61,49 @@ class ChatChunkEncoder:
 
     def _model(self, model: str, fingerprint: str) -> None:
         self._head = _head(self._id, "chat.completion.chunk", self._created, model, fingerprint)
-        self._prefix = self._head + b',"choices":[{"index":0,"delta":'
+        self._prefix = self._head + b',"choices":[{"index":'
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None, logprobs: dict[str, Any] | None = None) -> bytes:
+    def _chunk(
+        self,
+        choice: int,
+        delta: dict[str, Any],
+        finish: str | None = None,
+        logprobs: dict[str, Any] | None = None,
+    ) -> bytes:
         finish_json = b"null" if finish is None else _encode(finish)
         tail = b',"logprobs":' + _logprobs_json(logprobs) + b',"finish_reason":' + finish_json + b"}]}"
-        return self._prefix + _encode(delta) + tail
+        return self._prefix + b"%d" % choice + b',"delta":' + _encode(delta) + tail
 
-    def _role(self, content: str | None) -> dict[str, Any]:
-        if self._started:
+    def _role(self, choice: int, content: str | None) -> dict[str, Any]:
+        if choice in self._started:
             return {}
-        self._started = True
+        self._started.add(choice)
         return {"role": "assistant", "content": content, "refusal": None}
 
     def encode(self, event: Event) -> list[bytes]:
         match event:
-            case TextDelta(text=text, logprobs=logprobs):
-                role = self._role("")
-                chunk = self._chunk({"content": text}, logprobs=logprobs)
-                return [self._chunk(role), chunk] if role else [chunk]
+            case TextDelta(text=text, logprobs=logprobs, choice=choice):
+                role = self._role(choice, "")
+                chunk = self._chunk(choice, {"content": text}, logprobs=logprobs)
+                return [self._chunk(choice, role), chunk] if role else [chunk]
             case ModelInfo(model=model, system_fingerprint=fingerprint):
                 if not self._started and model:  # it comes first: every chunk carries the same head
                     self._model(model, fingerprint)
                 return []
-            case ReasoningDelta(text=text):
-                return [self._chunk({**self._role(None), "reasoning_content": text})]
-            case ToolCallDelta():
-                return [self._chunk({**self._role(None), "tool_calls": [self._tool_call(event)]})]
+            case ReasoningDelta(text=text, choice=choice):
+                return [self._chunk(choice, {**self._role(choice, None), "reasoning_content": text})]
+            case ToolCallDelta(choice=choice):
+                return [self._chunk(choice, {**self._role(choice, None), "tool_calls": [self._tool_call(event)]})]
             case Usage():
                 self._usage = event
                 return []
-            case Done(finish_reason=reason):
-                role = self._role("")
-                frames = [self._chunk(role)] if role else []
-                frames.append(self._chunk({}, reason))
+            case Done(finish_reason=reason, finish_reasons=reasons):
+                frames = []
+                for choice, finish in enumerate(reasons or [reason]):
+                    role = self._role(choice, "")
+                    if role:
+                        frames.append(self._chunk(choice, role))
+                    frames.append(self._chunk(choice, {}, finish))
                 if self._include_usage:
                     frames.append(_usage_chunk(self._head, self._usage))
                 return [*frames, DONE]
@@ -101,9 +113,9 @@ class ChatChunkEncoder:
                 return []
 
     def _tool_call(self, event: ToolCallDelta) -> dict[str, Any]:
-        if event.index in self._calls:
+        if (event.choice, event.index) in self._calls:
             return {"index": event.index, "function": {"arguments": event.arguments}}
-        self._calls.add(event.index)
+        self._calls.add((event.choice, event.index))
         return {
             "index": event.index,
             "id": event.id or f"call_{event.index}",
@@ -130,16 +142,18 @@ class CompletionChunkEncoder:
         self._head = _head(self._id, "text_completion", self._created, model, fingerprint)
         self._prefix = self._head + b',"choices":[{"text":'
 
-    def _chunk(self, text: str, finish: str | None = None, logprobs: dict[str, Any] | None = None) -> bytes:
+    def _chunk(
+        self, text: str, finish: str | None = None, logprobs: dict[str, Any] | None = None, choice: int = 0
+    ) -> bytes:
         self._started = True
         finish_json = b"null" if finish is None else _encode(finish)
-        tail = b',"index":0,"logprobs":' + _logprobs_json(logprobs) + b',"finish_reason":' + finish_json + b"}]}"
-        return self._prefix + _encode(text) + tail
+        tail = b',"logprobs":' + _logprobs_json(logprobs) + b',"finish_reason":' + finish_json + b"}]}"
+        return self._prefix + _encode(text) + b',"index":%d' % choice + tail
 
     def encode(self, event: Event) -> list[bytes]:
         match event:
-            case TextDelta(text=text, logprobs=logprobs):
-                return [self._chunk(text, logprobs=logprobs)]
+            case TextDelta(text=text, logprobs=logprobs, choice=choice):
+                return [self._chunk(text, logprobs=logprobs, choice=choice)]
             case ModelInfo(model=model, system_fingerprint=fingerprint):
                 if not self._started and model:
                     self._model(model, fingerprint)
@@ -147,8 +161,8 @@ class CompletionChunkEncoder:
             case Usage():
                 self._usage = event
                 return []
-            case Done(finish_reason=reason):
-                frames = [self._chunk("", reason)]
+            case Done(finish_reason=reason, finish_reasons=reasons):
+                frames = [self._chunk("", finish, choice=choice) for choice, finish in enumerate(reasons or [reason])]
                 if self._include_usage:
                     frames.append(_usage_chunk(self._head, self._usage))
                 return [*frames, DONE]

@@ -5,7 +5,7 @@ from typing import Any
 
 import msgspec
 
-from services.api.answer import Answer
+from services.api.answer import Answer, Choice
 from services.api.dialects.openai.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -100,10 +100,14 @@ def _extra_value(name: str, value: msgspec.Raw) -> Any:
         raise InvalidRequestError(f"Invalid '{name}': {exc}", param=name) from exc
 
 
+#: the most answers one request may ask for (``n``)
+MAX_CHOICES = 8
+
+
 def to_params(body: ChatCompletionRequest | CompletionRequest, extra: dict[str, Any] | None = None) -> SamplingParams:
     """The canonical params; ``extra`` holds the client's other fields, for the upstream (``extra_fields``)."""
-    if body.n not in (None, 1):
-        raise InvalidRequestError("n > 1 is not supported by this gateway", param="n")
+    if body.n is not None and body.n > MAX_CHOICES:
+        raise InvalidRequestError(f"n may be at most {MAX_CHOICES} on this gateway", param="n")
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or ())
     max_tokens = body.max_tokens
     tools: list[ToolSpec] = []
@@ -164,29 +168,37 @@ def _tail(answer: Answer, model: str) -> tuple[str, dict[str, Any]]:
     return answer.model or model, fingerprint
 
 
-def chat_body(completion_id: str, model: str, answer: Answer) -> bytes:
+def _chat_choice(index: int, choice: Answer | Choice) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": answer.text if answer.text or not answer.tool_calls else None,
+        "content": choice.text if choice.text or not choice.tool_calls else None,
         "refusal": None,
         "annotations": [],
     }
-    if answer.reasoning:
-        message["reasoning_content"] = answer.reasoning
-    if answer.tool_calls:
+    if choice.reasoning:
+        message["reasoning_content"] = choice.reasoning
+    if choice.tool_calls:
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in answer.tool_calls
+            for c in choice.tool_calls
         ]
+    return {"index": index, "message": message, "logprobs": choice.logprobs, "finish_reason": choice.finish_reason}
+
+
+def _choices(answer: Answer) -> list[Answer | Choice]:
+    """The answer's choices: its ``n`` answers, or the one it is."""
+    return [*answer.choices] if answer.choices else [answer]
+
+
+def chat_body(completion_id: str, model: str, answer: Answer) -> bytes:
     answered, fingerprint = _tail(answer, model)
-    choice = {"index": 0, "message": message, "logprobs": answer.logprobs, "finish_reason": answer.finish_reason}
     return encode_json(
         {
             "id": completion_id,
             "object": "chat.completion",
             "created": int(time.time()),
             "model": answered,
-            "choices": [choice],
+            "choices": [_chat_choice(index, choice) for index, choice in enumerate(_choices(answer))],
             "usage": usage_object(answer.usage),
             **fingerprint,
         }
@@ -195,14 +207,17 @@ def chat_body(completion_id: str, model: str, answer: Answer) -> bytes:
 
 def completion_body(completion_id: str, model: str, answer: Answer) -> bytes:
     answered, fingerprint = _tail(answer, model)
-    choice = {"text": answer.text, "index": 0, "logprobs": answer.logprobs, "finish_reason": answer.finish_reason}
+    choices = [
+        {"text": choice.text, "index": index, "logprobs": choice.logprobs, "finish_reason": choice.finish_reason}
+        for index, choice in enumerate(_choices(answer))
+    ]
     return encode_json(
         {
             "id": completion_id,
             "object": "text_completion",
             "created": int(time.time()),
             "model": answered,
-            "choices": [choice],
+            "choices": choices,
             "usage": usage_object(answer.usage),
             **fingerprint,
         }

@@ -5,7 +5,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from services.worker.providers._fields import check_fields
+from services.worker.providers._fields import check_fields, unsupported
 from services.worker.providers.base import Target
 from shared.errors import InvalidRequestError
 from shared.jobs import ChatMessage, GenerationJob, ImagePart, SamplingParams, ToolCall, message_text
@@ -18,8 +18,25 @@ _NAMED_CHOICES = {"auto": "auto", "required": "any", "none": "none"}
 #: the OpenAI fields with an Anthropic equivalent (the others are refused: ``_fields``); temperature is capped at
 #: 1, as Anthropic's own OpenAI compatibility layer documents
 MAPPED = frozenset(
-    {"temperature", "top_p", "max_tokens", "stop", "tools", "tool_choice", "parallel_tool_calls", "user"}
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "stop",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "user",
+        "reasoning_effort",
+        "response_format",
+    }
 )
+#: reasoning_effort -> extended thinking's budget_tokens (Anthropic's least is 1,024); "none": no thinking
+THINKING_BUDGETS = {"none": 0, "minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
+MIN_BUDGET = 1024
+#: the tool a structured answer (``response_format``) is asked for with: forced, its input is the answer, and the
+#: stream reads it back as message text (``stream.py``)
+ANSWER_TOOL = "conduit_structured_answer"
 
 
 def _image(part: ImagePart) -> dict[str, Any]:
@@ -52,7 +69,15 @@ def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
     if message.role == "tool":
         if not message.tool_call_id:
             raise InvalidRequestError("a tool message needs a tool_call_id", param="messages")
-        return [{"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message_text(message)}]
+        parts = message.content if isinstance(message.content, list) else []
+        if not any(isinstance(part, ImagePart) for part in parts):
+            return [{"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message_text(message)}]
+        result = [  # a tool's result with images: text and image blocks, in order
+            _image(part) if isinstance(part, ImagePart) else {"type": "text", "text": part.text}
+            for part in parts
+            if isinstance(part, ImagePart) or part.text
+        ]
+        return [{"type": "tool_result", "tool_use_id": message.tool_call_id, "content": result}]
     content = message.content
     blocks: list[dict[str, Any]] = []
     if isinstance(content, str):
@@ -105,6 +130,48 @@ def _tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
     raise InvalidRequestError(f"unsupported tool_choice: {choice!r}", param="tool_choice")
 
 
+def _answer_tool(response_format: dict[str, Any]) -> dict[str, Any] | None:
+    """``response_format`` as a forced tool whose input is the answer (``None`` for plain text)."""
+    kind = response_format.get("type")
+    if kind in (None, "text"):
+        return None
+    if kind == "json_object":
+        schema: dict[str, Any] = {"type": "object"}
+        described = "Give your whole answer as this tool's input: one JSON object."
+    elif kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        given = spec.get("schema")
+        schema = given if isinstance(given, dict) else {"type": "object"}
+        if schema.get("type") != "object":
+            raise unsupported("response_format", "anthropic", "a JSON schema whose top level is an object only")
+        described = spec.get("description") or f"Give your whole answer as this tool's input ({spec.get('name')})."
+    else:
+        raise InvalidRequestError(f"unknown response_format type {kind!r}", param="response_format")
+    return {"name": ANSWER_TOOL, "description": described, "input_schema": schema}
+
+
+def _thinking(params: SamplingParams, body: dict[str, Any]) -> None:
+    """``reasoning_effort`` as extended thinking, within ``max_tokens`` (Anthropic: the budget below it)."""
+    effort = params.reasoning_effort
+    if effort is None:
+        return
+    budget = THINKING_BUDGETS.get(effort)
+    if budget is None:
+        raise unsupported("reasoning_effort", "anthropic", f"{effort!r} has no thinking budget (none…high)")
+    if not budget:
+        return
+    budget = min(budget, body["max_tokens"] - 1)
+    if budget < MIN_BUDGET:
+        raise unsupported("reasoning_effort", "anthropic", f"extended thinking needs max_tokens above {MIN_BUDGET}")
+    if params.temperature is not None and params.temperature != 1:
+        raise unsupported("temperature", "anthropic", "extended thinking takes no temperature but 1")
+    body.pop("temperature", None)
+    choice = body.get("tool_choice", {}).get("type")
+    if choice in ("any", "tool"):
+        raise unsupported("tool_choice", "anthropic", "extended thinking cannot be forced to use a tool")
+    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+
+
 def to_anthropic_params(params: SamplingParams) -> dict[str, Any]:
     body: dict[str, Any] = {"max_tokens": params.max_tokens if params.max_tokens is not None else DEFAULT_MAX_TOKENS}
     if params.temperature is not None:
@@ -129,6 +196,14 @@ def to_anthropic_params(params: SamplingParams) -> dict[str, Any]:
             body["tool_choice"] = choice
     if params.user:
         body["metadata"] = {"user_id": params.user}
+    answer = _answer_tool(params.response_format or {})
+    if answer is not None:
+        if params.tools:
+            raise unsupported("response_format", "anthropic", "not together with tools")
+        body["tools"], body["tool_choice"] = [answer], {"type": "tool", "name": ANSWER_TOOL}
+        if params.reasoning_effort not in (None, "none"):
+            raise unsupported("response_format", "anthropic", "not together with reasoning_effort")
+    _thinking(params, body)
     return body
 
 

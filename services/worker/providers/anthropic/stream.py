@@ -8,6 +8,7 @@ import msgspec
 from services.worker.providers._http import drain
 from services.worker.providers._sse import iter_sse
 from services.worker.providers._status import redact
+from services.worker.providers.anthropic.request import ANSWER_TOOL
 from services.worker.providers.base import (
     FinishPiece,
     ModelPiece,
@@ -98,6 +99,7 @@ class _State:
         self.model = ""
         self.counts: dict[str, int] = {}
         self.tools: dict[int, int] = {}  # Anthropic block index -> tool call ordinal (0, 1, ...)
+        self.answer: set[int] = set()  # the blocks of a structured answer's tool (read as text)
         self.stop_reason: str | None = None
 
     def take_usage(self, usage: _Usage | None) -> None:
@@ -121,6 +123,9 @@ def _block_start(event: _Event, state: _State) -> list[Piece]:
     block = event.content_block
     if block is None or block.type != "tool_use":
         return []
+    if block.name == ANSWER_TOOL:  # a structured answer (response_format): its input is the message's text
+        state.answer.add(event.index)
+        return []
     ordinal = state.tools[event.index] = len(state.tools)
     return [ToolCallPiece(ordinal, block.id, block.name, "")]
 
@@ -131,6 +136,8 @@ def _block_delta(event: _Event, state: _State) -> list[Piece]:
         return [TextPiece(delta.text)]
     if delta.type == "thinking_delta" and delta.thinking:
         return [ReasoningPiece(delta.thinking)]
+    if delta.type == "input_json_delta" and delta.partial_json and event.index in state.answer:
+        return [TextPiece(delta.partial_json)]
     if delta.type == "input_json_delta" and delta.partial_json and event.index in state.tools:
         return [ToolCallPiece(state.tools[event.index], arguments=delta.partial_json)]
     return []  # signature_delta, citations_delta, empty fragments, future delta types
@@ -187,4 +194,7 @@ async def iter_pieces(response: httpx.Response, target: Target) -> AsyncIterator
     usage = state.usage()
     if usage is not None:
         yield usage
-    yield FinishPiece(_FINISH.get(state.stop_reason or "end_turn", "stop"), state.model)
+    reason = state.stop_reason or "end_turn"
+    if reason == "tool_use" and state.answer and not state.tools:  # the structured answer is the message
+        reason = "end_turn"
+    yield FinishPiece(_FINISH.get(reason, "stop"), state.model)

@@ -14,7 +14,7 @@ import httpx
 import msgspec
 
 from services.worker.providers._sse import iter_sse
-from services.worker.providers.base import FinishPiece, NativePiece, Piece, Target, UsagePiece
+from services.worker.providers.base import NativePiece, Piece, Target, UsagePiece
 from services.worker.providers.gemini.errors import to_error
 from services.worker.providers.gemini.stream import _DECODER, _Chunk, _error, _pieces, _State
 from shared.errors import ErrorCode, UpstreamError
@@ -83,7 +83,7 @@ class GeminiNativeAdapter:
                 cached_tokens=usage.cached_content_token_count,
                 reasoning_tokens=usage.thoughts_token_count,
             )
-        yield FinishPiece(state.reason(), state.model)
+        yield state.finish_piece()
 
     @staticmethod
     def _chunk(data: bytes | str, target: Target) -> _Chunk:

@@ -35,6 +35,8 @@ MAPPED = frozenset(
         "tool_choice",
         "response_format",
         "reasoning_effort",
+        "logprobs",
+        "top_logprobs",
     }
 )
 
@@ -77,7 +79,9 @@ def _parts(message: ChatMessage, names: dict[str, str]) -> list[dict[str, Any]]:
     if message.role == "tool":
         call_id = message.tool_call_id or ""
         response = {"output": _tool_output(message_text(message))}
-        return [{"functionResponse": {"name": names.get(call_id, call_id), "response": response}}]
+        images = [_image(part) for part in message.content or () if isinstance(part, ImagePart)]
+        # a tool's images follow its response in the same turn, where every Gemini model reads them
+        return [{"functionResponse": {"name": names.get(call_id, call_id), "response": response}}, *images]
     content = message.content
     parts: list[dict[str, Any]] = []
     if isinstance(content, str):
@@ -128,7 +132,11 @@ def _generation_config(params: SamplingParams) -> dict[str, Any]:
         "presencePenalty": params.presence_penalty,
         "frequencyPenalty": params.frequency_penalty,
         "candidateCount": params.n if params.n not in (None, 1) else None,
+        "responseLogprobs": True if params.logprobs else None,
+        "logprobs": params.top_logprobs if params.logprobs and params.top_logprobs else None,
     }
+    if params.top_logprobs is not None and not params.logprobs:
+        raise unsupported("top_logprobs", "gemini", "only with logprobs: true")
     response_format = params.response_format or {}
     if response_format.get("type") in ("json_object", "json_schema"):
         config["responseMimeType"] = "application/json"

@@ -52,10 +52,25 @@ class _Content(msgspec.Struct, gc=False):
     parts: list[_Part] = []
 
 
+class _Token(msgspec.Struct, gc=False, rename="camel"):
+    token: str = ""
+    log_probability: float = 0.0
+
+
+class _Top(msgspec.Struct, gc=False):
+    candidates: list[_Token] = []
+
+
+class _Logprobs(msgspec.Struct, gc=False, rename="camel"):
+    chosen_candidates: list[_Token] = []
+    top_candidates: list[_Top] = []
+
+
 class _Candidate(msgspec.Struct, gc=False, rename="camel"):
     index: int = 0
     content: _Content | None = None
     finish_reason: str | None = None
+    logprobs_result: _Logprobs | None = None
 
 
 class _Usage(msgspec.Struct, gc=False, rename="camel"):
@@ -90,30 +105,61 @@ class _State:
     def __init__(self) -> None:
         self.model = ""
         self.usage: _Usage | None = None
-        self.finish: str | None = None  # Gemini's finishReason, as sent
+        self.finishes: dict[int, str] = {}  # each candidate's finishReason, as sent, by its index
         self.blocked = False
-        self.calls = 0
+        self.calls: dict[int, int] = {}  # tool calls so far, by candidate
         self.call_prefix = uuid.uuid4().hex[:16]
 
-    def reason(self) -> str:
-        if self.finish is None:
+    @property
+    def finish(self) -> str | None:
+        """The first candidate's finishReason (``None``: not finished)."""
+        return self.finishes.get(0)
+
+    def reason(self, index: int = 0) -> str:
+        finish = self.finishes.get(index)
+        if finish is None:
             return "content_filter"  # only a blocked prompt ends without a finishReason
-        if self.finish in _FILTERED or self.finish.startswith("IMAGE_"):
+        if finish in _FILTERED or finish.startswith("IMAGE_"):
             return "content_filter"
-        if self.finish == "MAX_TOKENS":
+        if finish == "MAX_TOKENS":
             return "length"
-        return "tool_calls" if self.calls and self.finish == "STOP" else "stop"
+        return "tool_calls" if self.calls.get(index) and finish == "STOP" else "stop"
+
+    def finish_piece(self) -> FinishPiece:
+        """How each candidate finished (several: ``n > 1``, as ``candidateCount``)."""
+        reasons = [self.reason(index) for index in range(max(self.finishes, default=0) + 1)]
+        return FinishPiece(reasons[0], self.model, reasons if len(reasons) > 1 else [])
 
 
-def _part_pieces(part: _Part, state: _State) -> list[Piece]:
+def _openai_token(token: _Token) -> dict[str, Any]:
+    return {"token": token.token, "logprob": token.log_probability, "bytes": list(token.token.encode())}
+
+
+def _openai_logprobs(result: _Logprobs) -> dict[str, Any]:
+    """Gemini's ``logprobsResult`` in OpenAI's shape: per token its logprob, bytes and the top alternatives."""
+    tops = result.top_candidates
+    return {
+        "content": [
+            {
+                **_openai_token(chosen),
+                "top_logprobs": [_openai_token(t) for t in tops[step].candidates] if step < len(tops) else [],
+            }
+            for step, chosen in enumerate(result.chosen_candidates)
+        ],
+        "refusal": None,
+    }
+
+
+def _part_pieces(part: _Part, state: _State, at: int = 0) -> list[Piece]:
     pieces: list[Piece] = []
     if part.text:
-        pieces.append(ReasoningPiece(part.text) if part.thought else TextPiece(part.text))
+        pieces.append(ReasoningPiece(part.text, at) if part.thought else TextPiece(part.text, choice=at))
     if part.function_call is not None:
         arguments = msgspec.json.encode(part.function_call.args or {}).decode()
-        call_id = f"call_{state.call_prefix}_{state.calls}"
-        pieces.append(ToolCallPiece(state.calls, call_id, part.function_call.name, arguments))
-        state.calls += 1
+        ordinal = state.calls.get(at, 0)
+        call_id = f"call_{state.call_prefix}_{at}_{ordinal}" if at else f"call_{state.call_prefix}_{ordinal}"
+        pieces.append(ToolCallPiece(ordinal, call_id, part.function_call.name, arguments, at))
+        state.calls[at] = ordinal + 1
     return pieces
 
 
@@ -127,12 +173,17 @@ def _pieces(chunk: _Chunk, state: _State) -> list[Piece]:
     state.usage = chunk.usage_metadata or state.usage
     if chunk.prompt_feedback is not None and chunk.prompt_feedback.block_reason and not chunk.candidates:
         state.blocked = True
-    candidate = next((c for c in chunk.candidates if c.index == 0), None)  # n > 1 is refused before enqueue
-    if candidate is None:
-        return pieces
-    state.finish = candidate.finish_reason or state.finish
-    parts = candidate.content.parts if candidate.content else []
-    return pieces + [piece for part in parts for piece in _part_pieces(part, state)]
+    for candidate in chunk.candidates:  # several with candidateCount (n > 1), each by its index
+        if candidate.finish_reason:
+            state.finishes[candidate.index] = candidate.finish_reason
+        parts = candidate.content.parts if candidate.content else []
+        found = [piece for part in parts for piece in _part_pieces(part, state, candidate.index)]
+        if candidate.logprobs_result is not None:  # the chunk's tokens: with its first text
+            first = next((p for p in found if isinstance(p, TextPiece)), None)
+            if first is not None:
+                first.logprobs = _openai_logprobs(candidate.logprobs_result)
+        pieces += found
+    return pieces
 
 
 def _error(error: _ApiError, target: Target) -> UpstreamError:
@@ -166,4 +217,4 @@ async def iter_pieces(response: httpx.Response, target: Target) -> AsyncIterator
             cached_tokens=usage.cached_content_token_count,
             reasoning_tokens=usage.thoughts_token_count,
         )
-    yield FinishPiece(state.reason(), state.model)
+    yield state.finish_piece()

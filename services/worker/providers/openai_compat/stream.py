@@ -85,21 +85,22 @@ def _usage(usage: _Usage) -> UsagePiece:
 
 def _choice_pieces(choice: _Choice) -> list[Piece]:
     """A choice's text (with its logprobs, when the client asked for them), reasoning and tool calls."""
+    at = choice.index
     if choice.text:
-        return [TextPiece(choice.text, choice.logprobs)]
+        return [TextPiece(choice.text, choice.logprobs, at)]
     delta = choice.delta
     if delta is None:
         return []
     pieces: list[Piece] = []
     if delta.reasoning_content:
-        pieces.append(ReasoningPiece(delta.reasoning_content))
+        pieces.append(ReasoningPiece(delta.reasoning_content, at))
     if delta.content:
-        pieces.append(TextPiece(delta.content, choice.logprobs))
+        pieces.append(TextPiece(delta.content, choice.logprobs, at))
     if delta.refusal:
-        pieces.append(TextPiece(delta.refusal, choice.logprobs))
+        pieces.append(TextPiece(delta.refusal, choice.logprobs, at))
     for call in delta.tool_calls or ():
         function = call.function or _Function()
-        pieces.append(ToolCallPiece(call.index, call.id, function.name, function.arguments or ""))
+        pieces.append(ToolCallPiece(call.index, call.id, function.name, function.arguments or "", at))
     return pieces
 
 
@@ -122,7 +123,8 @@ def _midstream_error(error: dict[str, Any] | str, target: Target) -> UpstreamErr
 
 
 async def iter_pieces(response: httpx.Response, target: Target) -> AsyncIterator[Piece]:
-    model, fingerprint, finish = "", "", None
+    model, fingerprint = "", ""
+    finishes: dict[int, str] = {}  # each choice's finish reason, by index (n > 1: several)
     chunks = response.aiter_bytes()
     async for sse in iter_sse(chunks):
         if sse.data.startswith("[DONE]"):
@@ -138,18 +140,17 @@ async def iter_pieces(response: httpx.Response, target: Target) -> AsyncIterator
             model, fingerprint = chunk.model or model, chunk.system_fingerprint or fingerprint
             yield ModelPiece(model, fingerprint)
         for choice in chunk.choices:
-            if choice.index != 0:
-                continue  # n > 1 is refused before enqueue; ignore stray choices
             for piece in _choice_pieces(choice):
                 yield piece
             if choice.finish_reason:
-                finish = choice.finish_reason
+                finishes[choice.index] = choice.finish_reason
         if chunk.usage is not None:
             yield _usage(chunk.usage)
-    if finish is None:
+    if 0 not in finishes or len(finishes) != max(finishes) + 1:
         raise UpstreamError(
             f"{target.provider} ended the stream without a finish reason (incomplete answer)",
             code=ErrorCode.UPSTREAM_INCOMPLETE,
             retryable=True,
         )
-    yield FinishPiece(finish, model)
+    reasons = [finishes[index] for index in range(len(finishes))]
+    yield FinishPiece(reasons[0], model, reasons if len(reasons) > 1 else [])
