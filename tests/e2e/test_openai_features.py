@@ -1,13 +1,17 @@
-"""``n`` answers (``n > 1``) through the real stack, read by the official ``openai`` SDK, streamed and not: native
-on OpenAI (``n``) and Gemini (``candidateCount``), as ``n`` calls at once on Anthropic and echo. Each answer is
-its own choice, with its index, its text and its finish reason; the usage covers them all."""
+"""``n`` answers (``n > 1``), and structured output, through the real stack, read by the official ``openai`` SDK,
+streamed and not. ``n``: native on OpenAI (``n``) and Gemini (``candidateCount``), as ``n`` calls at once on Anthropic
+and echo; each answer is its own choice, with its index, its text and its finish reason; the usage covers them
+all. Structured output: the answer parses as JSON that validates against the schema."""
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
+import jsonschema
 import openai
 import pytest
 
+from tests.fakes.upstream import Reply
 from tests.harness import token
 from tests.stack import Stack
 
@@ -74,3 +78,46 @@ def test_more_than_eight_is_a_400_naming_n(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, n=9)
     assert isinstance(refused.value.body, dict) and refused.value.body["param"] == "n"
+
+
+# --- structured output: the answer parses as JSON that validates against the schema ---------------
+
+WEATHER = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "celsius": {"type": "number"}},
+    "required": ["city", "celsius"],
+    "additionalProperties": False,
+}
+FORMAT: Any = {"type": "json_schema", "json_schema": {"name": "weather", "schema": WEATHER, "strict": True}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_answers_a_json_schema_as_the_message_content(
+    client: openai.OpenAI, stack: Stack, stream: bool
+) -> None:
+    """Anthropic gets a forced tool whose input schema is the answer's; the tool's input comes back as the
+    message's content (not a tool call), and validates."""
+    stack.fake.push(Reply(tool_calls=[("conduit_structured_answer", {"city": "Orléans", "celsius": 21})]), "anthropic")
+    call: Any = {"model": "claude-haiku-4-5", "messages": MESSAGES, "response_format": FORMAT}
+    if stream:
+        chunks = list(client.chat.completions.create(**call, stream=True))
+        content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert not [c for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    else:
+        answer = client.chat.completions.create(**call)
+        content, finish = answer.choices[0].message.content or "", [answer.choices[0].finish_reason]
+        assert answer.choices[0].message.tool_calls is None
+    jsonschema.validate(json.loads(content), WEATHER)
+    assert finish == ["stop"]
+    sent = stack.fake.requests[-1].body
+    assert sent["tool_choice"] == {"type": "tool", "name": "conduit_structured_answer"}
+    assert sent["tools"][0]["input_schema"] == WEATHER
+
+
+def test_gemini_answers_a_json_schema_in_json_mode(client: openai.OpenAI, stack: Stack) -> None:
+    stack.fake.push(Reply(text='{"city": "Orléans", "celsius": 21}'), "gemini")
+    answer = client.chat.completions.create(model="gemini-2.5-flash", messages=MESSAGES, response_format=FORMAT)
+    jsonschema.validate(json.loads(answer.choices[0].message.content or ""), WEATHER)
+    config = stack.fake.requests[-1].body["generationConfig"]
+    assert config["responseMimeType"] == "application/json" and config["responseJsonSchema"] == WEATHER
