@@ -15,6 +15,7 @@ __all__ = [
     "Heartbeat",
     "ModelInfo",
     "Native",
+    "Source",
     "ReasoningDelta",
     "Started",
     "TextDelta",
@@ -77,6 +78,19 @@ class ModelInfo(EventBase, tag="model_info", frozen=True, kw_only=True):
     system_fingerprint: str = ""
 
 
+class Source(EventBase, tag="source", frozen=True, kw_only=True):
+    """A web source the answer drew on (a search the provider ran): cited for the text between ``start`` and
+    ``end`` (character offsets into the answer's text), or, with ``start`` -1, a search result listed (its
+    ``snippet`` where the provider gives one)."""
+
+    url: str
+    title: str = ""
+    start: int = -1
+    end: int = -1
+    snippet: str = ""
+    choice: int = 0
+
+
 class Native(EventBase, tag="native", frozen=True, kw_only=True):
     """A piece of the upstream's answer in its own format, passed through as it came (a native proxy
     endpoint's): a stream frame's data, or a whole answer's JSON body."""
@@ -110,7 +124,19 @@ class Failed(EventBase, tag="failed", frozen=True, kw_only=True):
     param: str | None = None
 
 
-Event = Started | ModelInfo | TextDelta | ReasoningDelta | ToolCallDelta | Native | Usage | Heartbeat | Done | Failed
+Event = (
+    Started
+    | ModelInfo
+    | TextDelta
+    | ReasoningDelta
+    | ToolCallDelta
+    | Source
+    | Native
+    | Usage
+    | Heartbeat
+    | Done
+    | Failed
+)
 
 
 def is_terminal(event: Event) -> bool:

@@ -107,6 +107,12 @@ class SamplingParams(_Wire, frozen=True, kw_only=True):
     reasoning_effort: str | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    #: the original API's search fields: search the web with the provider's own search (``internet``; OpenAI's
+    #: ``web_search_options`` asks for it too), cite the sources used (``citations``, on unless false), and list
+    #: the search results themselves (``raw``)
+    internet: bool | None = None
+    citations: bool | None = None
+    raw: bool | None = None
     extra: dict[str, Any] = {}
 
 

@@ -9,10 +9,21 @@ from typing import Any
 import msgspec
 
 from shared.errors import ErrorCode, GatewayError
-from shared.events import Done, Event, Failed, ModelInfo, Native, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from shared.events import (
+    Done,
+    Event,
+    Failed,
+    ModelInfo,
+    Native,
+    ReasoningDelta,
+    Source,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from shared.jobs import ToolCall
 
-__all__ = ["Answer", "Choice", "answer_of", "failure_error", "gather_answer"]
+__all__ = ["Answer", "Choice", "annotation", "answer_of", "failure_error", "gather_answer", "search_result"]
 
 
 class Choice(msgspec.Struct, kw_only=True):
@@ -23,6 +34,9 @@ class Choice(msgspec.Struct, kw_only=True):
     tool_calls: list[ToolCall] = []
     finish_reason: str = "stop"
     logprobs: dict[str, Any] | None = None
+    #: web search's sources: ``url_citation`` annotations (OpenAI's shape), and the search results (``raw``)
+    annotations: list[dict[str, Any]] = []
+    search_results: list[dict[str, Any]] = []
 
 
 class Answer(msgspec.Struct, kw_only=True):
@@ -41,6 +55,19 @@ class Answer(msgspec.Struct, kw_only=True):
     native: list[str] = []
     #: with ``n > 1``: every answer by index (the first one's are the fields above too); empty for one answer
     choices: list[Choice] = []
+    annotations: list[dict[str, Any]] = []
+    search_results: list[dict[str, Any]] = []
+
+
+def annotation(source: Source) -> dict[str, Any]:
+    """A cited source as OpenAI's ``url_citation`` annotation."""
+    cited = {"end_index": source.end, "start_index": source.start, "title": source.title, "url": source.url}
+    return {"type": "url_citation", "url_citation": cited}
+
+
+def search_result(source: Source) -> dict[str, Any]:
+    """A search result (``raw``): its title, url and snippet."""
+    return {"title": source.title, "url": source.url, "snippet": source.snippet}
 
 
 def failure_error(failed: Failed) -> GatewayError:
@@ -110,6 +137,12 @@ def _add(answer: Answer, event: Event, gathering: _Gathering) -> None:
             slot[0] = call_id or slot[0]
             slot[1] = name or slot[1]
             slot[2] += arguments
+        case Source(choice=index):
+            into = gathering.choice(index)
+            if event.start >= 0:
+                into.annotations = [*into.annotations, annotation(event)]
+            else:
+                into.search_results = [*into.search_results, search_result(event)]
         case Native(data=data):
             answer.native.append(data)
         case Usage():
@@ -132,6 +165,7 @@ def answer_of(events: Iterable[Event | None], model: str) -> Answer:
     first = choices[0]
     answer.text, answer.reasoning, answer.tool_calls = first.text, first.reasoning, first.tool_calls
     answer.logprobs = first.logprobs
+    answer.annotations, answer.search_results = first.annotations, first.search_results
     if len(choices) > 1:
         answer.choices = choices
     return answer

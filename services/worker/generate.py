@@ -16,7 +16,7 @@ import httpx
 from services.sealing import Sealer
 from services.worker.job_end import JobEnd, JobEndHook, run_hooks
 from services.worker.outcome import Outcome, announce, publish_piece, usage_of
-from services.worker.providers.base import FinishPiece, Target
+from services.worker.providers.base import FinishPiece, SourcePiece, Target
 from services.worker.providers.fan_out import fan_out
 from services.worker.providers.registry import NATIVE, Streamer
 from services.worker.proxy import client_refused, proxy_target
@@ -29,7 +29,7 @@ from shared.catalog import Catalog
 from shared.codec import encode_record
 from shared.errors import ErrorCode, GatewayError
 from shared.events import Done, Failed, Started
-from shared.jobs import GenerationJob, StreamRecord
+from shared.jobs import GenerationJob, SamplingParams, StreamRecord
 
 __all__ = ["JobCancelledError", "PipelineContext", "resolve_target", "run_job"]
 
@@ -112,6 +112,11 @@ def _targets(job: GenerationJob, ctx: PipelineContext) -> list[Target]:
     return targets
 
 
+def _wanted(source: SourcePiece, params: SamplingParams) -> bool:
+    """A cited source unless ``citations: false``; a listed search result only with ``raw: true``."""
+    return params.citations is not False if source.start >= 0 else bool(params.raw)
+
+
 async def _stream(
     job: GenerationJob, ctx: PipelineContext, target: Target, publisher: JobPublisher, outcome: Outcome
 ) -> None:
@@ -131,6 +136,8 @@ async def _stream(
     )
     async with contextlib.aclosing(called) as pieces:
         async for piece in pieces:
+            if isinstance(piece, SourcePiece) and not _wanted(piece, job.params):
+                continue
             publish_piece(piece, publisher, outcome)
             publisher.raise_if_broken()
             if loop.time() >= turn_ends:  # a burst already buffered would otherwise be parsed in one go

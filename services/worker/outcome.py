@@ -2,18 +2,21 @@
 out (then nothing is retried), the usage and finish the upstream reported, the model it named, and the text
 for the job-end hooks that need it."""
 
+import msgspec
+
 from services.worker.providers.base import (
     FinishPiece,
     ModelPiece,
     NativePiece,
     Piece,
     ReasoningPiece,
+    SourcePiece,
     TextPiece,
     ToolCallPiece,
     UsagePiece,
 )
 from services.worker.publisher import JobPublisher
-from shared.events import ModelInfo, Native, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from shared.events import ModelInfo, Native, ReasoningDelta, Source, TextDelta, ToolCallDelta, Usage
 from shared.jobs import GenerationJob, message_text
 from shared.tokens import estimate_tokens, tokens_for_chars
 
@@ -68,6 +71,9 @@ def publish_piece(piece: Piece, publisher: JobPublisher, outcome: Outcome) -> No
             publisher.emit(ToolCallDelta(seq=0, index=index, id=call_id, name=name, arguments=arguments, choice=choice))
             outcome.content = True
             outcome.chars += len(arguments) + len(name or "")
+        case SourcePiece():
+            announce(publisher, outcome)
+            publisher.emit(Source(seq=0, **msgspec.structs.asdict(piece)))
         case NativePiece(data=data, chars=chars):
             announce(publisher, outcome)
             publisher.emit(Native(seq=0, data=data))

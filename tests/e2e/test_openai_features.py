@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from tests.fakes.upstream import Reply
+from tests.fakes.upstream_formats import SOURCES
 from tests.harness import token
 from tests.stack import Stack
 
@@ -121,3 +122,58 @@ def test_gemini_answers_a_json_schema_in_json_mode(client: openai.OpenAI, stack:
     jsonschema.validate(json.loads(answer.choices[0].message.content or ""), WEATHER)
     config = stack.fake.requests[-1].body["generationConfig"]
     assert config["responseMimeType"] == "application/json" and config["responseJsonSchema"] == WEATHER
+
+
+# --- web search: the provider's own, its sources as url_citation annotations ------------------------
+
+TOKENS = ["Orléans ", "est ", "ensoleillée."]
+ANSWER = "".join(TOKENS)
+
+
+def _expected_annotations() -> list[dict[str, Any]]:
+    spans = [(0, len(TOKENS[0]), 0), (len(TOKENS[0]), len(ANSWER), 1)]
+    return [
+        {
+            "type": "url_citation",
+            "url_citation": {"end_index": e, "start_index": s, "title": SOURCES[i][1], "url": SOURCES[i][0]},
+        }
+        for s, e, i in spans
+    ]
+
+
+@pytest.mark.parametrize("provider", ["openai", "gemini"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_internet_searches_with_the_providers_own_search_and_cites_its_sources(
+    client: openai.OpenAI, stack: Stack, provider: str, stream: bool
+) -> None:
+    model = MODELS[provider][0]
+    stack.fake.push(Reply(tokens=TOKENS), provider)  # type: ignore[arg-type]
+    call: Any = {"model": model, "messages": MESSAGES, "extra_body": {"internet": True}}
+    if stream:
+        annotations: list[Any] = []
+        text = ""
+        for chunk in client.chat.completions.create(**call, stream=True):
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+                annotations += (choice.delta.model_extra or {}).get("annotations") or []
+    else:
+        message = client.chat.completions.create(**call).choices[0].message
+        text, annotations = message.content or "", [a.model_dump() for a in message.annotations or []]
+    assert text == ANSWER
+    assert annotations == _expected_annotations()  # character offsets, though Gemini's are bytes
+    sent = stack.fake.requests[-1].body
+    assert sent.get("web_search_options") == {} if provider == "openai" else {"googleSearch": {}} in sent["tools"]
+    assert "internet" not in sent
+
+
+def test_raw_lists_the_search_results_and_citations_false_leaves_out_the_annotations(
+    client: openai.OpenAI, stack: Stack
+) -> None:
+    stack.fake.push(Reply(tokens=TOKENS), "gemini")
+    extra = {"internet": True, "raw": True, "citations": False}
+    answer = client.chat.completions.create(model="gemini-2.5-flash", messages=MESSAGES, extra_body=extra)
+    message = answer.choices[0].message
+    assert message.annotations == []
+    assert (message.model_extra or {})["search_results"] == [
+        {"title": title, "url": url, "snippet": ""} for url, title in SOURCES
+    ]

@@ -216,6 +216,17 @@ class _Exchange:
         self._watcher.cancel()
 
 
+def _searched(provider: Provider, body: dict[str, Any]) -> bool:
+    """Whether the request asks for the provider's web search (OpenAI's web_search_options, Gemini's googleSearch
+    tool, Anthropic's web_search server tool)."""
+    if provider == "openai":
+        return "web_search_options" in body
+    tools = body.get("tools") or []
+    if provider == "gemini":
+        return any(isinstance(tool, dict) and "googleSearch" in tool for tool in tools)
+    return any(isinstance(tool, dict) and str(tool.get("type", "")).startswith("web_search_") for tool in tools)
+
+
 def _choices(provider: Provider, body: dict[str, Any], legacy: bool) -> int:
     """How many answers the request asks for: OpenAI chat's ``n``, Gemini's ``candidateCount``."""
     if provider == "openai" and not legacy:
@@ -464,6 +475,7 @@ class FakeUpstream:
             echo_offset=offset,
             echo=prompt_text if legacy and body.get("echo") is True else "",
             choices=_choices(provider, body, legacy),
+            search=_searched(provider, body),
         )
 
     @staticmethod

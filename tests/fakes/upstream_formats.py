@@ -78,6 +78,9 @@ class Plan(msgspec.Struct, kw_only=True):
     echo: str = ""  # legacy completions with `echo: true`: the prompt, sent before the completion (no logprobs)
     #: how many answers (OpenAI chat `n`, Gemini `candidateCount`): each the same tokens, after a `[k] ` for k > 0
     choices: int = 1
+    #: the request asked for the provider's web search: the answer cites `SOURCES` (OpenAI annotations, Gemini
+    #: grounding metadata), the first for the first token, the second for the rest
+    search: bool = False
 
     @property
     def text(self) -> str:
@@ -98,6 +101,46 @@ class Plan(msgspec.Struct, kw_only=True):
         if not choice or not self.tokens:
             return self.tokens
         return [f"[{choice}] {self.tokens[0]}", *self.tokens[1:]]
+
+
+#: what the fake's web search finds: (url, title)
+SOURCES = [("https://weather.example.org/orleans", "Orléans weather"), ("https://news.example.com/loire", "Loire news")]
+
+
+def _spans(p: Plan) -> list[tuple[int, int, int]]:
+    """(start, end, source index) of the cited spans, in characters: the first token, then the rest."""
+    first = len(p.tokens[0]) if p.tokens else 0
+    return [(0, first, 0), (first, len(p.text), 1)] if p.tokens else []
+
+
+def openai_annotations(p: Plan) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "url_citation",
+            "url_citation": {"end_index": end, "start_index": start, "title": SOURCES[i][1], "url": SOURCES[i][0]},
+        }
+        for start, end, i in _spans(p)
+    ]
+
+
+def gemini_grounding(p: Plan) -> dict[str, Any]:
+    """Gemini's groundingMetadata: its segments' offsets are bytes of the UTF-8 text."""
+    text = p.text
+    return {
+        "webSearchQueries": ["weather Orléans"],
+        "groundingChunks": [{"web": {"uri": url, "title": title}} for url, title in SOURCES],
+        "groundingSupports": [
+            {
+                "segment": {
+                    "startIndex": len(text[:start].encode()),
+                    "endIndex": len(text[:end].encode()),
+                    "text": text[start:end],
+                },
+                "groundingChunkIndices": [i],
+            }
+            for start, end, i in _spans(p)
+        ],
+    }
 
 
 class Stream(msgspec.Struct):
@@ -248,7 +291,7 @@ def openai_chat_body(p: Plan) -> bytes:
     message: dict[str, Any] = {"role": "assistant", "content": p.text if p.tokens or not p.tool_calls else None}
     if p.tool_calls:
         message["tool_calls"] = _openai_calls(p)
-    message |= {"refusal": None, "annotations": []}
+    message |= {"refusal": None, "annotations": openai_annotations(p) if p.search else []}
     logprobs = _chat_logprobs(p, list(enumerate(p.tokens)))
     choices = [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": p.finish}]
     for k in range(1, p.choices):
@@ -296,6 +339,8 @@ def openai_chat_stream(p: Plan) -> Stream:
         head = chunk({"role": "assistant", "content": "", "refusal": None})
     else:
         head = chunk({"role": "assistant", "content": None, "tool_calls": intros[:1], "refusal": None})
+    if p.search:
+        steps.append(chunk({"annotations": openai_annotations(p)}))
     for i, fragments in enumerate(p.fragments):
         if i or p.tokens:
             steps.append(chunk({"tool_calls": [intros[i]]}))
@@ -431,6 +476,8 @@ def _gemini_response(
         if final:
             candidate["finishReason"] = _GEMINI_FINISH.get(p.finish, p.finish.upper())
         candidate["index"] = index
+        if final and p.search:
+            candidate["groundingMetadata"] = gemini_grounding(p)
         candidates.append(candidate)
     return {
         "candidates": candidates,

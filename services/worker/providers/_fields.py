@@ -28,6 +28,9 @@ OPENAI_DEFAULTS: dict[str, Any] = {
     "response_format": {"type": "text"},
     "echo": False,
     "best_of": 1,
+    "internet": False,
+    "citations": True,  # without internet it asks for nothing; with it, it is internet's default
+    "raw": False,
 }
 
 #: the typed fields of SamplingParams, which carry OpenAI's names (``max_tokens`` covers max_completion_tokens)

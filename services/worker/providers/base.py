@@ -19,6 +19,7 @@ __all__ = [
     "FinishPiece",
     "ModelPiece",
     "NativePiece",
+    "SourcePiece",
     "Piece",
     "ProviderAdapter",
     "ReasoningPiece",
@@ -86,6 +87,18 @@ class FinishPiece(msgspec.Struct, gc=False):
     reasons: list[str] = []
 
 
+class SourcePiece(msgspec.Struct, gc=False):
+    """A web source (``shared.events.Source``): cited for ``start``..``end`` of its answer's text (character
+    offsets), or a search result (``start`` -1)."""
+
+    url: str
+    title: str = ""
+    start: int = -1
+    end: int = -1
+    snippet: str = ""
+    choice: int = 0
+
+
 class NativePiece(msgspec.Struct, gc=False):
     """A piece of the answer in the upstream's own format, passed through (``shared.events.Native``), and how
     many characters of text it holds (for an estimated usage)."""
@@ -94,7 +107,7 @@ class NativePiece(msgspec.Struct, gc=False):
     chars: int = 0
 
 
-Piece = ModelPiece | TextPiece | ReasoningPiece | ToolCallPiece | NativePiece | UsagePiece | FinishPiece
+Piece = ModelPiece | TextPiece | ReasoningPiece | ToolCallPiece | SourcePiece | NativePiece | UsagePiece | FinishPiece
 
 
 class ProviderAdapter(Protocol):

@@ -113,6 +113,10 @@ class ChatCompletionRequest(_Sampling, kw_only=True):
     #: the last user message
     tone: Literal["precise", "balanced", "creative"] | None = None
     image: Annotated[str, Meta(min_length=1)] | None = None
+    #: and its search fields: the provider's web search, the sources it cites, the search results themselves
+    internet: bool | None = None
+    citations: bool | None = None
+    raw: bool | None = None
 
     def check_limits(self, settings: ApiSettings) -> None:
         """Image URLs: https, http or a bounded ``data:image`` (``services.api.images``)."""

@@ -9,11 +9,12 @@ body would, and a resume on any replica renders the same bytes.
 
 from typing import Any
 
+from services.api.answer import annotation, search_result
 from services.api.dialects.openai.errors import error_object
 from services.api.dialects.openai.translate import usage_object
 from services.api.errors import status_for
 from services.api.wire import encode_json
-from shared.events import Done, Event, Failed, ModelInfo, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from shared.events import Done, Event, Failed, ModelInfo, ReasoningDelta, Source, TextDelta, ToolCallDelta, Usage
 from shared.jobs import StreamView
 
 __all__ = ["DONE", "ChatChunkEncoder", "CompletionChunkEncoder"]
@@ -92,25 +93,37 @@ class ChatChunkEncoder:
                 return []
             case ReasoningDelta(text=text, choice=choice):
                 return [self._chunk(choice, {**self._role(choice, None), "reasoning_content": text})]
+            case Source():
+                return [self._source(event)]
             case ToolCallDelta(choice=choice):
                 return [self._chunk(choice, {**self._role(choice, None), "tool_calls": [self._tool_call(event)]})]
             case Usage():
                 self._usage = event
                 return []
-            case Done(finish_reason=reason, finish_reasons=reasons):
-                frames = []
-                for choice, finish in enumerate(reasons or [reason]):
-                    role = self._role(choice, "")
-                    if role:
-                        frames.append(self._chunk(choice, role))
-                    frames.append(self._chunk(choice, {}, finish))
-                if self._include_usage:
-                    frames.append(_usage_chunk(self._head, self._usage))
-                return [*frames, DONE]
+            case Done():
+                return self._end(event)
             case Failed():
                 return _error_frames(event)
             case _:
                 return []
+
+    def _source(self, event: Source) -> bytes:
+        """A cited source as an ``annotations`` delta; a search result (``raw``) as a ``search_results`` one."""
+        found = {"annotations": [annotation(event)]} if event.start >= 0 else None
+        delta = found or {"search_results": [search_result(event)]}
+        return self._chunk(event.choice, {**self._role(event.choice, ""), **delta})
+
+    def _end(self, event: Done) -> list[bytes]:
+        """A finish chunk per answer (a role chunk first for one that said nothing), the usage, ``[DONE]``."""
+        frames = []
+        for choice, finish in enumerate(event.finish_reasons or [event.finish_reason]):
+            role = self._role(choice, "")
+            if role:
+                frames.append(self._chunk(choice, role))
+            frames.append(self._chunk(choice, {}, finish))
+        if self._include_usage:
+            frames.append(_usage_chunk(self._head, self._usage))
+        return [*frames, DONE]
 
     def _tool_call(self, event: ToolCallDelta) -> dict[str, Any]:
         if (event.choice, event.index) in self._calls:

@@ -126,6 +126,9 @@ def to_params(body: ChatCompletionRequest | CompletionRequest, extra: dict[str, 
             "reasoning_effort": body.reasoning_effort,
             "logprobs": body.logprobs,
             "top_logprobs": body.top_logprobs,
+            "internet": body.internet or ("web_search_options" in (extra or {})) or None,
+            "citations": body.citations,
+            "raw": body.raw,
         }
     elif max_tokens is None:
         max_tokens = 16  # the legacy endpoint's documented default
@@ -173,8 +176,10 @@ def _chat_choice(index: int, choice: Answer | Choice) -> dict[str, Any]:
         "role": "assistant",
         "content": choice.text if choice.text or not choice.tool_calls else None,
         "refusal": None,
-        "annotations": [],
+        "annotations": choice.annotations,
     }
+    if choice.search_results:  # ``raw: true``: the search results themselves (the gateway's own field)
+        message["search_results"] = choice.search_results
     if choice.reasoning:
         message["reasoning_content"] = choice.reasoning
     if choice.tool_calls:

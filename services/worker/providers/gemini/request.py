@@ -37,6 +37,9 @@ MAPPED = frozenset(
         "reasoning_effort",
         "logprobs",
         "top_logprobs",
+        "internet",
+        "citations",
+        "raw",
     }
 )
 
@@ -162,13 +165,14 @@ def _tool_config(choice: str | dict[str, Any]) -> dict[str, Any]:
 
 
 def _tools(params: SamplingParams) -> dict[str, Any]:
+    search: list[dict[str, Any]] = [{"googleSearch": {}}] if params.internet else []  # Google Search grounding
     if not params.tools:
-        return {}  # toolConfig without tools means nothing to Gemini
+        return {"tools": search} if search else {}  # toolConfig without tools means nothing to Gemini
     declarations = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in params.tools]
     choice = params.tool_choice
     return _compact(
         {
-            "tools": [{"functionDeclarations": [_compact(d) for d in declarations]}],
+            "tools": [{"functionDeclarations": [_compact(d) for d in declarations]}, *search],
             "toolConfig": _tool_config(choice) if choice is not None else None,
         }
     )

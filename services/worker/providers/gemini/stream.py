@@ -18,6 +18,7 @@ from services.worker.providers.base import (
     ModelPiece,
     Piece,
     ReasoningPiece,
+    SourcePiece,
     Target,
     TextPiece,
     ToolCallPiece,
@@ -66,11 +67,36 @@ class _Logprobs(msgspec.Struct, gc=False, rename="camel"):
     top_candidates: list[_Top] = []
 
 
+class _Web(msgspec.Struct, gc=False):
+    uri: str = ""
+    title: str = ""
+
+
+class _GroundingChunk(msgspec.Struct, gc=False):
+    web: _Web | None = None
+
+
+class _Segment(msgspec.Struct, gc=False, rename="camel"):
+    start_index: int = 0  # bytes of the answer's UTF-8 text
+    end_index: int = 0
+
+
+class _Support(msgspec.Struct, gc=False, rename="camel"):
+    segment: _Segment | None = None
+    grounding_chunk_indices: list[int] = []
+
+
+class _Grounding(msgspec.Struct, gc=False, rename="camel"):
+    grounding_chunks: list[_GroundingChunk] = []
+    grounding_supports: list[_Support] = []
+
+
 class _Candidate(msgspec.Struct, gc=False, rename="camel"):
     index: int = 0
     content: _Content | None = None
     finish_reason: str | None = None
     logprobs_result: _Logprobs | None = None
+    grounding_metadata: _Grounding | None = None
 
 
 class _Usage(msgspec.Struct, gc=False, rename="camel"):
@@ -108,6 +134,8 @@ class _State:
         self.finishes: dict[int, str] = {}  # each candidate's finishReason, as sent, by its index
         self.blocked = False
         self.calls: dict[int, int] = {}  # tool calls so far, by candidate
+        self.texts: dict[int, list[str]] = {}  # the answer's text so far, by candidate (for citations' offsets)
+        self.grounding: dict[int, _Grounding] = {}  # the last grounding metadata, by candidate
         self.call_prefix = uuid.uuid4().hex[:16]
 
     @property
@@ -176,14 +204,36 @@ def _pieces(chunk: _Chunk, state: _State) -> list[Piece]:
     for candidate in chunk.candidates:  # several with candidateCount (n > 1), each by its index
         if candidate.finish_reason:
             state.finishes[candidate.index] = candidate.finish_reason
+        if candidate.grounding_metadata is not None:
+            state.grounding[candidate.index] = candidate.grounding_metadata
         parts = candidate.content.parts if candidate.content else []
         found = [piece for part in parts for piece in _part_pieces(part, state, candidate.index)]
+        state.texts.setdefault(candidate.index, []).extend(p.text for p in found if isinstance(p, TextPiece))
         if candidate.logprobs_result is not None:  # the chunk's tokens: with its first text
             first = next((p for p in found if isinstance(p, TextPiece)), None)
             if first is not None:
                 first.logprobs = _openai_logprobs(candidate.logprobs_result)
         pieces += found
     return pieces
+
+
+def sources(state: _State) -> list[Piece]:
+    """Each candidate's grounding as sources: every chunk searched (``start`` -1), then each supported segment's
+    citations, their byte offsets turned into the character offsets of the answer's text."""
+    found: list[Piece] = []
+    for index, grounding in sorted(state.grounding.items()):
+        webs = [chunk.web for chunk in grounding.grounding_chunks]
+        found += [SourcePiece(web.uri, web.title, choice=index) for web in webs if web is not None and web.uri]
+        encoded = "".join(state.texts.get(index, [])).encode()
+        for support in grounding.grounding_supports:
+            segment = support.segment or _Segment()
+            start = len(encoded[: segment.start_index].decode(errors="ignore"))
+            end = len(encoded[: segment.end_index].decode(errors="ignore"))
+            for at in support.grounding_chunk_indices:
+                web = webs[at] if 0 <= at < len(webs) else None
+                if web is not None and web.uri:
+                    found.append(SourcePiece(web.uri, web.title, start, end, choice=index))
+    return found
 
 
 def _error(error: _ApiError, target: Target) -> UpstreamError:
@@ -209,6 +259,8 @@ async def iter_pieces(response: httpx.Response, target: Target) -> AsyncIterator
             code=ErrorCode.UPSTREAM_INCOMPLETE,
             retryable=True,
         )
+    for piece in sources(state):
+        yield piece
     if state.usage is not None:
         usage = state.usage
         yield UsagePiece(

@@ -86,6 +86,8 @@ def to_openai_params(params: SamplingParams, max_tokens_field: str) -> dict[str,
         ]
     if params.tool_choice is not None:
         body["tool_choice"] = params.tool_choice
+    if params.internet and "web_search_options" not in body:  # OpenAI's web search (its search models)
+        body["web_search_options"] = {}
     return body
 
 

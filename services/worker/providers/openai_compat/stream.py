@@ -14,6 +14,7 @@ from services.worker.providers.base import (
     ModelPiece,
     Piece,
     ReasoningPiece,
+    SourcePiece,
     Target,
     TextPiece,
     ToolCallPiece,
@@ -35,11 +36,24 @@ class _ToolDelta(msgspec.Struct, gc=False):
     function: _Function | None = None
 
 
+class _Citation(msgspec.Struct, gc=False):
+    url: str = ""
+    title: str = ""
+    start_index: int = -1
+    end_index: int = -1
+
+
+class _Annotation(msgspec.Struct, gc=False):
+    type: str = ""
+    url_citation: _Citation | None = None
+
+
 class _Delta(msgspec.Struct, gc=False):
     content: str | None = None
     reasoning_content: str | None = None
     refusal: str | None = None
     tool_calls: list[_ToolDelta] | None = None
+    annotations: list[_Annotation] | None = None
 
 
 class _Choice(msgspec.Struct, gc=False):
@@ -101,6 +115,10 @@ def _choice_pieces(choice: _Choice) -> list[Piece]:
     for call in delta.tool_calls or ():
         function = call.function or _Function()
         pieces.append(ToolCallPiece(call.index, call.id, function.name, function.arguments or "", at))
+    for note in delta.annotations or ():  # web search's citations (OpenAI's search models)
+        cited = note.url_citation
+        if note.type == "url_citation" and cited is not None and cited.url:
+            pieces.append(SourcePiece(cited.url, cited.title, cited.start_index, cited.end_index, choice=at))
     return pieces
 
 
