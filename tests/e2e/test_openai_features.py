@@ -141,7 +141,7 @@ def _expected_annotations() -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.parametrize("provider", ["openai", "gemini"])
+@pytest.mark.parametrize("provider", ["openai", "gemini", "anthropic"])
 @pytest.mark.parametrize("stream", [False, True])
 def test_internet_searches_with_the_providers_own_search_and_cites_its_sources(
     client: openai.OpenAI, stack: Stack, provider: str, stream: bool
@@ -162,18 +162,23 @@ def test_internet_searches_with_the_providers_own_search_and_cites_its_sources(
     assert text == ANSWER
     assert annotations == _expected_annotations()  # character offsets, though Gemini's are bytes
     sent = stack.fake.requests[-1].body
-    assert sent.get("web_search_options") == {} if provider == "openai" else {"googleSearch": {}} in sent["tools"]
-    assert "internet" not in sent
+    searched = {
+        "openai": lambda: sent.get("web_search_options") == {},
+        "gemini": lambda: {"googleSearch": {}} in sent["tools"],
+        "anthropic": lambda: {"type": "web_search_20250305", "name": "web_search", "max_uses": 5} in sent["tools"],
+    }
+    assert searched[provider]() and "internet" not in sent
 
 
+@pytest.mark.parametrize("provider", ["gemini", "anthropic"])
 def test_raw_lists_the_search_results_and_citations_false_leaves_out_the_annotations(
-    client: openai.OpenAI, stack: Stack
+    client: openai.OpenAI, stack: Stack, provider: str
 ) -> None:
-    stack.fake.push(Reply(tokens=TOKENS), "gemini")
+    stack.fake.push(Reply(tokens=TOKENS), provider)  # type: ignore[arg-type]
     extra = {"internet": True, "raw": True, "citations": False}
-    answer = client.chat.completions.create(model="gemini-2.5-flash", messages=MESSAGES, extra_body=extra)
+    answer = client.chat.completions.create(model=MODELS[provider][0], messages=MESSAGES, extra_body=extra)
     message = answer.choices[0].message
-    assert message.annotations == []
+    assert message.annotations == [] and message.content == ANSWER
     assert (message.model_extra or {})["search_results"] == [
         {"title": title, "url": url, "snippet": ""} for url, title in SOURCES
     ]

@@ -423,7 +423,69 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + _encode(data) + b"\n\n"
 
 
+def _anthropic_search_stream(p: Plan) -> Stream:
+    """A web search as Anthropic streams one: the server tool's call, its results, then text blocks each citing a
+    result (``citations_delta`` ahead of its text), the first token citing the first source, the rest the second."""
+
+    def event(name: str, index: int, **fields: Any) -> bytes:
+        return _event(name, {"type": name, "index": index, **fields})
+
+    query = {"type": "input_json_delta", "partial_json": _encode({"query": "weather Orléans"}).decode()}
+    results = [
+        {
+            "type": "web_search_result",
+            "url": url,
+            "title": title,
+            "encrypted_content": "EqgfCioIARgBIiQ3",
+            "page_age": None,
+        }
+        for url, title in SOURCES
+    ]
+    head = _event("message_start", {"type": "message_start", "message": _message(p, [], None, 1)})
+    head += event(
+        "content_block_start",
+        0,
+        content_block={"type": "server_tool_use", "id": f"srvtoolu_{p.ident}", "name": "web_search", "input": {}},
+    )
+    head += event("content_block_delta", 0, delta=query) + event("content_block_stop", 0)
+    result = {"type": "web_search_tool_result", "tool_use_id": f"srvtoolu_{p.ident}", "content": results}
+    head += event("content_block_start", 1, content_block=result) + event("content_block_stop", 1)
+    steps = []
+    for block, (start, end, source) in enumerate(_spans(p), start=2):
+        url, title = SOURCES[source]
+        cited = {
+            "type": "web_search_result_location",
+            "cited_text": "…",
+            "url": url,
+            "title": title,
+            "encrypted_index": "Eo8BCioIAhgB",
+        }
+        opening = event("content_block_start", block, content_block={"type": "text", "text": "", "citations": []})
+        opening += event("content_block_delta", block, delta={"type": "citations_delta", "citation": cited})
+        texts = [
+            event("content_block_delta", block, delta={"type": "text_delta", "text": t})
+            for t in split_tokens(p.text[start:end])
+        ]
+        steps += (
+            [opening + texts[0], *texts[1:-1], texts[-1] + event("content_block_stop", block)]
+            if len(texts) > 1
+            else [opening + texts[0] + event("content_block_stop", block)]
+        )
+    usage = {"output_tokens": p.completion_tokens, "server_tool_use": {"web_search_requests": 1}}
+    message_delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": usage,
+    }
+    return Stream(
+        head, steps, _event("message_delta", message_delta) + _event("message_stop", {"type": "message_stop"})
+    )
+
+
 def anthropic_stream(p: Plan) -> Stream:
+    if p.search and p.tokens and not p.tool_calls:
+        return _anthropic_search_stream(p)
+
     def start(index: int, block: dict[str, Any]) -> bytes:
         return _event("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
 

@@ -29,8 +29,13 @@ MAPPED = frozenset(
         "user",
         "reasoning_effort",
         "response_format",
+        "internet",
+        "citations",
+        "raw",
     }
 )
+#: Anthropic's server-side web search tool (its results and citations stream back: ``stream.py``)
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
 #: reasoning_effort -> extended thinking's budget_tokens (Anthropic's least is 1,024); "none": no thinking
 THINKING_BUDGETS = {"none": 0, "minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
 MIN_BUDGET = 1024
@@ -196,6 +201,8 @@ def to_anthropic_params(params: SamplingParams) -> dict[str, Any]:
             body["tool_choice"] = choice
     if params.user:
         body["metadata"] = {"user_id": params.user}
+    if params.internet:
+        body["tools"] = [*body.get("tools", []), WEB_SEARCH]
     answer = _answer_tool(params.response_format or {})
     if answer is not None:
         if params.tools:
@@ -203,6 +210,8 @@ def to_anthropic_params(params: SamplingParams) -> dict[str, Any]:
         body["tools"], body["tool_choice"] = [answer], {"type": "tool", "name": ANSWER_TOOL}
         if params.reasoning_effort not in (None, "none"):
             raise unsupported("response_format", "anthropic", "not together with reasoning_effort")
+        if params.internet:
+            raise unsupported("response_format", "anthropic", "not together with internet")
     _thinking(params, body)
     return body
 

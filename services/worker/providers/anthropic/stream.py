@@ -14,6 +14,7 @@ from services.worker.providers.base import (
     ModelPiece,
     Piece,
     ReasoningPiece,
+    SourcePiece,
     Target,
     TextPiece,
     ToolCallPiece,
@@ -24,7 +25,15 @@ from shared.errors import ErrorCode, UpstreamError
 __all__ = ["iter_pieces"]
 
 _EVENTS = frozenset(
-    {"message_start", "content_block_start", "content_block_delta", "message_delta", "message_stop", "error"}
+    {
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+        "error",
+    }
 )
 
 _FINISH = {
@@ -58,10 +67,20 @@ class _Message(msgspec.Struct, gc=False):
     usage: _Usage | None = None
 
 
+class _Found(msgspec.Struct, gc=False):
+    """A web search's result, or a text's citation of one (``web_search_result_location``)."""
+
+    type: str = ""
+    url: str = ""
+    title: str = ""
+
+
 class _Block(msgspec.Struct, gc=False):
     type: str = ""
     id: str | None = None
     name: str | None = None
+    #: a ``web_search_tool_result``'s results (an error object instead when the search failed)
+    content: list[_Found] | dict[str, object] | None = None
 
 
 class _Delta(msgspec.Struct, gc=False):
@@ -71,6 +90,7 @@ class _Delta(msgspec.Struct, gc=False):
     text: str | None = None
     partial_json: str | None = None
     thinking: str | None = None
+    citation: _Found | None = None
     stop_reason: str | None = None
 
 
@@ -100,6 +120,8 @@ class _State:
         self.counts: dict[str, int] = {}
         self.tools: dict[int, int] = {}  # Anthropic block index -> tool call ordinal (0, 1, ...)
         self.answer: set[int] = set()  # the blocks of a structured answer's tool (read as text)
+        self.chars = 0  # characters of text so far (citations' offsets)
+        self.cited: dict[int, tuple[int, list[_Found]]] = {}  # text block -> (its first character, its citations)
         self.stop_reason: str | None = None
 
     def take_usage(self, usage: _Usage | None) -> None:
@@ -121,7 +143,12 @@ class _State:
 
 def _block_start(event: _Event, state: _State) -> list[Piece]:
     block = event.content_block
-    if block is None or block.type != "tool_use":
+    if block is not None and block.type == "text":
+        state.cited[event.index] = (state.chars, [])
+        return []
+    if block is not None and block.type == "web_search_tool_result" and isinstance(block.content, list):
+        return [SourcePiece(found.url, found.title) for found in block.content if found.url]  # the results (raw)
+    if block is None or block.type != "tool_use":  # server_tool_use (the search itself) included
         return []
     if block.name == ANSWER_TOOL:  # a structured answer (response_format): its input is the message's text
         state.answer.add(event.index)
@@ -133,7 +160,11 @@ def _block_start(event: _Event, state: _State) -> list[Piece]:
 def _block_delta(event: _Event, state: _State) -> list[Piece]:
     delta = event.delta or _Delta()
     if delta.type == "text_delta" and delta.text:
+        state.chars += len(delta.text)
         return [TextPiece(delta.text)]
+    if delta.type == "citations_delta" and delta.citation is not None and event.index in state.cited:
+        state.cited[event.index][1].append(delta.citation)
+        return []
     if delta.type == "thinking_delta" and delta.thinking:
         return [ReasoningPiece(delta.thinking)]
     if delta.type == "input_json_delta" and delta.partial_json and event.index in state.answer:
@@ -161,6 +192,9 @@ def _pieces(event: _Event, state: _State, target: Target) -> list[Piece]:
         return _block_start(event, state)
     elif event.type == "content_block_delta":
         return _block_delta(event, state)
+    elif event.type == "content_block_stop" and event.index in state.cited:  # a text block's citations cite it
+        start, citations = state.cited.pop(event.index)
+        return [SourcePiece(c.url, c.title, start, state.chars) for c in citations if c.url]
     elif event.type == "message_delta":
         state.stop_reason = (event.delta.stop_reason if event.delta else None) or state.stop_reason
         state.take_usage(event.usage)
