@@ -203,17 +203,24 @@ def to_anthropic_params(params: SamplingParams) -> dict[str, Any]:
         body["metadata"] = {"user_id": params.user}
     if params.internet:
         body["tools"] = [*body.get("tools", []), WEB_SEARCH]
-    answer = _answer_tool(params.response_format or {})
-    if answer is not None:
-        if params.tools:
-            raise unsupported("response_format", "anthropic", "not together with tools")
-        body["tools"], body["tool_choice"] = [answer], {"type": "tool", "name": ANSWER_TOOL}
-        if params.reasoning_effort not in (None, "none"):
-            raise unsupported("response_format", "anthropic", "not together with reasoning_effort")
-        if params.internet:
-            raise unsupported("response_format", "anthropic", "not together with internet")
+    _structured(params, body)
     _thinking(params, body)
     return body
+
+
+def _structured(params: SamplingParams, body: dict[str, Any]) -> None:
+    """``response_format`` as the forced answer tool (alone: not with tools, thinking or a web search)."""
+    answer = _answer_tool(params.response_format or {})
+    if answer is None:
+        return
+    for field, given in (
+        ("tools", params.tools),
+        ("reasoning_effort", params.reasoning_effort not in (None, "none")),
+        ("internet", params.internet),
+    ):
+        if given:
+            raise unsupported("response_format", "anthropic", f"not together with {field}")
+    body["tools"], body["tool_choice"] = [answer], {"type": "tool", "name": ANSWER_TOOL}
 
 
 def build_request(client: httpx.AsyncClient, job: GenerationJob, target: Target) -> httpx.Request:
