@@ -21,6 +21,7 @@ from google import genai
 from google.genai import types
 
 from tests.fakes.upstream import Fail, FakeUpstream, Reply
+from tests.fakes.upstream_formats import SOURCES
 from tests.harness import auth, token
 from tests.stack import Stack, own_stack
 
@@ -100,6 +101,28 @@ def test_google_genai_through_the_gemini_proxy_path_stream_and_not(proxied: Prox
     proxied.fake.push(Reply(tokens=["Un ", "deux ", "trois"]), provider="gemini")
     pieces = [chunk.text for chunk in client.models.generate_content_stream(model="gemini-2.5-flash", contents="x")]
     assert "".join(p or "" for p in pieces) == "Un deux trois"
+
+
+def test_google_genai_parses_the_fakes_candidates_and_grounding(proxied: Proxied) -> None:
+    """The fake's Gemini frames (several candidates, Google Search grounding) as Google's own SDK reads them:
+    the shapes the gateway's Gemini adapter is tested against are Gemini's."""
+    options = types.HttpOptions(base_url=proxied.gemini_path, headers={"authorization": f"Bearer {token()}"})
+    client = genai.Client(api_key=CANARY_GEMINI, http_options=options)
+    config = types.GenerateContentConfig(candidate_count=2, tools=[types.Tool(google_search=types.GoogleSearch())])
+    for stream in (False, True):
+        proxied.fake.push(Reply(tokens=["Orléans ", "est ", "ensoleillée."]), provider="gemini")
+        if stream:
+            chunks = list(client.models.generate_content_stream(model="gemini-2.5-flash", contents="x", config=config))
+            answer = chunks[-1]
+        else:
+            answer = client.models.generate_content(model="gemini-2.5-flash", contents="x", config=config)
+        candidates = answer.candidates or []
+        assert [c.index for c in candidates] == [0, 1]
+        grounding = candidates[0].grounding_metadata
+        assert grounding is not None and grounding.grounding_chunks and grounding.grounding_supports
+        assert [c.web.uri for c in grounding.grounding_chunks if c.web] == [url for url, _ in SOURCES]
+        segment = grounding.grounding_supports[0].segment
+        assert segment is not None and segment.text == "Orléans "
 
 
 def test_geminis_answer_and_stream_come_back_as_gemini_sent_them(proxied: Proxied) -> None:
