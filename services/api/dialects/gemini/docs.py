@@ -10,7 +10,20 @@ from services.api.dialects.gemini.errors import render_error
 from services.api.openapi_doc import JOB_ID, RATE_LIMIT_HEADERS, EventStream, Reply
 from services.api.openapi_parts import GENERATION_ERRORS, error_replies
 
-__all__ = ["GEMINI_EXAMPLES", "GEMINI_REPLIES", "GeminiError", "GenerateContentResponse"]
+__all__ = ["GEMINI_EXAMPLES", "GEMINI_REPLIES", "GeminiError", "GenerateContentBody", "GenerateContentResponse"]
+
+
+class GenerateContentBody(msgspec.Struct, rename="camel", omit_defaults=True):
+    """Gemini's ``GenerateContentRequest``, as the document shows it: its top level (``schemas.py`` holds the whole
+    request, which the endpoint checks as Google does; nested that deep, it is more than fuzzers can walk)."""
+
+    contents: list[dict[str, Any]]
+    system_instruction: dict[str, Any] | None = None
+    generation_config: dict[str, Any] | None = None
+    safety_settings: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_config: dict[str, Any] | None = None
+    cached_content: str | None = None
 
 
 class _Status(msgspec.Struct):

@@ -25,7 +25,6 @@ from services.api.deps import generation_of
 from services.api.dialects.gemini import docs
 from services.api.dialects.gemini.errors import GeminiRequestError
 from services.api.dialects.gemini.request import max_output_tokens, parse_model_task, parse_request, prompt_text
-from services.api.dialects.gemini.schemas import GenerateContentRequest
 from services.api.dialects.gemini.sse import NATIVE, NativeEncoder
 from services.api.generation import JobRequest, Rendering, stream_body
 from services.api.openapi_doc import documented
@@ -51,7 +50,7 @@ def _refused(exc: GeminiRequestError) -> Response[bytes]:
     status_code=200,
     dependencies=_PAID,
     operation_class=documented(
-        body=GenerateContentRequest,
+        body=docs.GenerateContentBody,
         body_examples=docs.GEMINI_EXAMPLES,
         replies=docs.GEMINI_REPLIES,
         headers=GENERATION_HEADERS,
