@@ -2,12 +2,12 @@
 
 from typing import ClassVar
 
-import msgspec
+from services.shared_settings import SharedSettings
 
 __all__ = ["ApiSettings"]
 
 
-class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ApiSettings(SharedSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
     env_names: ClassVar[dict[str, str]] = {"redis_url": "REDIS_URL"}
 
     host: str = "127.0.0.1"
@@ -82,30 +82,6 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     #: longest a chat stays taken by a generation whose end was never reported (its worker and the queue lost
     #: it); a generation whose job is known to have ended frees the chat at once
     chat_turn_timeout: float = 900.0
-    #: where uploaded files are kept (default: ``files/`` in the state directory, beside ``make up``'s Redis
-    #: data); every API replica (and batch worker) must see the same one
-    files_dir: str = ""
-    #: S3-compatible object storage for the files instead (AWS S3, MinIO, R2): its bucket (empty: ``files_dir``),
-    #: a key prefix, the endpoint URL (empty: ``https://s3.{region}.amazonaws.com``), the region, and ``path``
-    #: (``{endpoint}/{bucket}/{key}``) or ``virtual`` (``https://{bucket}.{host}/{key}``) addressing. The
-    #: credentials are the standard ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and (temporary ones)
-    #: ``AWS_SESSION_TOKEN`` variables, needed when a bucket is set
-    files_s3_bucket: str = ""
-    files_s3_prefix: str = ""
-    files_s3_endpoint: str = ""
-    files_s3_region: str = "us-east-1"
-    files_s3_addressing: str = "path"
-    #: proxy endpoints (``/api/v1/proxy/...``): the key the API and the workers share to seal a client's
-    #: upstream key for its trip through Redis (32+ characters; ``make up`` makes one; unset: the proxy
-    #: endpoints answer 503)
-    sealing_key: str = ""
-    #: which upstreams a client may name: https only unless ``proxy_allow_http``; never an address in a
-    #: private, loopback, link-local or other non-public range, unless its host matches ``proxy_allow``
-    #: (comma-separated ``host``, ``*.domain``, IP, CIDR, each with an optional ``:port``), which also allows
-    #: plain http for it; ``proxy_deny`` (the same patterns) always wins. The same on the API and the workers
-    proxy_allow_http: bool = False
-    proxy_allow: str = ""
-    proxy_deny: str = ""
     #: the largest file an upload may carry, and the request lines a batch input may hold (OpenAI's caps)
     file_max_bytes: int = 200_000_000
     batch_max_lines: int = 50_000

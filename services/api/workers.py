@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from shared import keys
 from shared.errors import UnavailableError
 from shared.tasks import QueueName
+from shared.workers import WorkerInfo
 
 __all__ = ["WorkerDirectory"]
 
@@ -27,12 +28,6 @@ log = logging.getLogger("conduit.api")
 PRESENCE_TTL = 15.0
 #: longest a request waits for a refresh (Redis frozen: the pool's read timeout would be longer)
 REFRESH_WAIT = 1.0
-
-
-class _Info(msgspec.Struct):
-    providers: list[str] = []
-    #: a worker from before queues were announced serves the interactive one
-    queues: list[str] = msgspec.field(default_factory=lambda: [QueueName.INTERACTIVE.value])
 
 
 class WorkerDirectory:
@@ -73,7 +68,7 @@ class WorkerDirectory:
             for name, raw in zip(names, infos, strict=True):
                 if raw is None:
                     continue
-                info = msgspec.json.decode(raw, type=_Info)
+                info = msgspec.json.decode(raw, type=WorkerInfo)
                 for queue in info.queues:
                     if queue in found:
                         found[queue][0].append(name)

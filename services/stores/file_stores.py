@@ -5,38 +5,17 @@ alike: S3-compatible object storage when ``CONDUIT_FILES_S3_BUCKET`` is set, els
 before it starts serving."""
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from services.devstate import files_dir
+from services.shared_settings import SharedSettings
 from services.stores.files import FileStore
 from services.stores.local_files import LocalFileStore
 from services.stores.s3_bucket import check_endpoint
 from services.stores.s3_files import S3FileStore
 from shared.config import SettingsError
 
-__all__ = ["FileStoreSettings", "check_file_store", "close_file_store", "file_store"]
-
-
-class FileStoreSettings(Protocol):
-    """The fields ``ApiSettings`` and ``WorkerSettings`` share for their file store."""
-
-    @property
-    def files_dir(self) -> str: ...
-
-    @property
-    def files_s3_bucket(self) -> str: ...
-
-    @property
-    def files_s3_prefix(self) -> str: ...
-
-    @property
-    def files_s3_endpoint(self) -> str: ...
-
-    @property
-    def files_s3_region(self) -> str: ...
-
-    @property
-    def files_s3_addressing(self) -> str: ...
+__all__ = ["check_file_store", "close_file_store", "file_store"]
 
 
 def _credential(environ: Mapping[str, str], name: str) -> str:
@@ -46,7 +25,7 @@ def _credential(environ: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _s3_arguments(settings: FileStoreSettings, environ: Mapping[str, str]) -> dict[str, Any]:
+def _s3_arguments(settings: SharedSettings, environ: Mapping[str, str]) -> dict[str, Any]:
     """``S3FileStore``'s keyword arguments (the secret among them: never to be logged)."""
     addressing = settings.files_s3_addressing.strip() or "path"
     if addressing not in {"path", "virtual"}:
@@ -69,13 +48,13 @@ def _s3_arguments(settings: FileStoreSettings, environ: Mapping[str, str]) -> di
     }
 
 
-def check_file_store(settings: FileStoreSettings, environ: Mapping[str, str]) -> None:
+def check_file_store(settings: SharedSettings, environ: Mapping[str, str]) -> None:
     """``SettingsError`` naming the variable if ``file_store`` would refuse these settings."""
     if settings.files_s3_bucket.strip():
         _s3_arguments(settings, environ)
 
 
-def file_store(settings: FileStoreSettings, environ: Mapping[str, str]) -> FileStore:
+def file_store(settings: SharedSettings, environ: Mapping[str, str]) -> FileStore:
     """The S3 store when a bucket is set (credentials from ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and,
     for temporary ones, ``AWS_SESSION_TOKEN``), else the directory store; ``SettingsError`` naming a missing
     or malformed variable. Close it with ``close_file_store``."""

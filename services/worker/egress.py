@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 
-from services.worker.http_connection import Connection, Key
+from services.worker.http_connection import Key
 from services.worker.http_pool import LeanTransport
 from shared.egress import EgressPolicy, EgressRefusedError, Upstream, check_resolved, parse_upstream
 from shared.errors import ErrorCode, GatewayError, UpstreamError
@@ -72,26 +72,15 @@ class GuardedTransport(LeanTransport):
         response.stream = _Capped(response.stream, self._max_bytes)  # type: ignore[arg-type]
         return response
 
-    async def _connect(self, key: Key, timeout: float | None) -> Connection:
+    async def _address(self, key: Key, timeout: float | None) -> str:
+        """The first address of the host, every one of its addresses checked (TLS keeps the host name)."""
         scheme, host, port = key
         shown = f"[{host}]" if ":" in host else host
         try:
             upstream = parse_upstream(f"{scheme}://{shown}:{port}", self._policy)
-            addresses = await self._addresses(upstream, timeout)
+            return (await self._addresses(upstream, timeout))[0]
         except EgressRefusedError as exc:
             raise refused(exc) from None
-        tls = self._tls() if scheme == "https" else None
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                _, connection = await loop.create_connection(
-                    lambda: Connection(key), addresses[0], port, ssl=tls, server_hostname=upstream.host if tls else None
-                )
-        except TimeoutError:
-            raise httpx.ConnectTimeout(f"could not connect within {timeout:g} s") from None
-        except OSError as exc:
-            raise httpx.ConnectError(f"could not connect: {exc}") from exc
-        return connection
 
     async def _addresses(self, upstream: Upstream, timeout: float | None) -> list[str]:
         """The addresses to connect to, every one checked; refused if any is not allowed."""

@@ -117,14 +117,20 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 continue
             await self._wait_for_room(timeouts.get("pool"))
 
+    async def _address(self, key: Key, timeout: float | None) -> str:
+        """Where a new connection for ``key`` goes: its host, resolved by the loop (a transport that must check
+        the address it connects to resolves it itself)."""
+        return key[1]
+
     async def _connect(self, key: Key, timeout: float | None) -> Connection:
         scheme, host, port = key
+        address = await self._address(key, timeout)
         tls = self._tls() if scheme == "https" else None
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
                 _, connection = await loop.create_connection(
-                    lambda: Connection(key), host, port, ssl=tls, server_hostname=host if tls else None
+                    lambda: Connection(key), address, port, ssl=tls, server_hostname=host if tls else None
                 )
         except TimeoutError:
             raise httpx.ConnectTimeout(f"could not connect within {timeout:g} s") from None

@@ -18,17 +18,14 @@ import redis.asyncio as aioredis
 
 from shared import keys
 from shared.tasks import QueueName
+from shared.workers import WorkerInfo
 
 __all__ = ["InteractiveWatch"]
 
 log = logging.getLogger("conduit.worker")
 
 
-class _Info(msgspec.Struct):
-    queues: list[str] = msgspec.field(default_factory=lambda: [QueueName.INTERACTIVE.value])
-
-
-_info = msgspec.json.Decoder(_Info).decode
+_info = msgspec.json.Decoder(WorkerInfo).decode
 
 
 class InteractiveWatch:

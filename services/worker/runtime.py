@@ -51,6 +51,7 @@ from shared.config import SettingsError
 from shared.errors import InvalidRequestError
 from shared.events import Failed
 from shared.jobs import GenerationJob, StreamRecord
+from shared.workers import WorkerInfo
 
 __all__ = ["WorkerRuntime", "get_runtime", "start_runtime", "stop_runtime"]
 
@@ -266,12 +267,12 @@ class WorkerRuntime:
         name = self.settings.worker_name
         settings = self.settings
         info = msgspec.json.encode(
-            {
-                "pid": self.pid,
-                "providers": sorted(settings.credentials),
-                "concurrency": settings.concurrency,
-                "queues": list(settings.queues),
-            }
+            WorkerInfo(
+                pid=self.pid,
+                providers=sorted(settings.credentials),
+                concurrency=settings.concurrency,
+                queues=list(settings.queues),
+            )
         )
         failing = False
         while True:

@@ -8,6 +8,7 @@ from typing import ClassVar
 import msgspec
 
 from services.proxy_config import proxy_policy, proxy_sealer
+from services.shared_settings import SharedSettings
 from services.stores.file_stores import check_file_store
 from shared.catalog import Catalog
 from shared.config import load_settings
@@ -20,7 +21,7 @@ class Credentials(msgspec.Struct, frozen=True, kw_only=True):
     base_url: str
 
 
-class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class WorkerSettings(SharedSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
     env_names: ClassVar[dict[str, str]] = {"redis_url": "REDIS_URL"}
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -59,29 +60,6 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     orphan_grace: float = 30.0
     #: how long a job's replay log is kept after its last event
     log_ttl: float = 600.0
-    #: where uploaded files are kept: the API's ``CONDUIT_FILES_DIR`` (the batch workers read batch inputs there)
-    files_dir: str = ""
-    #: the API's S3-compatible object storage for the files instead (the same bucket and prefix): its bucket
-    #: (empty: ``files_dir``), a key prefix, the endpoint URL (empty: ``https://s3.{region}.amazonaws.com``), the
-    #: region, and ``path`` (``{endpoint}/{bucket}/{key}``) or ``virtual`` (``https://{bucket}.{host}/{key}``)
-    #: addressing. The credentials are the standard ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and
-    #: (temporary ones) ``AWS_SESSION_TOKEN`` variables, needed when a bucket is set
-    files_s3_bucket: str = ""
-    files_s3_prefix: str = ""
-    files_s3_endpoint: str = ""
-    files_s3_region: str = "us-east-1"
-    files_s3_addressing: str = "path"
-    #: proxy endpoints (``/api/v1/proxy/...``): the key the API and the workers share to seal a client's
-    #: upstream key for its trip through Redis (32+ characters; ``make up`` makes one; unset: the proxy
-    #: endpoints answer 503)
-    sealing_key: str = ""
-    #: which upstreams a client may name: https only unless ``proxy_allow_http``; never an address in a
-    #: private, loopback, link-local or other non-public range, unless its host matches ``proxy_allow``
-    #: (comma-separated ``host``, ``*.domain``, IP, CIDR, each with an optional ``:port``), which also allows
-    #: plain http for it; ``proxy_deny`` (the same patterns) always wins. The same on the API and the workers
-    proxy_allow_http: bool = False
-    proxy_allow: str = ""
-    proxy_deny: str = ""
     #: the largest answer a proxy endpoint's upstream may send (bytes); beyond it the job ends with an error
     proxy_max_response_bytes: int = 32_000_000
     #: lines of one batch in flight at once, and runs of a line that failed in a way worth retrying
@@ -105,7 +83,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     #: first reply, in the background; empty (the default): chats keep the title made from their first message
     chat_title_model: str = ""
     #: filled from the catalog's ``api_key_env`` / ``base_url_env`` variables, not from CONDUIT_*
-    credentials: dict[str, Credentials] = {}
+    credentials: dict[str, Credentials] = {}  # noqa: RUF012 - a msgspec field (SharedSettings is a Struct)
 
     @property
     def worker_name(self) -> str:

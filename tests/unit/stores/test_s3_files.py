@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 
+from services.shared_settings import SharedSettings
 from services.stores.file_stores import check_file_store, close_file_store, file_store
 from services.stores.local_files import LocalFileStore
 from services.stores.s3_bucket import S3Error
@@ -201,13 +201,7 @@ def test_the_store_refuses_what_s3_would() -> None:
             s3.store(**options)
 
 
-class _Settings(msgspec.Struct, frozen=True, kw_only=True):
-    files_dir: str = ""
-    files_s3_bucket: str = ""
-    files_s3_prefix: str = ""
-    files_s3_endpoint: str = ""
-    files_s3_region: str = "us-east-1"
-    files_s3_addressing: str = "path"
+_Settings = SharedSettings
 
 
 AWS = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": SECRET}

@@ -16,16 +16,9 @@ from litestar.response import Stream
 from services.api.auth.deps import provide_paid_principal
 from services.api.caller import Caller, provide_caller
 from services.api.deps import generation_of
-from services.api.dialects.openai import docs
 from services.api.dialects.openai.requests import chat_request
-from services.api.dialects.openai.schemas import ChatCompletionRequest
-from services.api.dialects.openai.sse import ChatChunkEncoder
-from services.api.dialects.openai.translate import chat_body
-from services.api.generation import stream_body
-from services.api.openapi_doc import documented
-from services.api.openapi_parts import GENERATION_HEADERS
+from services.api.dialects.openai.routes import CHAT_DOC, chat_reply
 from services.api.proxy import proxy_of, upstream_segment
-from services.api.sse import JOB_HEADER, sse_response
 
 __all__ = ["ROUTES"]
 
@@ -36,13 +29,7 @@ _PAID = {"principal": Provide(provide_paid_principal), "caller": Provide(provide
     "/api/v1/proxy/{proxyUrl:str}/{OpenAIAPIKey:str}/chat/completions",
     status_code=200,
     dependencies=_PAID,
-    operation_class=documented(
-        body=ChatCompletionRequest,
-        body_examples=docs.CHAT_EXAMPLES,
-        replies=docs.CHAT_REPLIES,
-        headers=GENERATION_HEADERS,
-        refinements=docs.CHAT_REFINEMENTS,
-    ),
+    operation_class=CHAT_DOC,
     summary="Chat completions through an OpenAI-compatible upstream you name",
     description="`proxyUrl` is the upstream's base URL percent-encoded into one path segment "
     "(`https%3A%2F%2Fapi.example.com%2Fv1`); `OpenAIAPIKey` is the key sent to it as `Authorization: Bearer` "
@@ -67,14 +54,7 @@ async def proxy_chat_completions(
         kind="openai",
         max_tokens_field="max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens",
     )
-    job, view, limits = await generation.prepare(caller, spec._replace(provider=upstream.origin, upstream=upstream))
-    if body.stream:
-        stream = await generation.open_stream(caller, job)
-        return sse_response(stream_body(stream, ChatChunkEncoder.for_view(view)), job.id, stream.close, limits)
-    answer = await generation.collect(caller, job)
-    return Response(
-        chat_body(view.id, body.model, answer), media_type="application/json", headers={**limits, JOB_HEADER: job.id}
-    )
+    return await chat_reply(generation, caller, body, spec._replace(provider=upstream.origin, upstream=upstream))
 
 
 ROUTES = [proxy_chat_completions]

@@ -22,7 +22,7 @@ from services.api.dialects.openai.translate import (
     chat_body,
     completion_body,
 )
-from services.api.generation import GenerationService, stream_body
+from services.api.generation import GenerationService, JobRequest, stream_body
 from services.api.openapi_doc import documented
 from services.api.openapi_parts import GENERATION_HEADERS
 from services.api.sse import JOB_HEADER, sse_response
@@ -31,24 +31,28 @@ from shared.catalog import resolve_model
 from shared.errors import ErrorCode, InvalidRequestError
 from shared.jobs import Principal
 
-__all__ = ["ROUTES"]
+__all__ = ["CHAT_DOC", "ROUTES", "chat_reply"]
 
 _PAID = {"principal": Provide(provide_paid_principal), "caller": Provide(provide_caller)}
 _ANY = {"principal": Provide(provide_principal)}
 _JSON = "application/json"
 
 
+#: the chat completions' document (the proxy endpoint's too: the same body and answers)
+CHAT_DOC = documented(
+    body=ChatCompletionRequest,
+    body_examples=docs.CHAT_EXAMPLES,
+    replies=docs.CHAT_REPLIES,
+    headers=GENERATION_HEADERS,
+    refinements=docs.CHAT_REFINEMENTS,
+)
+
+
 @post(
     "/v1/chat/completions",
     status_code=200,
     dependencies=_PAID,
-    operation_class=documented(
-        body=ChatCompletionRequest,
-        body_examples=docs.CHAT_EXAMPLES,
-        replies=docs.CHAT_REPLIES,
-        headers=GENERATION_HEADERS,
-        refinements=docs.CHAT_REFINEMENTS,
-    ),
+    operation_class=CHAT_DOC,
     summary="Create a chat completion (OpenAI-compatible; `stream: true` for SSE)",
     description="A model is named `provider/model` (as `GET /v1/models` lists them), by a catalog id, or by a bare "
     "name whose prefix picks the provider (`gpt-4o-mini`, `claude-sonnet-4-5`). Fields the gateway does not "
@@ -64,6 +68,13 @@ async def chat_completions(
 ) -> Response[bytes] | Stream:
     generation = generation_of(state)
     body, spec = chat_request(await request.body(), generation.settings, generation.catalog)
+    return await chat_reply(generation, caller, body, spec)
+
+
+async def chat_reply(
+    generation: GenerationService, caller: Caller, body: ChatCompletionRequest, spec: JobRequest
+) -> Response[bytes] | Stream:
+    """Run a chat completion's job and answer it: its chunks with ``stream``, else one body."""
     job, view, limits = await generation.prepare(caller, spec)
     if body.stream:
         stream = await generation.open_stream(caller, job)
