@@ -35,10 +35,10 @@ TEXT = "".join(TOKENS)
 MODEL = "gpt-4o-mini"
 PROMPT = "Say hello"
 PAUSE = 8.0  # upstream silence before each token: longer than every client's read timeout
-HEARTBEAT = 2.0  # the API's keep-alive interval
+HEARTBEAT = 1.0  # the API's keep-alive interval: about 8 in each pause
 #: every Python client gives up on a read silent this long: only the keep-alives carry it through a pause
 READ_TIMEOUT = 5.0
-#: keep-alives every 2 s (the default is 15 s), so each pause holds several and no client's read timeout fires;
+#: keep-alives every second (the default is 15 s), so each pause holds several and no client's read timeout fires;
 #: the harness's worker already heartbeats every 1 s, which keeps the API's 5 s idle deadline from firing, and
 #: the worker's upstream read timeout (120 s by default) outlasts the pauses
 API_ENV = {"CONDUIT_HEARTBEAT_INTERVAL": f"{HEARTBEAT:g}"}
