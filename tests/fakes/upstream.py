@@ -238,6 +238,28 @@ def _choices(provider: Provider, body: dict[str, Any], legacy: bool) -> int:
     return asked if isinstance(asked, int) and asked > 1 else 1
 
 
+def _thinking(provider: Provider, body: dict[str, Any]) -> tuple[bool, bool]:
+    """(whether the request asks the model to think, whether its thoughts come back): OpenAI's ``reasoning_effort``
+    (never shown), Anthropic's ``thinking`` (shown), Gemini's ``thinkingBudget`` (shown with ``includeThoughts``)."""
+    if provider == "openai":
+        return body.get("reasoning_effort") not in (None, "none"), False
+    if provider == "anthropic":
+        return (body.get("thinking") or {}).get("type") == "enabled", True
+    config = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
+    # Google reads a proto field by its JSON name or its own (google-genai sends these as thinking_budget, ...)
+    budget = config.get("thinkingBudget", config.get("thinking_budget"))
+    return budget not in (None, 0), config.get("includeThoughts", config.get("include_thoughts")) is True
+
+
+def _one_call(provider: Provider, body: dict[str, Any]) -> bool:
+    """Whether the request allows one tool call only (OpenAI's ``parallel_tool_calls: false``, Anthropic's
+    ``disable_parallel_tool_use``); Gemini has no such switch."""
+    if provider == "openai":
+        return body.get("parallel_tool_calls") is False
+    choice = body.get("tool_choice")
+    return provider == "anthropic" and isinstance(choice, dict) and choice.get("disable_parallel_tool_use") is True
+
+
 def _route(method: str, path: str, headers: Mapping[str, str]) -> tuple[Provider, str, str]:
     """(provider, route name or "" when unknown, Gemini path model or "")."""
     if gemini := _GEMINI_PATH.match(path):
@@ -441,6 +463,8 @@ class FakeUpstream:
     def _plan(self, ex: _Exchange, body: dict[str, Any], reply: Reply) -> Plan:
         provider, legacy = ex.provider, ex.route == "text"
         tool_calls = [] if legacy else list(reply.tool_calls or [])
+        if _one_call(provider, body):
+            tool_calls = tool_calls[:1]
         if reply.tokens is not None:
             tokens = list(reply.tokens)
         else:
@@ -461,6 +485,9 @@ class FakeUpstream:
             logprobs, offset = body["logprobs"], len(prompt_text)
         elif provider == "openai" and body.get("logprobs") is True:
             logprobs = body.get("top_logprobs") or 0
+        elif provider == "gemini" and (body.get("generationConfig") or {}).get("responseLogprobs") is True:
+            logprobs = body["generationConfig"].get("logprobs") or 0
+        thinks, shown = _thinking(provider, body)
         return Plan(
             model=fmt.SNAPSHOTS.get(model, model) if provider == "openai" else model,
             ident=f"fake{ex.seq:08d}",
@@ -476,6 +503,8 @@ class FakeUpstream:
             echo=prompt_text if legacy and body.get("echo") is True else "",
             choices=_choices(provider, body, legacy),
             search=_searched(provider, body),
+            thinking=fmt.split_tokens(fmt.THOUGHT) if thinks and not legacy else [],
+            show_thinking=shown,
         )
 
     @staticmethod

@@ -81,6 +81,11 @@ class Plan(msgspec.Struct, kw_only=True):
     #: the request asked for the provider's web search: the answer cites `SOURCES` (OpenAI annotations, Gemini
     #: grounding metadata), the first for the first token, the second for the rest
     search: bool = False
+    #: the model thought first (OpenAI ``reasoning_effort``, Anthropic ``thinking``, Gemini ``thinkingBudget``):
+    #: these reasoning tokens, counted in the usage; their text is sent as an Anthropic thinking block (with its
+    #: signature) and as Gemini thought parts when ``show_thinking`` (``includeThoughts``), never by OpenAI
+    thinking: list[str] = []
+    show_thinking: bool = False
 
     @property
     def text(self) -> str:
@@ -102,6 +107,10 @@ class Plan(msgspec.Struct, kw_only=True):
             return self.tokens
         return [f"[{choice}] {self.tokens[0]}", *self.tokens[1:]]
 
+
+#: what the fake thinks, when asked to (``Plan.thinking``), and the signature of its Anthropic thinking block
+THOUGHT = "Orléans is on the Loire; the forecast there says sun."
+SIGNATURE = "EqQBCkgIARABGAIiQHc0bmR1aXRGYWtlU2lnbmF0dXJlT2ZUaGlua2luZw=="
 
 #: what the fake's web search finds: (url, title)
 SOURCES = [("https://weather.example.org/orleans", "Orléans weather"), ("https://news.example.com/loire", "Loire news")]
@@ -275,11 +284,14 @@ def _openai_base(p: Plan, kind: str) -> dict[str, Any]:
 
 
 def _openai_usage(p: Plan, details: bool = True) -> dict[str, Any]:
-    total = p.prompt_tokens + p.completion_tokens
-    usage = {"prompt_tokens": p.prompt_tokens, "completion_tokens": p.completion_tokens, "total_tokens": total}
+    """Reasoning tokens count as completion tokens, and are told apart in ``completion_tokens_details``."""
+    completion = p.completion_tokens + len(p.thinking)
+    total = p.prompt_tokens + completion
+    usage = {"prompt_tokens": p.prompt_tokens, "completion_tokens": completion, "total_tokens": total}
     if not details:
         return usage
-    return usage | {"prompt_tokens_details": _PROMPT_DETAILS, "completion_tokens_details": _COMPLETION_DETAILS}
+    completion_details = _COMPLETION_DETAILS | {"reasoning_tokens": len(p.thinking)}
+    return usage | {"prompt_tokens_details": _PROMPT_DETAILS, "completion_tokens_details": completion_details}
 
 
 def _openai_calls(p: Plan) -> list[dict[str, Any]]:
@@ -414,9 +426,15 @@ def _message(p: Plan, content: list[dict[str, Any]], stop: str | None, output_to
     }
 
 
+def _anthropic_thinking(p: Plan) -> list[dict[str, Any]]:
+    return [{"type": "thinking", "thinking": "".join(p.thinking), "signature": SIGNATURE}] if p.thinking else []
+
+
 def anthropic_body(p: Plan) -> bytes:
+    """Thinking tokens count in ``output_tokens`` (Anthropic reports no separate figure)."""
     text = [{"type": "text", "text": p.text}] if p.tokens or not p.tool_calls else []
-    return _encode(_message(p, text + _anthropic_tools(p), _anthropic_stop(p), p.completion_tokens))
+    content = _anthropic_thinking(p) + text + _anthropic_tools(p)
+    return _encode(_message(p, content, _anthropic_stop(p), p.completion_tokens + len(p.thinking)))
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
@@ -483,6 +501,7 @@ def _anthropic_search_stream(p: Plan) -> Stream:
 
 
 def anthropic_stream(p: Plan) -> Stream:
+    """Content blocks in order: thinking (its deltas, then its signature), text, each tool call's input."""
     if p.search and p.tokens and not p.tool_calls:
         return _anthropic_search_stream(p)
 
@@ -495,25 +514,35 @@ def anthropic_stream(p: Plan) -> Stream:
     def delta(index: int, body: dict[str, Any]) -> bytes:
         return _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": body})
 
-    blocks = ([{"type": "text", "text": ""}] if p.tokens or not p.tool_calls else []) + [
-        tool | {"input": {}} for tool in _anthropic_tools(p)
-    ]
+    blocks: list[tuple[dict[str, Any], list[bytes]]] = []  # each block and its deltas
+    if p.thinking:
+        deltas = [delta(0, {"type": "thinking_delta", "thinking": t}) for t in p.thinking]
+        blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, deltas))
+        blocks[0][1].append(delta(0, {"type": "signature_delta", "signature": SIGNATURE}))
+    if p.tokens or not p.tool_calls:
+        text_at = len(blocks)
+        text = _template(lambda t: delta(text_at, {"type": "text_delta", "text": t}))
+        blocks.append(({"type": "text", "text": ""}, [text(t) for t in p.tokens]))
+    for tool, fragments in zip(_anthropic_tools(p), p.fragments, strict=True):
+        at = len(blocks)
+        blocks.append(
+            (tool | {"input": {}}, [delta(at, {"type": "input_json_delta", "partial_json": f}) for f in fragments])
+        )
     head = _event("message_start", {"type": "message_start", "message": _message(p, [], None, 1)})
-    head += start(0, blocks[0]) + b'event: ping\ndata: {"type": "ping"}\n\n'
-    text = _template(lambda t: delta(0, {"type": "text_delta", "text": t}))
-    steps = [text(t) for t in p.tokens]
-    first_tool = len(blocks) - len(p.tool_calls)
-    for i, fragments in enumerate(p.fragments):
-        index = first_tool + i
-        opening = stop(index - 1) + start(index, blocks[index]) if index else b""
-        parts = [delta(index, {"type": "input_json_delta", "partial_json": f}) for f in fragments]
-        steps += [opening + parts[0], *parts[1:]]
+    head += start(0, blocks[0][0]) + b'event: ping\ndata: {"type": "ping"}\n\n'
+    steps, opening = [], b""
+    for index, (block, deltas) in enumerate(blocks):
+        if index:
+            opening += stop(index - 1) + start(index, block)
+        for step in deltas:
+            steps.append(opening + step)
+            opening = b""
     message_delta = {
         "type": "message_delta",
         "delta": {"stop_reason": _anthropic_stop(p), "stop_sequence": p.stop_sequence},
-        "usage": {"output_tokens": p.completion_tokens},
+        "usage": {"output_tokens": p.completion_tokens + len(p.thinking)},
     }
-    tail = stop(len(blocks) - 1) + _event("message_delta", message_delta)
+    tail = opening + stop(len(blocks) - 1) + _event("message_delta", message_delta)
     return Stream(head, steps, tail + _event("message_stop", {"type": "message_stop"}))
 
 
@@ -521,17 +550,40 @@ def anthropic_stream(p: Plan) -> Stream:
 
 
 def _gemini_usage(p: Plan, final: bool) -> dict[str, Any]:
-    prompt, output = p.prompt_tokens, p.completion_tokens
-    usage = {"promptTokenCount": prompt, "totalTokenCount": prompt}
+    """Thoughts are counted apart from the candidates' tokens (``thoughtsTokenCount``), and in the total."""
+    prompt, output, thoughts = p.prompt_tokens, p.completion_tokens, len(p.thinking)
+    usage: dict[str, Any] = {"promptTokenCount": prompt, "totalTokenCount": prompt}
     if final:
         usage = {"promptTokenCount": prompt, "candidatesTokenCount": output, "totalTokenCount": prompt + output}
+        if thoughts:
+            usage |= {"totalTokenCount": prompt + output + thoughts, "thoughtsTokenCount": thoughts}
     return usage | {"promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]}
 
 
+def _gemini_logprobs(p: Plan, tokens: list[tuple[int, str]]) -> dict[str, Any] | None:
+    """``logprobsResult`` of ``tokens`` (``responseLogprobs``): each chosen token, and with ``logprobs: k`` the k
+    most likely at each step (the chosen one first)."""
+    if p.logprobs is None:
+        return None
+
+    def entry(i: int, token: str, k: int = 0) -> dict[str, Any]:
+        name = f"{token.strip() or '_'}#{k}" if k else token
+        return {"token": name, "tokenId": 1000 + 32 * i + k, "logProbability": _logprob(i) - k}
+
+    result: dict[str, Any] = {}
+    if p.logprobs:
+        result["topCandidates"] = [{"candidates": [entry(i, t, k) for k in range(p.logprobs)]} for i, t in tokens]
+    return result | {"chosenCandidates": [entry(i, t) for i, t in tokens]}
+
+
 def _gemini_response(
-    p: Plan, parts: list[dict[str, Any]], final: bool, more: list[list[dict[str, Any]]] | None = None
+    p: Plan,
+    parts: list[dict[str, Any]],
+    final: bool,
+    more: list[list[dict[str, Any]]] | None = None,
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``more``: the other candidates' parts (``candidateCount``)."""
+    """``more``: the other candidates' parts (``candidateCount``); ``logprobs``: the first one's."""
     candidates = []
     for index, given in enumerate([parts, *(more or [])]):
         candidate: dict[str, Any] = {"content": {"parts": given, "role": "model"}}
@@ -540,6 +592,8 @@ def _gemini_response(
         candidate["index"] = index
         if final and p.search:
             candidate["groundingMetadata"] = gemini_grounding(p)
+        if logprobs is not None and not index:
+            candidate["logprobsResult"] = logprobs
         candidates.append(candidate)
     return {
         "candidates": candidates,
@@ -553,10 +607,18 @@ def _gemini_calls(p: Plan) -> list[dict[str, Any]]:
     return [{"functionCall": {"name": name, "args": args}} for name, args in p.tool_calls]
 
 
+def _gemini_thoughts(p: Plan) -> list[dict[str, Any]]:
+    return [{"text": "".join(p.thinking), "thought": True}] if p.thinking and p.show_thinking else []
+
+
 def gemini_body(p: Plan) -> bytes:
     text = [{"text": p.text}] if p.tokens or not p.tool_calls else []
     more = [[{"text": "".join(p.answer(k))}] for k in range(1, p.choices)]
-    return _encode(_gemini_response(p, text + _gemini_calls(p), final=True, more=more))
+    logprobs = _gemini_logprobs(p, list(enumerate(p.tokens)))
+    body = _gemini_response(p, _gemini_thoughts(p) + text + _gemini_calls(p), final=True, more=more, logprobs=logprobs)
+    if logprobs is not None and p.tokens:
+        body["candidates"][0]["avgLogprobs"] = sum(_logprob(i) for i in range(len(p.tokens))) / len(p.tokens)
+    return _encode(body)
 
 
 def _gemini_frame(data: dict[str, Any]) -> bytes:
@@ -564,7 +626,8 @@ def _gemini_frame(data: dict[str, Any]) -> bytes:
 
 
 def gemini_stream(p: Plan) -> Stream:
-    """One chunk per token; the last chunk (last token, or the whole function calls) carries finishReason."""
+    """One chunk per token, thoughts first (``includeThoughts``); the last chunk (last token, or the whole function
+    calls) carries finishReason."""
     if p.choices > 1:  # candidateCount: every chunk holds each candidate's next token
         answers = [p.answer(k) for k in range(p.choices)]
         frames = [
@@ -576,12 +639,22 @@ def gemini_stream(p: Plan) -> Stream:
             for i in range(len(p.tokens))
         ]
         return Stream(b"", frames[:-1], frames[-1])
-    text = _template(lambda t: _gemini_frame(_gemini_response(p, [{"text": t}], final=False)))
+    thoughts = [_gemini_frame(_gemini_response(p, [{"text": t, "thought": True}], False)) for t in p.thinking]
+    steps = thoughts if p.show_thinking else []
+
+    def frame(i: int, token: str) -> bytes:
+        return _gemini_frame(_gemini_response(p, [{"text": token}], False, logprobs=_gemini_logprobs(p, [(i, token)])))
+
+    if p.logprobs is None:
+        text = _template(lambda t: _gemini_frame(_gemini_response(p, [{"text": t}], final=False)))
+        steps += [text(t) for t in (p.tokens if p.tool_calls else p.tokens[:-1])]
+    else:
+        steps += [frame(i, t) for i, t in enumerate(p.tokens if p.tool_calls else p.tokens[:-1])]
     if p.tool_calls:
-        return Stream(b"", [text(t) for t in p.tokens], _gemini_frame(_gemini_response(p, _gemini_calls(p), True)))
+        return Stream(b"", steps, _gemini_frame(_gemini_response(p, _gemini_calls(p), True)))
     last = p.tokens[-1] if p.tokens else ""
-    tail = _gemini_frame(_gemini_response(p, [{"text": last}], final=True))
-    return Stream(b"", [text(t) for t in p.tokens[:-1]], tail)
+    logprobs = _gemini_logprobs(p, [(len(p.tokens) - 1, last)]) if p.tokens else None
+    return Stream(b"", steps, _gemini_frame(_gemini_response(p, [{"text": last}], final=True, logprobs=logprobs)))
 
 
 # -- errors and headers -----------------------------------------------------------------------------------------
@@ -626,7 +699,11 @@ def auth_error(provider: Provider, key: str, headers: dict[str, str], query: dic
         shown = _BAD_OPENAI_KEY.format(f"{given[:3]}********{given[-4:]}")
         missing, wrong = (401, _NO_OPENAI_KEY, ""), (401, shown, "invalid_api_key")  # "": code null
     elif provider == "anthropic":
-        given = headers.get("x-api-key", "")
+        # x-api-key, or the key as a bearer token (what Anthropic's SDKs since 2.x send)
+        bearer = headers.get("authorization", "")
+        given = headers.get("x-api-key") or (
+            bearer.removeprefix("Bearer ").strip() if bearer.startswith("Bearer ") else ""
+        )
         missing, wrong = (401, "x-api-key header is required", None), (401, "invalid x-api-key", None)
         if given == key and "anthropic-version" not in headers:
             return 400, "anthropic-version: header is required", None
