@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.fakes.upstream import Reply
-from tests.fakes.upstream_formats import SOURCES
+from tests.fakes.upstream_formats import SOURCES, THOUGHT
 from tests.harness import token
 from tests.stack import Stack
 
@@ -182,5 +182,63 @@ def test_raw_lists_the_search_results_and_citations_false_leaves_out_the_annotat
     message = answer.choices[0].message
     assert message.annotations == [] and message.content == ANSWER
     assert (message.model_extra or {})["search_results"] == [
+        {"title": title, "url": url, "snippet": ""} for url, title in SOURCES
+    ]
+
+
+# --- reasoning: the provider's thinking as reasoning_content, its tokens in the usage ------------------
+
+THOUGHT_TOKENS = len(THOUGHT.split()) + 2  # the fake's thought: its words, its ";" and its "."
+
+
+@pytest.mark.parametrize("provider", ["openai", "gemini", "anthropic"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_effort_streams_the_thinking_and_counts_its_tokens(
+    client: openai.OpenAI, stack: Stack, provider: str, stream: bool
+) -> None:
+    """OpenAI thinks without showing it (only its reasoning tokens); Anthropic's thinking blocks and Gemini's
+    thoughts come back as ``reasoning_content``."""
+    call: Any = {"model": MODELS[provider][0], "messages": MESSAGES, "reasoning_effort": "low", "max_tokens": 2048}
+    if stream:
+        reasoning, usage = "", None
+        for chunk in client.chat.completions.create(**call, stream=True, stream_options={"include_usage": True}):
+            usage = chunk.usage or usage
+            for choice in chunk.choices:
+                reasoning += (choice.delta.model_extra or {}).get("reasoning_content") or ""
+    else:
+        answer = client.chat.completions.create(**call)
+        reasoning, usage = (answer.choices[0].message.model_extra or {}).get("reasoning_content") or "", answer.usage
+    assert reasoning == ("" if provider == "openai" else THOUGHT)
+    assert usage is not None and usage.completion_tokens_details is not None
+    counted = usage.completion_tokens_details.reasoning_tokens or 0
+    if provider == "anthropic":  # estimated from the thinking's text: Anthropic reports no such figure
+        assert counted == -(-len(THOUGHT) // 4)
+    else:
+        assert counted == THOUGHT_TOKENS
+
+
+def test_gemini_keeps_the_first_function_call_when_parallel_tool_calls_is_false(
+    client: openai.OpenAI, stack: Stack
+) -> None:
+    calls = [("get_weather", {"city": "Orléans"}), ("get_weather", {"city": "Tours"})]
+    tool: Any = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    call: Any = {"model": "gemini-2.5-flash", "messages": MESSAGES, "tools": [tool]}
+    stack.fake.push(Reply(tool_calls=calls), "gemini")
+    both = client.chat.completions.create(**call).choices[0].message.tool_calls or []
+    stack.fake.push(Reply(tool_calls=calls), "gemini")
+    one = client.chat.completions.create(**call, parallel_tool_calls=False).choices[0]
+    assert [c.function.arguments for c in both if c.type == "function"] == ['{"city":"Orléans"}', '{"city":"Tours"}']
+    assert [c.function.arguments for c in one.message.tool_calls or [] if c.type == "function"] == [
+        '{"city":"Orléans"}'
+    ]
+    assert one.finish_reason == "tool_calls"
+
+
+def test_raw_on_openai_lists_the_cited_sources_once_each(client: openai.OpenAI, stack: Stack) -> None:
+    stack.fake.push(Reply(tokens=TOKENS), "openai")
+    answer = client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_body={"internet": True, "raw": True}
+    )
+    assert (answer.choices[0].message.model_extra or {})["search_results"] == [
         {"title": title, "url": url, "snippet": ""} for url, title in SOURCES
     ]

@@ -12,7 +12,7 @@ from typing import Any
 from shared.errors import ErrorCode, InvalidRequestError
 from shared.jobs import SamplingParams
 
-__all__ = ["OPENAI_DEFAULTS", "check_fields", "set_fields", "unsupported"]
+__all__ = ["OPENAI_DEFAULTS", "check_fields", "search_location", "set_fields", "unsupported"]
 
 #: values that ask for OpenAI's default behaviour: accepted by every provider
 OPENAI_DEFAULTS: dict[str, Any] = {
@@ -63,3 +63,27 @@ def check_fields(params: SamplingParams, provider: str, mapped: frozenset[str], 
     for field in set_fields(params):
         if field not in mapped and field not in dropped:
             raise unsupported(field, provider)
+
+
+def search_location(params: SamplingParams, provider: str, located: bool) -> dict[str, str]:
+    """OpenAI's ``web_search_options`` for a provider whose own search stands in for OpenAI's: the approximate
+    ``user_location`` (its ``city``, ``region``, ``country``, ``timezone``) where the provider's search takes one
+    (``located``), and ``search_context_size`` at OpenAI's default (``medium``) only: no other provider has it."""
+    options = params.extra.get("web_search_options")
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise InvalidRequestError("'web_search_options' must be an object", param="web_search_options")
+    if options.get("search_context_size", "medium") != "medium":
+        raise unsupported("web_search_options.search_context_size", provider, "only medium, its default")
+    location = options.get("user_location")
+    if location is None:
+        return {}
+    if not located:
+        raise unsupported("web_search_options.user_location", provider, "its search takes no location")
+    approximate = location.get("approximate") if isinstance(location, dict) else None
+    if not isinstance(approximate, dict) or location.get("type") != "approximate":
+        message = '\'web_search_options.user_location\' must be {"type": "approximate", "approximate": {...}}'
+        raise InvalidRequestError(message, param="web_search_options.user_location")
+    fields = ("city", "region", "country", "timezone")
+    return {name: approximate[name] for name in fields if isinstance(approximate.get(name), str)}

@@ -9,7 +9,7 @@ from services.worker.providers._http import stream_http
 from services.worker.providers.anthropic import AnthropicAdapter
 from services.worker.providers.base import Piece, Target
 from services.worker.providers.echo import stream_echo
-from services.worker.providers.gemini import GeminiAdapter
+from services.worker.providers.gemini import stream_gemini
 from services.worker.providers.gemini.native import GeminiNativeAdapter
 from services.worker.providers.openai_compat import OpenAICompatAdapter
 from shared.jobs import GenerationJob
@@ -27,7 +27,7 @@ def build_streamers(echo_delay: float) -> dict[str, Streamer]:
     return {
         "openai_compat": functools.partial(stream_http, OpenAICompatAdapter()),
         "anthropic": functools.partial(stream_http, AnthropicAdapter()),
-        "gemini": functools.partial(stream_http, GeminiAdapter()),
+        "gemini": stream_gemini,
         "echo": functools.partial(stream_echo, delay=echo_delay),
         NATIVE: functools.partial(stream_http, GeminiNativeAdapter()),
     }

@@ -295,7 +295,7 @@ async def test_iter_pieces_numbers_tool_calls_by_ordinal_not_block_index() -> No
         ToolCallPiece(0, arguments='éans"}'),
         ToolCallPiece(1, "toolu_01A09q90qw90lq917835lq9", "get_time", ""),
         ToolCallPiece(1, arguments='{"tz": "Europe/Paris"}'),
-        UsagePiece(prompt_tokens=410, completion_tokens=87),
+        UsagePiece(prompt_tokens=410, completion_tokens=87, reasoning_tokens=10),  # 40 characters of thinking,
         FinishPiece("tool_calls", MODEL),
     ]
 
@@ -529,3 +529,17 @@ async def test_a_tool_result_with_images_keeps_them_as_image_blocks() -> None:
             ],
         }
     ]
+
+
+@pytest.mark.anyio
+async def test_web_search_options_user_location_becomes_the_search_tools_and_a_bad_one_is_a_400() -> None:
+    where = {"type": "approximate", "approximate": {"city": "Orléans", "country": "FR", "region": 7}}
+    params = SamplingParams(internet=True, extra={"web_search_options": {"user_location": where}})
+    tools = _body(await _build(_job([ChatMessage(role="user", content="hi")], params)))["tools"]
+    assert tools[-1]["user_location"] == {"type": "approximate", "city": "Orléans", "country": "FR"}
+    for bad in ({"city": "Orléans"}, "Orléans"):
+        params = SamplingParams(internet=True, extra={"web_search_options": {"user_location": bad}})
+        with pytest.raises(InvalidRequestError) as refused:
+            await _build(_job([ChatMessage(role="user", content="hi")], params))
+        assert refused.value.param == "web_search_options.user_location"
+        assert refused.value.code == ErrorCode.INVALID_REQUEST

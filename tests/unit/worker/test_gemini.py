@@ -519,3 +519,38 @@ async def test_a_tool_result_with_images_sends_them_after_its_response() -> None
             {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
         ],
     }
+
+
+# --- reasoning and web search options ----------------------------------------------------------------
+
+HI = [ChatMessage(role="user", content="hi")]
+
+
+@pytest.mark.anyio
+async def test_a_thinking_budget_asks_for_the_thoughts_too_and_none_switches_thinking_off() -> None:
+    config = _body(await _build(_job(HI, SamplingParams(reasoning_effort="medium"))))["generationConfig"]
+    assert config["thinkingConfig"] == {"thinkingBudget": 8192, "includeThoughts": True}
+    config = _body(await _build(_job(HI, SamplingParams(reasoning_effort="none"))))["generationConfig"]
+    assert config["thinkingConfig"] == {"thinkingBudget": 0}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [
+        ({"search_context_size": "high"}, "web_search_options.search_context_size"),
+        (
+            {"user_location": {"type": "approximate", "approximate": {"city": "Orléans"}}},
+            "web_search_options.user_location",
+        ),
+    ],
+)
+async def test_web_search_options_asking_for_what_google_search_lacks_are_refused(
+    options: dict[str, Any], param: str
+) -> None:
+    params = SamplingParams(internet=True, extra={"web_search_options": options})
+    with pytest.raises(InvalidRequestError) as refused:
+        await _build(_job(HI, params))
+    assert refused.value.code == ErrorCode.UNSUPPORTED_PARAMETER and refused.value.param == param
+    plain = SamplingParams(internet=True, extra={"web_search_options": {"search_context_size": "medium"}})
+    assert _body(await _build(_job(HI, plain)))["tools"] == [{"googleSearch": {}}]

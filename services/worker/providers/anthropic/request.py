@@ -5,7 +5,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from services.worker.providers._fields import check_fields, unsupported
+from services.worker.providers._fields import check_fields, search_location, unsupported
 from services.worker.providers.base import Target
 from shared.errors import InvalidRequestError
 from shared.jobs import ChatMessage, GenerationJob, ImagePart, SamplingParams, ToolCall, message_text
@@ -30,6 +30,7 @@ MAPPED = frozenset(
         "reasoning_effort",
         "response_format",
         "internet",
+        "web_search_options",  # the web_search tool, with its user_location
         "citations",
         "raw",
     }
@@ -202,7 +203,9 @@ def to_anthropic_params(params: SamplingParams) -> dict[str, Any]:
     if params.user:
         body["metadata"] = {"user_id": params.user}
     if params.internet:
-        body["tools"] = [*body.get("tools", []), WEB_SEARCH]
+        location = search_location(params, "anthropic", located=True)
+        search = WEB_SEARCH | {"user_location": {"type": "approximate", **location}} if location else WEB_SEARCH
+        body["tools"] = [*body.get("tools", []), search]
     _structured(params, body)
     _thinking(params, body)
     return body

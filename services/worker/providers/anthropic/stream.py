@@ -21,6 +21,7 @@ from services.worker.providers.base import (
     UsagePiece,
 )
 from shared.errors import ErrorCode, UpstreamError
+from shared.tokens import tokens_for_chars
 
 __all__ = ["iter_pieces"]
 
@@ -123,6 +124,7 @@ class _State:
         self.chars = 0  # characters of text so far (citations' offsets)
         self.cited: dict[int, tuple[int, list[_Found]]] = {}  # text block -> (its first character, its citations)
         self.stop_reason: str | None = None
+        self.thought = 0  # characters of thinking so far
 
     def take_usage(self, usage: _Usage | None) -> None:
         for name, value in msgspec.structs.asdict(usage or _Usage()).items():
@@ -134,10 +136,13 @@ class _State:
             return None
         get = self.counts.get
         prompt = get("input_tokens", 0) + get("cache_creation_input_tokens", 0) + get("cache_read_input_tokens", 0)
+        output = get("output_tokens", 0)
         return UsagePiece(
             prompt_tokens=prompt,
-            completion_tokens=get("output_tokens", 0),
+            completion_tokens=output,
             cached_tokens=get("cache_read_input_tokens", 0),
+            # Anthropic counts thinking in output_tokens and reports no figure of its own: estimated from its text
+            reasoning_tokens=min(output, tokens_for_chars(self.thought)),
         )
 
 
@@ -166,6 +171,7 @@ def _block_delta(event: _Event, state: _State) -> list[Piece]:
         state.cited[event.index][1].append(delta.citation)
         return []
     if delta.type == "thinking_delta" and delta.thinking:
+        state.thought += len(delta.thinking)
         return [ReasoningPiece(delta.thinking)]
     if delta.type == "input_json_delta" and delta.partial_json and event.index in state.answer:
         return [TextPiece(delta.partial_json)]

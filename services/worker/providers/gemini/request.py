@@ -6,7 +6,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 import msgspec
 
-from services.worker.providers._fields import check_fields, unsupported
+from services.worker.providers._fields import check_fields, search_location, unsupported
 from services.worker.providers.base import Target
 from shared.errors import InvalidRequestError
 from shared.jobs import ChatMessage, GenerationJob, ImagePart, SamplingParams, ToolCall, message_text
@@ -33,11 +33,13 @@ MAPPED = frozenset(
         "frequency_penalty",
         "tools",
         "tool_choice",
+        "parallel_tool_calls",  # false: the answer's first function call only (``stream_gemini``)
         "response_format",
         "reasoning_effort",
         "logprobs",
         "top_logprobs",
         "internet",
+        "web_search_options",  # Google Search grounding (no location, medium context only)
         "citations",
         "raw",
     }
@@ -150,7 +152,10 @@ def _generation_config(params: SamplingParams) -> dict[str, Any]:
             raise unsupported(
                 "reasoning_effort", "gemini", f"{params.reasoning_effort!r} has no thinking budget (none…high)"
             )
-        config["thinkingConfig"] = {"thinkingBudget": budget}
+        # with a budget, the thoughts come back too (as ``reasoning_content``): Gemini sends none unless asked
+        config["thinkingConfig"] = (
+            {"thinkingBudget": budget, "includeThoughts": True} if budget else {"thinkingBudget": 0}
+        )
     return _compact(config)
 
 
@@ -165,7 +170,10 @@ def _tool_config(choice: str | dict[str, Any]) -> dict[str, Any]:
 
 
 def _tools(params: SamplingParams) -> dict[str, Any]:
-    search: list[dict[str, Any]] = [{"googleSearch": {}}] if params.internet else []  # Google Search grounding
+    search: list[dict[str, Any]] = []
+    if params.internet:
+        search_location(params, "gemini", located=False)  # its options that ask for something are refused
+        search.append({"googleSearch": {}})  # Google Search grounding
     if not params.tools:
         return {"tools": search} if search else {}  # toolConfig without tools means nothing to Gemini
     declarations = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in params.tools]

@@ -97,8 +97,10 @@ def _usage(usage: _Usage) -> UsagePiece:
     )
 
 
-def _choice_pieces(choice: _Choice) -> list[Piece]:
-    """A choice's text (with its logprobs, when the client asked for them), reasoning and tool calls."""
+def _choice_pieces(choice: _Choice, listed: set[tuple[int, str]]) -> list[Piece]:
+    """A choice's text (with its logprobs, when the client asked for them), reasoning, tool calls and citations.
+    OpenAI lists no search results of its own: each source it cites stands in for one (``raw``), the first time
+    (``listed``: the answers' sources so far)."""
     at = choice.index
     if choice.text:
         return [TextPiece(choice.text, choice.logprobs, at)]
@@ -119,6 +121,9 @@ def _choice_pieces(choice: _Choice) -> list[Piece]:
         cited = note.url_citation
         if note.type == "url_citation" and cited is not None and cited.url:
             pieces.append(SourcePiece(cited.url, cited.title, cited.start_index, cited.end_index, choice=at))
+            if (at, cited.url) not in listed:
+                listed.add((at, cited.url))
+                pieces.append(SourcePiece(cited.url, cited.title, choice=at))
     return pieces
 
 
@@ -143,6 +148,7 @@ def _midstream_error(error: dict[str, Any] | str, target: Target) -> UpstreamErr
 async def iter_pieces(response: httpx.Response, target: Target) -> AsyncIterator[Piece]:
     model, fingerprint = "", ""
     finishes: dict[int, str] = {}  # each choice's finish reason, by index (n > 1: several)
+    listed: set[tuple[int, str]] = set()  # the sources each choice cited so far
     chunks = response.aiter_bytes()
     async for sse in iter_sse(chunks):
         if sse.data.startswith("[DONE]"):
@@ -158,7 +164,7 @@ async def iter_pieces(response: httpx.Response, target: Target) -> AsyncIterator
             model, fingerprint = chunk.model or model, chunk.system_fingerprint or fingerprint
             yield ModelPiece(model, fingerprint)
         for choice in chunk.choices:
-            for piece in _choice_pieces(choice):
+            for piece in _choice_pieces(choice, listed):
                 yield piece
             if choice.finish_reason:
                 finishes[choice.index] = choice.finish_reason
