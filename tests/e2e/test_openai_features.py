@@ -242,3 +242,31 @@ def test_raw_on_openai_lists_the_cited_sources_once_each(client: openai.OpenAI, 
     assert (answer.choices[0].message.model_extra or {})["search_results"] == [
         {"title": title, "url": url, "snippet": ""} for url, title in SOURCES
     ]
+
+
+# --- logprobs: Gemini's logprobsResult in OpenAI's shape; Anthropic has none -------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_gemini_logprobs_reach_the_sdk_in_openais_shape(client: openai.OpenAI, stream: bool) -> None:
+    call: Any = {"model": "gemini-2.5-flash", "messages": MESSAGES, "logprobs": True, "top_logprobs": 2}
+    if stream:
+        entries = [
+            entry
+            for chunk in client.chat.completions.create(**call, stream=True)
+            for choice in chunk.choices
+            for entry in (choice.logprobs.content or [] if choice.logprobs else [])
+        ]
+    else:
+        logprobs = client.chat.completions.create(**call).choices[0].logprobs
+        entries = list(logprobs.content or []) if logprobs else []
+    assert "".join(entry.token for entry in entries) == "Hello from the fake gemini!"
+    assert all(entry.logprob < 0 and len(entry.top_logprobs) == 2 for entry in entries)
+    assert all(entry.top_logprobs[0].token == entry.token for entry in entries)
+
+
+def test_anthropic_refuses_logprobs_naming_the_field_and_the_provider(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="claude-haiku-4-5", messages=MESSAGES, logprobs=True)
+    body = refused.value.body
+    assert isinstance(body, dict) and body["param"] == "logprobs" and "anthropic" in body["message"]
