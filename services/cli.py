@@ -148,17 +148,19 @@ def _cmd_api(args: argparse.Namespace) -> int:
     from services.api.app import create_app
     from services.api.serve import serve
     from services.api.settings import ApiSettings
+    from services.telemetry.logs import configure_logging
+    from services.telemetry.traces import configure_tracing
     from shared.config import load_settings
 
     settings = load_settings(ApiSettings, os.environ)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_format, logging.WARNING if args.quiet else logging.INFO)
+    configure_tracing("conduit-api", os.environ)
     serve(create_app(settings, os.environ), settings, quiet=args.quiet)
     return 0
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
+    from services.telemetry.logs import configure_logging
     from services.worker.celery_app import POOL, create_celery, load_from_environ
 
     queues = [name.strip() for name in args.queues.split(",") if name.strip()]
@@ -170,8 +172,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     settings = msgspec.structs.replace(settings, queues=tuple(queues))
     if queues == [QueueName.BATCH.value] and settings.batch_nice:
         os.nice(settings.batch_nice)  # batch lines wait for interactive work, not the other way round
+    configure_logging(settings.log_format, logging.WARNING if args.quiet else logging.INFO)  # Celery's start too
     app = create_celery(settings, catalog)
     argv = [
+        *(["--quiet"] if settings.log_format == "json" else []),  # no banner: every line is a JSON object
         "worker",
         f"--pool={POOL}",
         "--concurrency=1",

@@ -2,6 +2,8 @@
 them, the batch workers read them), and the proxy endpoints' key sealing and egress policy (the API checks an
 upstream, the worker checks it again and connects). ``ApiSettings`` and ``WorkerSettings`` extend it."""
 
+from typing import Literal
+
 import msgspec
 
 __all__ = ["SharedSettings"]
@@ -32,3 +34,5 @@ class SharedSettings(msgspec.Struct, frozen=True, kw_only=True):
     proxy_allow_http: bool = False
     proxy_allow: str = ""
     proxy_deny: str = ""
+    #: log lines as text (the default) or one JSON object per line (``services.telemetry.logs``)
+    log_format: Literal["text", "json"] = "text"

@@ -1,5 +1,5 @@
 """``conduit up``: Redis (REDIS_URL if set, else an embedded redis-server), one worker, one batch worker and
-the API.
+the API; the workers serve their metrics on ports 9464 and 9465.
 
 They all run in the foreground as children; Ctrl-C (or SIGTERM) stops every one of them, and so does
 any one of them exiting. One ``conduit up`` runs per state directory (``services.devstate``): a second one
@@ -25,7 +25,10 @@ import redis
 
 from services.devstate import AlreadyRunningError, DevState, StackRecord, UpLock
 
-__all__ = ["find_redis_server", "run_stack"]
+__all__ = ["METRICS_PORT", "find_redis_server", "run_stack"]
+
+#: the interactive worker's /metrics port (the batch worker's is the next one); CONDUIT_METRICS_PORT moves both
+METRICS_PORT = 9464
 
 
 def _say(text: str) -> None:
@@ -162,9 +165,14 @@ def _run(state: DevState, lock: UpLock, quiet: bool) -> int:
         env["REDIS_URL"] = url
         lock.publish(StackRecord(pid=os.getpid(), api_url=base, redis_url=url))
         flags = ["--quiet"] if quiet else []
+        metrics = int(env.get("CONDUIT_METRICS_PORT", "").strip() or METRICS_PORT)  # each worker's, one apart
         procs.extend(
-            subprocess.Popen([sys.executable, "-m", "services.cli", *command, *flags], env=env)  # noqa: S603
-            for command in (["worker"], ["worker", "--queues", "batch"], ["api"])
+            subprocess.Popen([sys.executable, "-m", "services.cli", *command, *flags], env=env | extra)  # noqa: S603
+            for command, extra in (
+                (["worker"], {"CONDUIT_METRICS_PORT": str(metrics)}),
+                (["worker", "--queues", "batch"], {"CONDUIT_METRICS_PORT": str(metrics + 1)}),
+                (["api"], {}),
+            )
         )
         announced = False
         while not stopping:

@@ -13,10 +13,13 @@ The API maps ``ErrorCode`` to an HTTP status with one table; each dialect render
 """
 
 from enum import StrEnum
+from typing import Literal
 
 __all__ = [
+    "FAULTS",
     "AuthError",
     "ErrorCode",
+    "Fault",
     "GatewayError",
     "InternalError",
     "InvalidRequestError",
@@ -56,6 +59,40 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
     CANCELLED = "cancelled"
     INTERNAL = "internal"
+
+
+#: whose fault an error is (the metrics' ``error_type``): the caller's request, a policy of the gateway (tier, limit,
+#: egress), the provider, or the gateway itself
+Fault = Literal["caller", "policy", "provider", "gateway"]
+
+FAULTS: dict[ErrorCode, Fault] = {
+    ErrorCode.INVALID_REQUEST: "caller",
+    ErrorCode.AUTHENTICATION: "caller",
+    ErrorCode.NOT_FOUND: "caller",
+    ErrorCode.CONFLICT: "caller",
+    ErrorCode.MODEL_NOT_FOUND: "caller",
+    ErrorCode.UNSUPPORTED_PARAMETER: "caller",
+    ErrorCode.REQUEST_TOO_LARGE: "caller",
+    ErrorCode.CANCELLED: "caller",
+    ErrorCode.PERMISSION_DENIED: "policy",
+    ErrorCode.RATE_LIMITED: "policy",
+    ErrorCode.UPSTREAM_NOT_ALLOWED: "policy",
+    ErrorCode.PROVIDER_NOT_CONFIGURED: "policy",
+    ErrorCode.UPSTREAM_BAD_REQUEST: "provider",
+    ErrorCode.UPSTREAM_AUTH: "provider",
+    ErrorCode.UPSTREAM_PERMISSION: "provider",
+    ErrorCode.UPSTREAM_NOT_FOUND: "provider",
+    ErrorCode.UPSTREAM_RATE_LIMITED: "provider",
+    ErrorCode.UPSTREAM_OVERLOADED: "provider",
+    ErrorCode.UPSTREAM_ERROR: "provider",
+    ErrorCode.UPSTREAM_TIMEOUT: "provider",
+    ErrorCode.UPSTREAM_CONNECTION: "provider",
+    ErrorCode.UPSTREAM_INCOMPLETE: "provider",
+    ErrorCode.NO_WORKER: "gateway",
+    ErrorCode.WORKER_LOST: "gateway",
+    ErrorCode.UNAVAILABLE: "gateway",
+    ErrorCode.INTERNAL: "gateway",
+}
 
 
 class GatewayError(Exception):

@@ -208,6 +208,8 @@ class GenerationJob(_Wire, frozen=True, kw_only=True):
     #: own completions endpoint; other providers answer it as the one user message ``messages`` holds
     prompt: str | None = None
     chat: ChatTurn | None = None
+    #: the W3C ``traceparent`` of the API request's span (tracing on): the worker's span is its child
+    trace: str = ""
 
 
 class StreamRecord(_Wire, frozen=True, kw_only=True):

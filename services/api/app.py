@@ -1,6 +1,5 @@
 """``create_app(settings)``: the Litestar edge with its explicit handler and middleware lists."""
 
-import logging
 import os
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -9,7 +8,7 @@ from pathlib import Path
 from litestar import Litestar
 from litestar.datastructures import State
 
-from services.api import health, openapi, streams, usage
+from services.api import health, metrics, openapi, streams, usage
 from services.api.auth.tokens import JwtConfig, TokenVerifier
 from services.api.chats.personas import DEFAULT_PERSONAS_PATH, check_personas, load_personas
 from services.api.compression import GzipMiddleware
@@ -22,7 +21,10 @@ from services.api.proxy import ProxyGate, ProxyPaths
 from services.api.relay.events import Drain
 from services.api.settings import ApiSettings
 from services.api.tiers import DEFAULT_TIERS_PATH, load_tiers
+from services.api.tracing import TracingMiddleware
 from services.stores.file_stores import check_file_store
+from services.telemetry.logs import configure_logging
+from services.telemetry.traces import configure_tracing, tracer
 from shared.catalog import DEFAULT_CATALOG_PATH, load_catalog
 from shared.config import load_settings
 
@@ -62,6 +64,7 @@ def create_app(
             *streams.ROUTES,
             *usage.ROUTES,
             *health.ROUTES,
+            *metrics.ROUTES,
             *openapi.ROUTES,
         ],
         middleware=[RequestIdMiddleware],
@@ -84,7 +87,9 @@ def create_app(
             }
         ),
         debug=False,
+        logging_config=None,  # the process's own (``services.telemetry.logs``), text or JSON
     )
+    metrics.bind_catalog(catalog)
     _wrap_before_routing(app, cors_origins)
     return app
 
@@ -93,11 +98,20 @@ def _wrap_before_routing(app: Litestar, cors_origins: frozenset[str]) -> None:
     """CORS, HEAD and gzip wrap the app's ASGI handler: Litestar's ``middleware`` runs only once a route matched
     the path and method, but a preflight must be answered on any path without auth, a ``HEAD`` is routed as
     ``GET``, and CORS headers belong on 404s too."""
-    handler = ProxyPaths(HeadMiddleware(GzipMiddleware(app.asgi_handler)))
+    settings: ApiSettings = app.state.settings
+    access_log = settings.log_format == "json"  # the text format keeps uvicorn's access lines
+    routed = app.asgi_handler
+    traces = tracer()
+    if traces is not None:  # tracing on (OTEL_*): each request's span, which its job carries to the worker
+        routed = TracingMiddleware(routed, traces)
+    counted = metrics.MetricsMiddleware(routed, registry.handler_dialects(), access_log)  # sees the route found
+    handler = ProxyPaths(HeadMiddleware(GzipMiddleware(counted)))
     app.asgi_handler = CorsMiddleware(handler, cors_origins) if cors_origins else handler
 
 
 def create_app_from_environ() -> Litestar:
     """The ASGI app for servers that import one (``uvicorn --factory services.api.app:create_app_from_environ``)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return create_app(load_settings(ApiSettings, os.environ), os.environ)
+    settings = load_settings(ApiSettings, os.environ)
+    configure_logging(settings.log_format)
+    configure_tracing("conduit-api", os.environ)
+    return create_app(settings, os.environ)

@@ -19,6 +19,7 @@ import redis.exceptions
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from services.api.metrics import count_error
 from shared.errors import ErrorCode, GatewayError
 
 __all__ = [
@@ -153,6 +154,7 @@ def exception_handlers(
 
     def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         problem = _problem(exc)
+        count_error(problem.code)
         render = renderer_for(request.url.path, renderers, fallback)
         headers: dict[str, str] = {}  # x-request-id comes from RequestIdMiddleware, on every response
         if problem.retry_after is not None:

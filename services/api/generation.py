@@ -19,11 +19,13 @@ import msgspec
 
 from services.api.answer import Answer, failure_error, gather_answer
 from services.api.caller import Caller
+from services.api.metrics import first_tokens
 from services.api.ports import Directory, JobHandle, JobNames, JobStarter, Limiter
 from services.api.ratelimit.limiter import Admitted
 from services.api.settings import ApiSettings
 from services.api.sse import FrameEncoder, render
 from services.api.tiers import Limits, TierPolicy
+from services.telemetry.traces import current_traceparent
 from shared.catalog import Catalog
 from shared.errors import ErrorCode, GatewayError, InvalidRequestError, UnavailableError
 from shared.events import Done, Event, Failed, ReasoningDelta, TextDelta, ToolCallDelta
@@ -102,7 +104,7 @@ class OpenStream:
 async def stream_body(stream: OpenStream, encoder: FrameEncoder) -> AsyncIterator[bytes]:
     """The SSE bytes of a started job; the job is closed (cancelled if unfinished, unless detached) after."""
     try:
-        async for chunk in render(stream, encoder):
+        async for chunk in render(first_tokens(aiter(stream), stream.job), encoder):
             yield chunk
     finally:
         await stream.close()
@@ -198,6 +200,7 @@ class GenerationService:
             prompt=spec.prompt,
             chat=spec.chat,
             upstream=spec.upstream,
+            trace=current_traceparent(),
         )
         return Prepared(job, view, admitted.headers)
 

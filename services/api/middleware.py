@@ -14,6 +14,8 @@ import anyio.lowlevel
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
+from services.telemetry.logs import REQUEST_ID
+
 __all__ = ["HeadMiddleware", "RequestIdMiddleware", "add_vary", "header_value"]
 
 _SANE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -51,6 +53,7 @@ class RequestIdMiddleware:
         given = header_value(scope, b"x-request-id") or ""
         request_id = given if _SANE.match(given) else f"req_{uuid.uuid4().hex}"
         scope.setdefault("state", {})["request_id"] = request_id
+        REQUEST_ID.set(request_id)  # the request's log lines name it
         header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:

@@ -110,7 +110,10 @@ def serve(app: Litestar, settings: ApiSettings, *, quiet: bool = False) -> None:
         http=protocol,
         ws="none",  # Conduit serves no WebSocket: an Upgrade request is answered as plain HTTP, in JSON
         log_level="warning" if quiet else "info",
-        access_log=not quiet,
+        # JSON lines: uvicorn's loggers go through the root's handler, and the access lines are the API's own
+        # (``conduit.access``: the route template, the request and job ids, the duration)
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+        access_log=not quiet and settings.log_format != "json",
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
         server_header=False,
     )

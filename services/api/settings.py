@@ -73,6 +73,8 @@ class ApiSettings(SharedSettings, frozen=True, kw_only=True, forbid_unknown_fiel
     #: browser origins that may call the API (CORS), comma-separated exact origins such as
     #: ``https://app.example.com,http://localhost:5173``, or ``*`` for any; none by default (no CORS headers)
     cors_origins: str = ""
+    #: the bearer token ``GET /metrics`` asks for (empty: it is open, for a scraper on a private network)
+    metrics_token: str = ""
     #: the personas file (default deploy/personas.toml)
     personas_path: str = ""
     #: chats one user may keep; messages one chat may hold; bytes (UTF-8) of one message a client sends

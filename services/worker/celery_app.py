@@ -19,6 +19,8 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue
 
+from services.telemetry.logs import configure_logging
+from services.telemetry.traces import configure_tracing
 from services.worker.runtime import start_runtime, stop_runtime
 from services.worker.settings import WorkerSettings, load_worker_settings
 from services.worker.tasks import register_tasks
@@ -69,6 +71,7 @@ def create_celery(settings: WorkerSettings, catalog: Catalog) -> Celery:
 
     def _start(**_: Any) -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)
+        configure_tracing("conduit-worker", os.environ)
         start_runtime(settings, catalog)
 
     def _stop(**_: Any) -> None:
@@ -77,6 +80,12 @@ def create_celery(settings: WorkerSettings, catalog: Catalog) -> Celery:
     def _ready(**_: Any) -> None:
         settle()  # start-up is over: what the process keeps is frozen out of the collector's way
 
+    def _logging(loglevel: int | str | None = None, **_: Any) -> None:
+        """Celery leaves the logging to this (connected, it configures none of its own)."""
+        level = logging.getLevelName(loglevel) if isinstance(loglevel, str) else loglevel
+        configure_logging(settings.log_format, level if isinstance(level, int) else logging.INFO)
+
+    signals.setup_logging.connect(_logging, weak=False)
     signals.worker_init.connect(_start, weak=False)
     signals.worker_process_init.connect(_start, weak=False)
     signals.worker_ready.connect(_ready, weak=False)

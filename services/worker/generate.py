@@ -14,7 +14,9 @@ from collections.abc import Awaitable, Callable, Sequence
 import httpx
 
 from services.sealing import Sealer
+from services.telemetry.logs import JOB_ID, REQUEST_ID
 from services.worker.job_end import JobEnd, JobEndHook, run_hooks
+from services.worker.metrics import JobMetrics
 from services.worker.outcome import Outcome, announce, publish_piece, usage_of
 from services.worker.providers.base import FinishPiece, SourcePiece, Target
 from services.worker.providers.fan_out import fan_out
@@ -24,11 +26,12 @@ from services.worker.publisher import JobPublisher
 from services.worker.retry import backoff
 from services.worker.settings import WorkerSettings
 from services.worker.sink import EventSink
+from services.worker.tracing import end_job_span, job_span
 from shared import keys
 from shared.catalog import Catalog
 from shared.codec import encode_record
 from shared.errors import ErrorCode, GatewayError
-from shared.events import Done, Failed, Started
+from shared.events import Done, Failed, Started, Usage
 from shared.jobs import GenerationJob, SamplingParams, StreamRecord
 
 __all__ = ["JobCancelledError", "PipelineContext", "resolve_target", "run_job"]
@@ -68,6 +71,7 @@ class PipelineContext:
         ends: Sequence[JobEndHook] = (),
         proxy_client: httpx.AsyncClient | None = None,
         sealer: Sealer | None = None,
+        metrics: JobMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -85,6 +89,8 @@ class PipelineContext:
         #: the client for upstreams a client named (``egress.GuardedTransport``), and what opens their keys
         self.proxy_client = proxy_client
         self.sealer = sealer
+        #: the worker's metrics (first chunks, retries, fallbacks, upstream errors; the job-end hook counts the rest)
+        self.metrics = metrics
 
 
 def resolve_target(provider: str, model: str, settings: WorkerSettings, catalog: Catalog) -> Target:
@@ -118,8 +124,14 @@ def _wanted(source: SourcePiece, params: SamplingParams) -> bool:
 
 
 async def _stream(
-    job: GenerationJob, ctx: PipelineContext, target: Target, publisher: JobPublisher, outcome: Outcome
+    job: GenerationJob,
+    ctx: PipelineContext,
+    target: Target,
+    publisher: JobPublisher,
+    outcome: Outcome,
+    started: float,
 ) -> None:
+    """``started``: when the worker took the job (``time.monotonic()``)."""
     upstream, client = job.upstream, ctx.client
     kind: str = target.spec.kind
     if upstream is not None:
@@ -138,7 +150,10 @@ async def _stream(
         async for piece in pieces:
             if isinstance(piece, SourcePiece) and not _wanted(piece, job.params):
                 continue
+            had_content = outcome.content
             publish_piece(piece, publisher, outcome)
+            if not had_content and outcome.content and ctx.metrics is not None:
+                ctx.metrics.first_chunk(job, target.provider, target.model, time.monotonic() - started)
             publisher.raise_if_broken()
             if loop.time() >= turn_ends:  # a burst already buffered would otherwise be parsed in one go
                 await asyncio.sleep(0)
@@ -147,7 +162,9 @@ async def _stream(
         raise GatewayError(f"{target.provider} stream ended without a finish", code=ErrorCode.UPSTREAM_INCOMPLETE)
 
 
-async def _generate(job: GenerationJob, ctx: PipelineContext, publisher: JobPublisher, outcome: Outcome) -> None:
+async def _generate(
+    job: GenerationJob, ctx: PipelineContext, publisher: JobPublisher, outcome: Outcome, started: float
+) -> None:
     """Stream the first target that answers: retryable failures before the first token are retried after a
     backoff, then the next fallback is tried; the last failure is raised. A fallback that cannot take the
     request's fields (``unsupported_parameter``) is passed over: the failure reported stays the one before."""
@@ -157,10 +174,12 @@ async def _generate(job: GenerationJob, ctx: PipelineContext, publisher: JobPubl
     for index, target in enumerate(targets):
         for attempt in range(settings.upstream_retries + 1):
             try:
-                await _stream(job, ctx, target, publisher, outcome)
+                await _stream(job, ctx, target, publisher, outcome, started)
                 return
             except GatewayError as exc:
                 exc = client_refused(exc, job)
+                if ctx.metrics is not None:
+                    ctx.metrics.upstream_error(job, target.provider, exc.code)
                 if index and exc.code == ErrorCode.UNSUPPORTED_PARAMETER and failure is not None:
                     log.warning("job %s: fallback %s passed over: %s", job.id, target.provider, exc.message)
                     break
@@ -174,8 +193,12 @@ async def _generate(job: GenerationJob, ctx: PipelineContext, publisher: JobPubl
                 if wait is None:
                     if index < len(targets) - 1:
                         log.warning("job %s: %s; falling back to %s", job.id, exc.message, targets[index + 1].provider)
+                        if ctx.metrics is not None:
+                            ctx.metrics.fallback(job, target.provider, targets[index + 1].provider)
                     break
                 log.info("job %s: %s; retrying in %.2f s", job.id, exc.message, wait)
+                if ctx.metrics is not None:
+                    ctx.metrics.retry(job, target.provider)
                 await asyncio.sleep(wait)
     raise failure or GatewayError("no provider could take the job", code=ErrorCode.INTERNAL)
 
@@ -235,12 +258,41 @@ def _publisher(
     )
 
 
+def _log_end(job: GenerationJob, published: Failed | Done, usage: Usage | None, end: JobEnd) -> None:
+    """The job's end line: readable as text, its fields apart in JSON logs (``services.telemetry.logs``)."""
+    principal, provider, model = job.principal, end.provider, end.model
+    tokens = "" if usage is None else f", {usage.prompt_tokens} + {usage.completion_tokens} tokens"
+    fields: dict[str, object] = {"provider": provider, "model": model, "tier": principal.tier}
+    elapsed = round((time.monotonic() - end.started) * 1000, 1)
+    fields |= {"status": type(published).__name__.lower(), "duration_ms": elapsed}
+    if usage is not None:
+        fields |= {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+    if isinstance(published, Failed):
+        fields["error_code"] = published.code
+    log.info(
+        "job %s %s (user %s, tier %s, key %s, %s/%s%s%s)",
+        job.id,
+        type(published).__name__.lower(),
+        principal.user_id,
+        principal.tier,
+        principal.key_id or "-",
+        provider,
+        model,
+        tokens,
+        " estimated" if usage is not None and usage.estimated else "",
+        extra=fields,
+    )
+
+
 async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     """Run ``job`` to exactly one terminal event, which is published and returned.
 
     Cancellation of the calling task (the client's cancel message, or flushes that reached nobody for
     ``orphan_grace``) ends the job with ``cancelled``, after the usage it saw.
     """
+    started, span = time.monotonic(), job_span(job)
+    JOB_ID.set(job.id)  # the job's own task: its log lines name it, and its request
+    REQUEST_ID.set(job.request_id)
     task = asyncio.current_task()
     orphans: set[str] = set()  # holds the job's id once nobody listened (or resumed) for orphan_grace
     publisher = _publisher(job, ctx, task, orphans)
@@ -255,7 +307,7 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
             raise JobCancelledError
         publisher.emit(Started(seq=0, worker=ctx.settings.worker_name))
         async with asyncio.timeout(ctx.settings.total_timeout):
-            await _generate(job, ctx, publisher, outcome)
+            await _generate(job, ctx, publisher, outcome, started)
         finish = outcome.finish or FinishPiece("stop")  # _stream raised if the upstream never finished
         announce(publisher, outcome)
         elapsed = int((time.time() - job.created) * 1000) if job.created else 0
@@ -289,22 +341,12 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     if usage is not None:
         publisher.emit(usage)
     provider, model = outcome.provider or job.provider, outcome.model or job.model
-    saves = await run_hooks(ctx.ends, job, JobEnd(terminal, usage, provider, model, "".join(outcome.parts or ())))
+    if span is not None:
+        end_job_span(span, terminal, usage, provider, model)
+    end = JobEnd(terminal, usage, provider, model, "".join(outcome.parts or ()), started)
+    saves = await run_hooks(ctx.ends, job, end)
     admission = job.admission
     release = ("ZREM", keys.lease(admission.subject), job.id) if admission is not None and admission.lease else None
     published = await publisher.close(terminal, release, saves)  # the lease and the saves go with the end
-    principal = job.principal
-    tokens = "" if usage is None else f", {usage.prompt_tokens} + {usage.completion_tokens} tokens"
-    log.info(
-        "job %s %s (user %s, tier %s, key %s, %s/%s%s%s)",
-        job.id,
-        type(terminal).__name__.lower(),
-        principal.user_id,
-        principal.tier,
-        principal.key_id or "-",
-        provider,
-        model,
-        tokens,
-        " estimated" if usage is not None and usage.estimated else "",
-    )
+    _log_end(job, published, usage, JobEnd(terminal, usage, provider, model, started=started))
     return published

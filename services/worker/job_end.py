@@ -28,6 +28,8 @@ class JobEnd(NamedTuple):
     provider: str
     model: str
     text: str = ""
+    #: when the worker took the job (``time.monotonic()``; 0: unknown)
+    started: float = 0.0
 
 
 #: a Redis command, as the worker's event sink sends it

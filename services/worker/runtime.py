@@ -23,12 +23,14 @@ from typing import Any
 import httpx
 import msgspec
 import uvloop
+from prometheus_client import start_http_server
 
 from services.proxy_config import proxy_policy, proxy_sealer
 from services.stores.chats import ChatLimits
 from services.stores.file_stores import close_file_store, file_store
 from services.stores.redis_batches import RedisBatchStore
 from services.stores.redis_chats import RedisChatStore
+from services.telemetry.metrics import REGISTRY
 from services.worker.accounting import Ledger
 from services.worker.batch_lines import CollectingSink
 from services.worker.batches import BatchRunner
@@ -39,6 +41,7 @@ from services.worker.egress import GuardedTransport
 from services.worker.generate import PipelineContext, run_job
 from services.worker.http_client import UpstreamClient, upstream_client
 from services.worker.interactive import InteractiveWatch
+from services.worker.metrics import IN_FLIGHT, JobMetrics
 from services.worker.providers.registry import Streamer, build_streamers
 from services.worker.publisher import JobPublisher
 from services.worker.settings import WorkerSettings
@@ -101,6 +104,7 @@ class WorkerRuntime:
             follow_redirects=False,
         )
         self.ledger = Ledger(self.redis)
+        self.metrics = JobMetrics(self.catalog)
         self.claims = JobClaims(self.redis, settings.worker_name, settings.lease_ttl)
         self.sink = RedisSink(self.redis, settings.log_ttl, settings.total_timeout + settings.log_ttl)
         streamers = build_streamers(settings.echo_delay)
@@ -112,10 +116,18 @@ class WorkerRuntime:
             streamers,
             self.cancels.requested,
             self._watched,
-            (self.ledger.on_end, self._chat_replies(streamers).on_end),
+            (self.ledger.on_end, self._chat_replies(streamers).on_end, self.metrics.on_end),
             self.proxy_client,
             proxy_sealer(settings),
+            self.metrics,
         )
+        IN_FLIGHT.labels("interactive").set_function(lambda: len(self._running))
+        IN_FLIGHT.labels("batch").set_function(lambda: len(self._batch_tasks))
+        if settings.metrics_port:
+            try:
+                start_http_server(settings.metrics_port, settings.metrics_host, registry=REGISTRY)
+            except OSError as exc:  # the jobs matter more than their figures: serve them, say why there are none
+                log.error("no /metrics on %s:%d: %s", settings.metrics_host, settings.metrics_port, exc)  # noqa: TRY400 - the reason is enough
         self.batches = self._batch_runner(streamers)
         self._tasks = [
             asyncio.create_task(self.cancels.listen(), name="cancel-listener"),

@@ -75,6 +75,9 @@ class WorkerSettings(SharedSettings, frozen=True, kw_only=True, forbid_unknown_f
     batch_give_way: float = 0.05
     #: the queues this worker serves (``conduit worker --queues``), announced with its presence
     queues: tuple[str, ...] = ("interactive",)
+    #: where this worker serves its Prometheus ``/metrics`` (a port of its own; 0: not served)
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 where a scraper on another host reads it (a container)
     #: pause between tokens of the offline echo provider
     echo_delay: float = 0.02
     #: open upstream connections per worker process; 0 = one per concurrent job

@@ -34,7 +34,8 @@ CHAT = {"model": "gpt-4o-mini", "messages": MESSAGES}
 BATCH = {"endpoint": "/v1/chat/completions", "completion_window": "24h"}
 BATCH_LINE = json.dumps({"custom_id": "1", "method": "POST", "url": "/v1/chat/completions", "body": CHAT}).encode()
 #: routes that never touch Redis: they answer as usual whatever Redis does
-REDIS_FREE = ("/healthz", "/docs", "/openapi", "/api/v1/personas")
+#: routes that answer without Redis (``/metrics`` from memory, skipping its Redis samples when Redis is away)
+REDIS_FREE = ("/healthz", "/docs", "/openapi", "/api/v1/personas", "/metrics")
 #: what a client may be told while Redis is away: the gateway is unavailable, or (its workers unseen) has none
 CODES = {"unavailable", "no_worker"}
 WITHIN = 2.0

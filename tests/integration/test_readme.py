@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from services.stack import METRICS_PORT
 from tests.fakes.upstream import FakeUpstream
-from tests.harness import JWT_SECRET, ROOT, WorkerProcess
+from tests.harness import JWT_SECRET, ROOT, WorkerProcess, free_port
 from tests.stack import Stack, own_stack
 
 README = ROOT / "README.md"
+WORKER_METRICS = free_port()
 _BLOCK = re.compile(r"^```(bash|python)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 SHELLS = ["bash", "zsh"]
 
@@ -33,7 +35,9 @@ def _blocks(language: str) -> list[str]:
 def readme_stack(logs: Path, fake: FakeUpstream) -> Iterator[Stack]:
     # make up's defaults: the echo provider paced as it is there, the tiers' real limits
     allow = {"CONDUIT_PROXY_ALLOW": f"127.0.0.1:{fake.port}"}
-    with own_stack(logs, fake, worker_env={"CONDUIT_ECHO_DELAY": "0.02", **allow}, api_env=allow) as stack:
+    metrics = {"CONDUIT_METRICS_PORT": str(WORKER_METRICS)}  # make up's 9464, on a free port
+    worker_env = {"CONDUIT_ECHO_DELAY": "0.02", **allow, **metrics}
+    with own_stack(logs, fake, worker_env=worker_env, api_env=allow) as stack:
         batches = WorkerProcess(logs, stack.redis.url, {"CONDUIT_ECHO_DELAY": "0.02"}, queues="batch")
         try:
             batches.wait_ready()
@@ -48,6 +52,7 @@ def _as_run(example: str, stack: Stack) -> str:
         example.replace("http://127.0.0.1:8000", stack.url)
         .replace("https://api.openai.com/v1", stack.fake.openai_base_url)
         .replace("https://generativelanguage.googleapis.com", stack.fake.gemini_base_url)
+        .replace(f"http://127.0.0.1:{METRICS_PORT}", f"http://127.0.0.1:{WORKER_METRICS}")
     )
 
 

@@ -12,10 +12,20 @@ from services.api.dialects.chat.dialect import DIALECT as CHAT
 from services.api.dialects.gemini.dialect import DIALECT as GEMINI
 from services.api.dialects.openai.dialect import DIALECT as OPENAI
 from services.api.errors import ErrorRenderer
+from services.api.metrics import handler_key
 from services.api.sse import FrameEncoder
 from shared.jobs import StreamView
 
-__all__ = ["DIALECTS", "FALLBACK", "body_for", "encoder_for", "error_renderers", "route_handlers", "tags"]
+__all__ = [
+    "DIALECTS",
+    "FALLBACK",
+    "body_for",
+    "encoder_for",
+    "error_renderers",
+    "handler_dialects",
+    "route_handlers",
+    "tags",
+]
 
 DIALECTS: tuple[Dialect, ...] = (
     OPENAI,
@@ -30,6 +40,13 @@ FALLBACK = OPENAI
 def route_handlers() -> Iterator[BaseRouteHandler]:
     for dialect in DIALECTS:
         yield from dialect.routes
+
+
+def handler_dialects() -> Iterator[tuple[str, str]]:
+    """(``metrics.handler_key`` of a route handler, its dialect's name), for the metrics' ``dialect`` label."""
+    for dialect in DIALECTS:
+        for handler in dialect.routes:
+            yield handler_key(handler), dialect.name
 
 
 def tags() -> Iterator[tuple[str, str]]:

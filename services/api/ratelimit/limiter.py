@@ -16,6 +16,7 @@ from typing import NamedTuple, cast
 
 import redis.asyncio as aioredis
 
+from services.api.metrics import count_refusal
 from services.api.tiers import Limits
 from services.redis_calls import ScriptCalls
 from shared import keys
@@ -104,6 +105,7 @@ class RedisLimiter:
         headers = ratelimit_headers(limits, verdict)
         if not verdict.admitted:
             retry_after = max(1, math.ceil(verdict.retry_after_ms / 1000))
+            count_refusal(verdict.refused)
             limit = _REFUSALS.get(verdict.refused, verdict.refused)
             raise RateLimitedError(
                 f"Rate limit reached for {limit}; try again in {retry_after} s.",

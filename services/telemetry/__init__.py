@@ -1,0 +1,1 @@
+"""What the API and the workers both report about themselves: metrics (``metrics.py``)."""
