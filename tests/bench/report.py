@@ -4,6 +4,8 @@ gateway's cost over the direct upstream ("added") beside it."""
 import statistics
 from typing import Any
 
+from tests.bench.scale import scale_markdown
+
 __all__ = ["markdown"]
 
 
@@ -278,6 +280,7 @@ def markdown(report: dict[str, Any], scenarios: list[Any]) -> str:
     lines += _handoff(report.get("handoff"))
     lines += _chat(report.get("chat"))
     lines += _batch(report.get("batch"))
+    lines += scale_markdown(report.get("scale", []))
     lines += [
         "",
         "### Memory (RSS, MB)",

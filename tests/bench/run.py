@@ -33,6 +33,8 @@ from tests.bench.batch import batch_bench, batch_plan
 from tests.bench.chat import chat_bench, chat_plan
 from tests.bench.handoff import handoff_cost
 from tests.bench.load import Run, Target, closed_loop, crowd
+from tests.bench.scale import TOKENS as SCALE_TOKENS
+from tests.bench.scale import scale_bench, scale_plan
 from tests.bench.stack import ROOT, BenchStack, Sampler
 
 __all__ = ["main"]
@@ -233,6 +235,9 @@ async def _bench(plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
         scaled = Target("conduit-2w", targets[1].base_url, targets[1].key)
         await _run_scenarios(plan, plan.scale_out, [scaled], stack, results, say)
         report |= {"results": results, "targets": [t.name for t in targets]}
+        stack.stop([name for name in stack.procs if name != "upstream"])  # the cores go to the scale-out stacks
+        await _set_upstream(stack, Scenario("scale", "", "stream", 0, SCALE_TOKENS))
+        report["scale"] = await scale_bench(stack.upstream_port, scale_plan(quick, smoke), say)
         shutil.rmtree(log_dir, ignore_errors=True)  # kept only when something failed
         report["logs"] = ""
     finally:
@@ -279,4 +284,5 @@ def main() -> int:
     errors += sum(f["errors"] for reps in report["chat"]["results"].values() for f in reps)
     batch = report["batch"]
     errors += batch["failed"] + batch["busy"]["errors"] + batch["idle"]["errors"] + (batch["status"] != "completed")
+    errors += sum(row[kind]["errors"] for row in report["scale"] for kind in ("nonstream", "stream"))
     return 1 if errors and os.environ.get("SMOKE") == "1" else 0

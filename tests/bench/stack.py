@@ -69,6 +69,7 @@ class BenchStack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     redis_url: str = ""
     api_port: int = 0
+    api_ports: list[int] = field(default_factory=list)
 
     @property
     def upstream_url(self) -> str:
@@ -92,7 +93,9 @@ class BenchStack:
         self._spawn("upstream", [sys.executable, "-m", "tests.bench.upstream", "--port", str(self.upstream_port)])
         _wait_http(f"{self.upstream_url}/models", 20)
 
-    def start_conduit(self, workers: int = 1) -> None:
+    def start_conduit(self, workers: int = 1, apis: int = 1) -> None:
+        """Redis, ``workers`` worker processes and ``apis`` API processes (the first on ``api_port``, the others on
+        ``api_ports``)."""
         binary = find_redis_server()
         if binary is None:
             raise RuntimeError("no redis-server on PATH and no embedded one (run `make install`)")
@@ -112,9 +115,12 @@ class BenchStack:
         self.api_port = free_port()
         for index in range(workers):
             self.add_worker(index)
-        env = self._env({"CONDUIT_PORT": str(self.api_port), "CONDUIT_JWT_SECRET": self.secret, **BENCH_LIMITS})
-        self._spawn("api", [sys.executable, "-m", "services.cli", "api", "--quiet"], env)
-        _wait_http(f"{self.api_url}/readyz", 60)
+        self.api_ports = [self.api_port, *(free_port() for _ in range(apis - 1))]
+        for index, api_port in enumerate(self.api_ports):
+            env = self._env({"CONDUIT_PORT": str(api_port), "CONDUIT_JWT_SECRET": self.secret, **BENCH_LIMITS})
+            self._spawn(f"api{index or ''}", [sys.executable, "-m", "services.cli", "api", "--quiet"], env)
+        for api_port in self.api_ports:
+            _wait_http(f"http://127.0.0.1:{api_port}/readyz", 60)
         self.wait_workers(workers)
 
     def add_worker(self, index: int, queues: str = "interactive") -> None:
@@ -139,7 +145,7 @@ class BenchStack:
         return env
 
     def gateway_pids(self) -> dict[str, int]:
-        return {name: proc.pid for name, proc in self.procs.items() if name == "api" or name.startswith("worker")}
+        return {name: proc.pid for name, proc in self.procs.items() if name.startswith(("api", "worker"))}
 
     def check_alive(self) -> None:
         dead = [name for name, proc in self.procs.items() if proc.poll() is not None]

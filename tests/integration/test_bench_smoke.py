@@ -58,6 +58,14 @@ def test_bench_smoke_run_writes_a_complete_report_without_errors(tmp_path: Path)
                 assert figures["errors"] == 0, (key, target, figures["error_samples"])
 
     assert 0 < report["admission"]["p50_us"] <= report["admission"]["p99_us"]
+    scale = report["scale"]
+    assert [row["processes"] for row in scale] == [1, 2]
+    for row in scale:
+        for kind in ("nonstream", "stream"):
+            figures = row[kind]
+            assert figures["requests"] > 0 and figures["errors"] == 0, (row["processes"], kind, figures)
+            assert figures["redis_cpu_ms_per_1000"] is not None and figures["redis_cpu_ms_per_1000"] > 0
+        assert row["stream"]["tokens_per_s"] > 0
     _check_chat(report["chat"], reps)
     table = tables[0].read_text()
     assert "### Admission" in table
