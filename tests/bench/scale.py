@@ -33,7 +33,7 @@ class ScalePlan:
 
 def scale_plan(quick: bool, smoke: bool) -> ScalePlan:
     if smoke:
-        return ScalePlan(sizes=(1, 2), window=0.3, concurrency=8)
+        return ScalePlan(sizes=(2,), window=0.3, concurrency=8)  # two of each: the spreading and the counting
     return ScalePlan(sizes=(1, 2, 4), window=2.0 if quick else 4.0, concurrency=64)
 
 

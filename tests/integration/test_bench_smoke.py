@@ -59,7 +59,7 @@ def test_bench_smoke_run_writes_a_complete_report_without_errors(tmp_path: Path)
 
     assert 0 < report["admission"]["p50_us"] <= report["admission"]["p99_us"]
     scale = report["scale"]
-    assert [row["processes"] for row in scale] == [1, 2]
+    assert [row["processes"] for row in scale] == [2]
     for row in scale:
         for kind in ("nonstream", "stream"):
             figures = row[kind]
