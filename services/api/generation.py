@@ -19,7 +19,7 @@ import msgspec
 
 from services.api.answer import Answer, failure_error, gather_answer
 from services.api.caller import Caller
-from services.api.metrics import first_tokens
+from services.api.metrics import first_token
 from services.api.ports import Directory, JobHandle, JobNames, JobStarter, Limiter
 from services.api.ratelimit.limiter import Admitted
 from services.api.settings import ApiSettings
@@ -89,10 +89,14 @@ class OpenStream:
         self._closed = False
 
     async def __aiter__(self) -> AsyncIterator[Event | None]:
-        """The events read while the status was held back, then the live rest."""
+        """The events read while the status was held back, then the live rest; the first token is timed."""
+        waiting = True
         for event in self.head:
+            waiting = waiting and not first_token(event, self.job)
             yield event
         async for event in self.run:
+            if waiting:
+                waiting = not first_token(event, self.job)
             yield event
 
     async def close(self) -> None:
@@ -104,7 +108,7 @@ class OpenStream:
 async def stream_body(stream: OpenStream, encoder: FrameEncoder) -> AsyncIterator[bytes]:
     """The SSE bytes of a started job; the job is closed (cancelled if unfinished, unless detached) after."""
     try:
-        async for chunk in render(first_tokens(aiter(stream), stream.job), encoder):
+        async for chunk in render(stream, encoder):
             yield chunk
     finally:
         await stream.close()

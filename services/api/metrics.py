@@ -12,7 +12,7 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from litestar import Request, Response, get
@@ -45,7 +45,7 @@ __all__ = [
     "bind_catalog",
     "count_error",
     "count_refusal",
-    "first_tokens",
+    "first_token",
     "handler_key",
 ]
 
@@ -94,7 +94,6 @@ _RESUME = "/v1/streams/"
 _JOB_HEADER = b"x-conduit-job-id"
 access = logging.getLogger("conduit.access")
 _CONTENT = (TextDelta, ReasoningDelta, ToolCallDelta, Native)
-_REFUSED = frozenset({"requests", "tokens", "streams"})
 _labels: Labels | None = None
 
 
@@ -118,17 +117,20 @@ class MetricsMiddleware:
             return
         method = scope["method"] if scope["method"] in _METHODS else OTHER
         started, status, stream = time.perf_counter(), 500, False
-        dialect, job = "", ""
+        dialect, job = "none", ""
 
         async def counted(message: Message) -> None:
             nonlocal status, stream, dialect, job
             if message["type"] == "http.response.start":
                 status = message["status"]
-                job = next((v.decode() for k, v in message.get("headers", ()) if k.lower() == _JOB_HEADER), "")
                 handler = scope.get("route_handler")
                 dialect = self._dialects.get(handler_key(handler), "none") if handler is not None else "none"
-                kinds = (value for key, value in message.get("headers", ()) if key.lower() == b"content-type")
-                stream = any(value.startswith(b"text/event-stream") for value in kinds)
+                for key, value in message.get("headers", ()):
+                    name = key.lower()
+                    if name == b"content-type":
+                        stream = value.startswith(b"text/event-stream")
+                    elif name == _JOB_HEADER:
+                        job = value.decode("latin-1")
                 if stream:
                     ACTIVE_STREAMS.labels(dialect).inc()
             await send(message)
@@ -140,12 +142,12 @@ class MetricsMiddleware:
                 ACTIVE_STREAMS.labels(dialect).dec()
             route = scope.get("path_template") or "unmatched"
             elapsed = time.perf_counter() - started
-            REQUESTS.labels(route, method, dialect or "none", str(status)).inc()
-            DURATION.labels(route, method, dialect or "none").observe(elapsed)
+            REQUESTS.labels(route, method, dialect, str(status)).inc()
+            DURATION.labels(route, method, dialect).observe(elapsed)
             if route.startswith(_RESUME):
                 RESUMES.labels(str(status)).inc()
             if self._access_log:
-                fields = {"route": route, "method": method, "status": status, "dialect": dialect or "none"}
+                fields = {"route": route, "method": method, "status": status, "dialect": dialect}
                 request_id = (scope.get("state") or {}).get("request_id", "")
                 fields |= {"request_id": request_id, "job_id": job, "duration_ms": round(elapsed * 1000, 1)}
                 access.info("%s %s %d", method, route, status, extra=fields)
@@ -160,28 +162,23 @@ def handler_key(handler: BaseRouteHandler) -> str:
     return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}"
 
 
-async def first_tokens(events: AsyncIterator[Event | None], job: GenerationJob) -> AsyncIterator[Event | None]:
-    """``events`` as they are, the first token's time since the job's admission observed on the way."""
-    waiting = True
-    async for event in events:
-        if waiting and isinstance(event, _CONTENT):
-            waiting = False
-            proxied = job.upstream is not None or _labels is None
-            provider = OTHER if proxied or _labels is None else _labels.provider(job.provider)
-            model = OTHER if proxied or _labels is None else _labels.model(job.provider, job.model)
-            FIRST_TOKEN.labels(operation(job), provider, model).observe(max(0.0, time.time() - job.created))
-        yield event
+def first_token(event: Event | None, job: GenerationJob) -> bool:
+    """Whether ``event`` is content (a streamed job's first one: its time since the admission is observed)."""
+    if not isinstance(event, _CONTENT):
+        return False
+    provider = _labels.provider(job, job.provider) if _labels is not None else OTHER
+    model = _labels.model(job, job.provider, job.model) if _labels is not None else OTHER
+    FIRST_TOKEN.labels(operation(job), provider, model).observe(max(0.0, time.time() - job.created))
+    return True
 
 
 def count_refusal(limit: str) -> None:
-    REFUSALS.labels(limit if limit in _REFUSED else OTHER).inc()
+    """A 429 of ``limit``, one of the limiter's own names (``requests``, ``tokens``, ``streams``)."""
+    REFUSALS.labels(limit).inc()
 
 
-def count_error(code: Any) -> None:
-    """An error answer; ``code`` an ``ErrorCode`` value (any other counts as the gateway's ``internal``)."""
-    known = code if isinstance(code, ErrorCode) else ErrorCode.__members__.get(str(code).upper())
-    known = known or ErrorCode.INTERNAL
-    ERRORS.labels(FAULTS.get(known, "gateway"), known.value).inc()
+def count_error(code: ErrorCode) -> None:
+    ERRORS.labels(FAULTS[code], code.value).inc()
 
 
 async def _sample(state: State) -> None:

@@ -42,7 +42,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
 
 
 class Labels:
-    """Bounded label values from the catalog: the providers it has, the upstream models it lists."""
+    """Bounded label values of a job's call: the catalog's providers and the models it lists, else ``OTHER``, and
+    always ``OTHER`` for a proxy job's upstream (its client named it)."""
 
     def __init__(self, catalog: Catalog) -> None:
         self._providers = frozenset(catalog.providers)
@@ -50,11 +51,11 @@ class Labels:
             (route.provider, name) for route in catalog.models for name in (route.upstream_model, route.id)
         ) | frozenset((name, spec.default_model) for name, spec in catalog.providers.items())
 
-    def provider(self, provider: str) -> str:
-        return provider if provider in self._providers else OTHER
+    def provider(self, job: GenerationJob, provider: str) -> str:
+        return provider if job.upstream is None and provider in self._providers else OTHER
 
-    def model(self, provider: str, model: str) -> str:
-        return model if (provider, model) in self._models else OTHER
+    def model(self, job: GenerationJob, provider: str, model: str) -> str:
+        return model if job.upstream is None and (provider, model) in self._models else OTHER
 
 
 def exposition() -> bytes:

@@ -31,7 +31,7 @@ from shared import keys
 from shared.catalog import Catalog
 from shared.codec import encode_record
 from shared.errors import ErrorCode, GatewayError
-from shared.events import Done, Failed, Started, Usage
+from shared.events import Done, Failed, Started
 from shared.jobs import GenerationJob, SamplingParams, StreamRecord
 
 __all__ = ["JobCancelledError", "PipelineContext", "resolve_target", "run_job"]
@@ -258,9 +258,9 @@ def _publisher(
     )
 
 
-def _log_end(job: GenerationJob, published: Failed | Done, usage: Usage | None, end: JobEnd) -> None:
+def _log_end(job: GenerationJob, published: Failed | Done, end: JobEnd) -> None:
     """The job's end line: readable as text, its fields apart in JSON logs (``services.telemetry.logs``)."""
-    principal, provider, model = job.principal, end.provider, end.model
+    principal, provider, model, usage = job.principal, end.provider, end.model, end.usage
     tokens = "" if usage is None else f", {usage.prompt_tokens} + {usage.completion_tokens} tokens"
     fields: dict[str, object] = {"provider": provider, "model": model, "tier": principal.tier}
     elapsed = round((time.monotonic() - end.started) * 1000, 1)
@@ -348,5 +348,5 @@ async def run_job(job: GenerationJob, ctx: PipelineContext) -> Failed | Done:
     admission = job.admission
     release = ("ZREM", keys.lease(admission.subject), job.id) if admission is not None and admission.lease else None
     published = await publisher.close(terminal, release, saves)  # the lease and the saves go with the end
-    _log_end(job, published, usage, JobEnd(terminal, usage, provider, model, started=started))
+    _log_end(job, published, end)
     return published

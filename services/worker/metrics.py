@@ -9,7 +9,7 @@ import time
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.telemetry.metrics import DURATION_BUCKETS, OTHER, REGISTRY, TOKEN_BUCKETS, Labels, operation
+from services.telemetry.metrics import DURATION_BUCKETS, REGISTRY, TOKEN_BUCKETS, Labels, operation
 from services.worker.job_end import Command, JobEnd
 from shared.catalog import Catalog
 from shared.errors import FAULTS, ErrorCode
@@ -75,19 +75,14 @@ class JobMetrics:
     def __init__(self, catalog: Catalog) -> None:
         self.labels = Labels(catalog)
 
-    def provider(self, job: GenerationJob, provider: str) -> str:
-        return OTHER if job.upstream is not None else self.labels.provider(provider)
-
-    def model(self, job: GenerationJob, provider: str, model: str) -> str:
-        return OTHER if job.upstream is not None else self.labels.model(provider, model)
-
     def first_chunk(self, job: GenerationJob, provider: str, model: str, seconds: float) -> None:
-        FIRST_CHUNK.labels(operation(job), self.provider(job, provider), self.model(job, provider, model)).observe(
+        labels = self.labels
+        FIRST_CHUNK.labels(operation(job), labels.provider(job, provider), labels.model(job, provider, model)).observe(
             seconds
         )
 
     async def on_end(self, job: GenerationJob, end: JobEnd) -> Command | None:
-        provider, model = self.provider(job, end.provider), self.model(job, end.provider, end.model)
+        provider, model = self.labels.provider(job, end.provider), self.labels.model(job, end.provider, end.model)
         code, fault = "", ""
         if isinstance(end.terminal, Failed):
             code = end.terminal.code if end.terminal.code in _CODES else ErrorCode.INTERNAL.value
@@ -102,10 +97,10 @@ class JobMetrics:
         return None
 
     def retry(self, job: GenerationJob, provider: str) -> None:
-        RETRIES.labels(self.provider(job, provider)).inc()
+        RETRIES.labels(self.labels.provider(job, provider)).inc()
 
     def fallback(self, job: GenerationJob, provider: str, to: str) -> None:
-        FALLBACKS.labels(self.provider(job, provider), self.provider(job, to)).inc()
+        FALLBACKS.labels(self.labels.provider(job, provider), self.labels.provider(job, to)).inc()
 
     def upstream_error(self, job: GenerationJob, provider: str, code: ErrorCode) -> None:
-        UPSTREAM_ERRORS.labels(self.provider(job, provider), FAULTS.get(code, "gateway"), code.value).inc()
+        UPSTREAM_ERRORS.labels(self.labels.provider(job, provider), FAULTS[code], code.value).inc()

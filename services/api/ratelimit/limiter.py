@@ -105,7 +105,7 @@ class RedisLimiter:
         headers = ratelimit_headers(limits, verdict)
         if not verdict.admitted:
             retry_after = max(1, math.ceil(verdict.retry_after_ms / 1000))
-            count_refusal(verdict.refused)
+            count_refusal(verdict.refused if verdict.refused in _REFUSALS else "other")
             limit = _REFUSALS.get(verdict.refused, verdict.refused)
             raise RateLimitedError(
                 f"Rate limit reached for {limit}; try again in {retry_after} s.",

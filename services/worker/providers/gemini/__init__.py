@@ -21,11 +21,18 @@ class GeminiAdapter:
     to_error = staticmethod(to_error)
 
 
-async def stream_gemini(client: httpx.AsyncClient, job: GenerationJob, target: Target) -> AsyncGenerator[Piece, None]:
+_ADAPTER = GeminiAdapter()
+
+
+def stream_gemini(client: httpx.AsyncClient, job: GenerationJob, target: Target) -> AsyncGenerator[Piece, None]:
     """Gemini's pieces; with ``parallel_tool_calls: false`` each answer's first function call only. Gemini has no
     such switch, and it sends each call whole, so the calls after the first are left out as they come."""
-    one_call = job.params.parallel_tool_calls is False
-    async with contextlib.aclosing(stream_http(GeminiAdapter(), client, job, target)) as pieces:
+    pieces = stream_http(_ADAPTER, client, job, target)
+    return _first_calls(pieces) if job.params.parallel_tool_calls is False else pieces
+
+
+async def _first_calls(pieces: AsyncGenerator[Piece, None]) -> AsyncGenerator[Piece, None]:
+    async with contextlib.aclosing(pieces):
         async for piece in pieces:
-            if not (one_call and isinstance(piece, ToolCallPiece) and piece.index):
+            if not (isinstance(piece, ToolCallPiece) and piece.index):
                 yield piece
